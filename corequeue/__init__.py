@@ -1,0 +1,46 @@
+"""corequeue: background jobs kept in your SQL database.
+
+PostgreSQL in production (many workers on many machines), SQLite embedded by default.
+"""
+
+from corequeue.app import configure, enqueue_many, get_store
+from corequeue.core.errors import (
+    ConfigError,
+    CorequeueError,
+    DatabaseUnavailable,
+    InvalidTransition,
+    JobFailed,
+    JobParamsError,
+    JobTimeout,
+    SchemaError,
+    StaleLease,
+    UniqueViolation,
+    UnknownJobError,
+)
+from corequeue.core.states import JobState, Outcome
+from corequeue.job import DeferJob, Job, JobHandle
+from corequeue.registry import register_job
+
+__all__ = [
+    "ConfigError",
+    "CorequeueError",
+    "DatabaseUnavailable",
+    "DeferJob",
+    "InvalidTransition",
+    "Job",
+    "JobFailed",
+    "JobHandle",
+    "JobParamsError",
+    "JobState",
+    "JobTimeout",
+    "Outcome",
+    "SchemaError",
+    "StaleLease",
+    "UniqueViolation",
+    "UnknownJobError",
+    "configure",
+    "enqueue_many",
+    "get_store",
+    "register_job",
+]
+__version__ = "0.1.0"

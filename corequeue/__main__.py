@@ -1,0 +1,5 @@
+import sys
+
+from corequeue.cli import main
+
+sys.exit(main())

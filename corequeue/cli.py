@@ -1,0 +1,361 @@
+"""The ``corequeue`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from corequeue import app, registry
+from corequeue.config import Settings, load_settings, parse_duration
+from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
+from corequeue.core.params import decode_value
+from corequeue.core.states import JobState
+from corequeue.store.queries import Store
+from corequeue.store.records import JobFilter, JobRecord
+
+log = logging.getLogger("corequeue.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one clear line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
+    p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
+    p.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="module that registers jobs (repeatable)",
+    )
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="corequeue", description="Background jobs kept in your SQL database.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a worker")
+    _common(run, json_flag=False)
+    run.add_argument("--queue", dest="queues", action="append", default=[], metavar="NAME",
+                     help="queue to serve (repeatable; default: every queue)")
+    run.add_argument("--max-processes", type=int, metavar="N")
+    run.add_argument("--max-jobs-per-process", type=int, metavar="N",
+                     help="recycle a child after N jobs (0: never)")
+    run.add_argument("--max-pending-per-process", type=int, metavar="N")
+    run.add_argument("--stats-every", metavar="S", help="log stats every S seconds")
+    run.add_argument("--heartbeat-interval", metavar="S")
+    run.add_argument("--heartbeat-timeout", metavar="S")
+    run.add_argument("--grace-period", metavar="S")
+    run.add_argument("--poll-interval", metavar="S")
+    run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
+
+    enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
+    _common(enqueue)
+    enqueue.add_argument("job", help="registry name (module.Class) or alias")
+    enqueue.add_argument("--args", default="[]", help="JSON list of positional arguments")
+    enqueue.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments")
+    enqueue.add_argument("--queue")
+    enqueue.add_argument("--delay", type=float, metavar="SECONDS")
+    enqueue.add_argument("--priority", type=int)
+    enqueue.add_argument("--retries", type=int)
+    enqueue.add_argument("--unique-key")
+    enqueue.add_argument("--timeout", type=float, metavar="SECONDS")
+
+    stats = sub.add_parser("stats", help="counts by queue and state, and live workers")
+    _common(stats)
+
+    jobs = sub.add_parser("jobs", help="list, show, retry, cancel or delete jobs")
+    jobs_sub = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    jl = jobs_sub.add_parser("list", help="newest first")
+    _common(jl)
+    jl.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
+    jl.add_argument("--queue", action="append", default=[])
+    jl.add_argument("--job", action="append", default=[], help="job name")
+    jl.add_argument("--search", default="", help="id, unique key or name fragment")
+    jl.add_argument("--limit", type=int, default=50)
+    jl.add_argument("--before-id", type=int, help="page: jobs with ids below this")
+    for action in ("show", "retry", "cancel", "delete"):
+        p = jobs_sub.add_parser(action, help=f"{action} one job")
+        _common(p)
+        p.add_argument("id", type=int)
+
+    prune = sub.add_parser("prune", help="delete finished jobs past the retention")
+    _common(prune)
+    prune.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h (default: retention)")
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the corequeue tables")
+    _common(migrate)
+
+    for extra in _extra_commands():
+        extra(sub)
+    return parser
+
+
+def _extra_commands() -> list[Any]:
+    """Commands that live in their own modules (schedules, dashboard, bench)."""
+    found = []
+    for module_name in ("corequeue.scheduler", "corequeue.web.command", "corequeue.bench"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue
+            raise
+        found.append(module.add_command)
+    return found
+
+
+def settings_from(args: argparse.Namespace, **more: Any) -> Settings:
+    overrides = {"database_url": getattr(args, "database_url", None)}
+    overrides["imports"] = getattr(args, "imports", None)
+    overrides.update(more)
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import the modules that register jobs. Raises ConfigError naming the one that fails."""
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import module {module!r} (--import / imports): {exc}") from None
+
+
+def open_store(settings: Settings) -> Store:
+    return app.configure(settings.database_url, middleware=settings.middleware)
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from corequeue.worker import Worker
+
+    settings = settings_from(
+        args,
+        queues=args.queues,
+        max_processes=args.max_processes,
+        max_jobs_per_process=args.max_jobs_per_process,
+        max_pending_per_process=args.max_pending_per_process,
+        stats_every=args.stats_every,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        grace_period=args.grace_period,
+        poll_interval=args.poll_interval,
+    )
+    import_modules(settings.imports)
+    from corequeue.middleware import build_chain
+
+    build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
+    store = open_store(settings)
+    services = _worker_services(store, settings)
+    worker = Worker(store, settings, burst=args.burst, services=services)
+    return worker.run()
+
+
+def _worker_services(store: Store, settings: Settings) -> list[Any]:
+    try:
+        scheduler = importlib.import_module("corequeue.scheduler")
+    except ModuleNotFoundError as exc:
+        if exc.name == "corequeue.scheduler":
+            return []
+        raise
+    return list(scheduler.worker_services(store, settings))
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    import_modules(settings.imports)
+    try:
+        job_args = json.loads(args.args)
+        job_kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--args/--kwargs must be JSON: {exc}") from None
+    if not isinstance(job_args, list) or not isinstance(job_kwargs, dict):
+        raise ConfigError("--args must be a JSON list and --kwargs a JSON object")
+    cls = registry.resolve(args.job)
+    open_store(settings)
+    handle = cls(*job_args, **job_kwargs).run_in_worker(
+        queue=args.queue,
+        delay=args.delay,
+        priority=args.priority,
+        retries=args.retries,
+        unique_key=args.unique_key,
+        timeout=args.timeout,
+    )
+    emit(args, {"id": handle.id}, f"enqueued job {handle.id} ({registry.job_name(cls)})")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    store = open_store(settings_from(args))
+    store.check_schema()
+    counts = store.job_count_many()
+    workers = store.worker_list()
+    by_queue: dict[str, dict[str, int]] = {}
+    for queue, state, n in counts:
+        by_queue.setdefault(queue, {s.value: 0 for s in JobState})[state.value] = n
+    totals = {s.value: sum(q[s.value] for q in by_queue.values()) for s in JobState}
+    data = {
+        "queues": by_queue,
+        "totals": totals,
+        "workers": [
+            {"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues,
+             "last_beat_at": w.last_beat_at.isoformat(), "stats": w.stats}
+            for w in workers
+        ],
+    }
+    states = [s.value for s in JobState]
+    width = max([len("queue"), len("TOTAL"), *(len(q) for q in by_queue)])
+    lines = ["queue".ljust(width) + "".join(s.rjust(11) for s in states)]
+    for queue, row in sorted(by_queue.items()):
+        lines.append(queue.ljust(width) + "".join(str(row[s]).rjust(11) for s in states))
+    lines.append("TOTAL".ljust(width) + "".join(str(totals[s]).rjust(11) for s in states))
+    lines.append(f"\n{len(workers)} live worker(s)")
+    for w in workers:
+        degraded = " (LISTEN degraded: polling)" if w.stats.get("degraded") else ""
+        lines.append(
+            f"  {w.id} {w.host} pid={w.pid} queues={','.join(w.queues) or '*'} "
+            f"running={w.stats.get('running', 0)} succeeded={w.stats.get('succeeded', 0)} "
+            f"last beat {w.last_beat_at:%H:%M:%S}{degraded}"
+        )
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _job_line(job: JobRecord) -> str:
+    return (
+        f"{job.id:>8}  {job.state.value:<10} {job.queue:<10} {job.name}  "
+        f"attempts={job.attempts}/{job.max_attempts} run_at={job.run_at:%Y-%m-%d %H:%M:%S}"
+        + (f"  error={job.error}" if job.error and job.state is not JobState.SUCCEEDED else "")
+    )
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    store = open_store(settings_from(args))
+    store.check_schema()
+    now = datetime.now(UTC)
+    if args.action == "list":
+        found = store.job_list(
+            JobFilter(
+                states=tuple(JobState(s) for s in args.state),
+                queues=tuple(args.queue),
+                names=tuple(registry.canonical_name(n) for n in args.job),
+                search=args.search,
+            ),
+            limit=args.limit,
+            before_id=args.before_id,
+        )
+        emit(args, [j.as_dict() for j in found], "\n".join(_job_line(j) for j in found) or "no jobs")
+        return 0
+    try:
+        if args.action == "show":
+            job = store.job_get(args.id)
+            if job is None:
+                raise KeyError(f"no job with id {args.id}")
+            attempts = store.attempt_list(args.id)
+            data = job.as_dict() | {"attempts_detail": [a.as_dict() for a in attempts]}
+            lines = [f"{k}: {v}" for k, v in job.as_dict().items()]
+            if job.result is not None:
+                lines.append(f"result (decoded): {decode_value(job.result)!r}")
+            for a in attempts:
+                lines.append(
+                    f"attempt {a.attempt}: {a.outcome.value} at {a.finished_at:%Y-%m-%d %H:%M:%S}"
+                    + (f" {a.error_type}: {a.error_message}" if a.error_type else "")
+                )
+                if a.traceback:
+                    lines.append(a.traceback.rstrip())
+            emit(args, data, "\n".join(lines))
+        elif args.action == "retry":
+            job = store.job_retry(args.id, now=now)
+            emit(args, job.as_dict(), f"job {job.id} is {job.state.value} again")
+        elif args.action == "cancel":
+            job = store.job_cancel(args.id, now=now)
+            emit(args, job.as_dict(), f"job {job.id} cancelled")
+        elif args.action == "delete":
+            deleted = store.job_delete(args.id)
+            if not deleted:
+                raise KeyError(f"no job with id {args.id}")
+            emit(args, {"deleted": args.id}, f"job {args.id} deleted")
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    except InvalidTransition as exc:
+        raise ConfigError(f"job {args.id}: {exc}") from None
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    store = open_store(settings)
+    store.check_schema()
+    older = (
+        parse_duration(args.older_than, key="--older-than", source="command line")
+        if args.older_than
+        else settings.retention
+    )
+    deleted = store.job_prune_many(finished_before=datetime.now(UTC) - timedelta(seconds=older))
+    emit(args, {"deleted": deleted}, f"deleted {deleted} finished job(s) older than {older:g}s")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    store = open_store(settings_from(args))
+    before, after = store.migrate()
+    where = store.url.render_as_string(hide_password=True)
+    if before is None:
+        text = f"created the corequeue tables (schema version {after}) in {where}"
+    elif before == after:
+        text = f"the corequeue tables in {where} are up to date (schema version {after})"
+    else:
+        text = f"upgraded the corequeue tables in {where} from version {before} to {after}"
+    emit(args, {"before": before, "after": after}, text)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "enqueue": cmd_enqueue,
+    "stats": cmd_stats,
+    "jobs": cmd_jobs,
+    "prune": cmd_prune,
+    "migrate": cmd_migrate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    handler = COMMANDS.get(args.command) or args.handler
+    try:
+        return int(handler(args))
+    except CorequeueError as exc:
+        print(f"corequeue: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings: defaults < [tool.corequeue] in pyproject.toml < COREQUEUE_* environment < flags."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from corequeue.core.errors import ConfigError
+from corequeue.store.engine import DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    imports: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()  # empty: every queue
+    middleware: tuple[str, ...] = ()
+    retention: float = 7 * 86400.0  # seconds finished jobs are kept
+    max_processes: int = 2
+    max_jobs_per_process: int = 0  # 0: children are never recycled
+    max_pending_per_process: int = 10
+    stats_every: float = 60.0
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 60.0
+    grace_period: float = 30.0
+    poll_interval: float = 1.0
+    schedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    config_file: str | None = None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any, *, key: str, source: str) -> float:
+    """Seconds from a number or text like ``"7d"``, ``"12h"``, ``"30s"``. Raises ConfigError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(
+                f"{key} = {value!r} ({source}) is not a duration: use seconds or text like "
+                "'30s', '15m', '12h', '7d'"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ConfigError(f"{key} = {value!r} ({source}) must not be negative")
+    return seconds
+
+
+_DURATIONS = {
+    "retention",
+    "stats_every",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "grace_period",
+    "poll_interval",
+}
+_INTS = {"max_processes", "max_jobs_per_process", "max_pending_per_process"}
+_LISTS = {"imports", "queues", "middleware"}
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """One setting's value, converted and checked. Raises ConfigError naming key and source."""
+    if key in _DURATIONS:
+        return parse_duration(value, key=key, source=source)
+    if key in _INTS:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} = {value!r} ({source}) must be an integer") from None
+        minimum = 1 if key != "max_jobs_per_process" else 0
+        if number < minimum or (isinstance(value, float) and value != number):
+            raise ConfigError(f"{key} = {value!r} ({source}) must be an integer >= {minimum}")
+        return number
+    if key in _LISTS:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            items = list(value)
+        else:
+            raise ConfigError(f"{key} = {value!r} ({source}) must be a list of strings")
+        return tuple(items)
+    if key == "database_url":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"database_url = {value!r} ({source}) must be a URL string")
+        return value.strip()
+    if key == "schedule":
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(
+                f"schedule ({source}) must be tables: [tool.corequeue.schedule.NAME]"
+            )
+        return value
+    raise ConfigError(f"unknown setting {key!r} ({source})")
+
+
+_KEYS = {f.name for f in fields(Settings)} - {"config_file"}
+
+
+def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"configuration file {str(p)!r} does not exist")
+        return p
+    candidate = Path.cwd() / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from the configuration file, the environment and ``overrides`` (flags, whose
+    None values are ignored). Raises ConfigError naming the bad key and where it came from."""
+    settings = Settings()
+    values: dict[str, Any] = {}
+    path = find_config_file(config_file)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        section = data.get("tool", {}).get("corequeue", {})
+        source = f"[tool.corequeue] in {path}"
+        for key, value in section.items():
+            norm = key.replace("-", "_")
+            if norm not in _KEYS:
+                raise ConfigError(
+                    f"unknown setting {key!r} in {source}; known settings: "
+                    + ", ".join(sorted(_KEYS))
+                )
+            values[norm] = coerce(norm, value, source)
+        settings = replace(settings, config_file=str(path))
+    env = os.environ if environ is None else environ
+    for key in sorted(_KEYS - {"schedule"}):
+        name = f"COREQUEUE_{key.upper()}"
+        if name in env and env[name] != "":
+            values[key] = coerce(key, env[name], f"environment {name}")
+    for key, value in (overrides or {}).items():
+        if value is None or (key in _LISTS and not value):
+            continue
+        values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
+    return replace(settings, **values)

@@ -1,0 +1,176 @@
+"""The job lifecycle: every decision that changes a job's state is made here.
+
+Theory of operation: a caller (the worker, the store's maintenance services, the command line)
+holds a :class:`JobSnapshot` of a job, feeds an event in (an attempt's :class:`Outcome`, or an
+:class:`Action`), and gets a :class:`Change` back: the state, attempt counts, run time and lease
+the job must have afterwards. The caller persists the change with a compare-and-set on the
+state (and lease) it read, so a late writer is refused rather than applied.
+
+Two rules: every state change is decided in this module, and this module does no I/O. It reads
+no clock and draws no random numbers: ``now`` and retry delays are arguments.
+
+The legal moves are the data in :data:`TRANSITIONS`; an event missing from it for the job's
+state is an :class:`InvalidTransition` that names both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from corequeue.core.errors import InvalidTransition, StaleLease
+from corequeue.core.states import JobState, Outcome
+
+
+class Action(StrEnum):
+    """Events that do not end an attempt."""
+
+    CLAIM = "claim"
+    CANCEL = "cancel"
+    RETRY = "retry"
+    RELEASE = "release"  # a claimed attempt that never started goes back, uncounted
+
+
+Event = Outcome | Action
+
+_R, _U = JobState.REQUESTED, JobState.RUNNING
+_S, _F, _C = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED
+
+#: (state, event) -> possible next states. Where two are listed, the first applies while the job
+#: has attempts left and the second once they are used up.
+TRANSITIONS: dict[tuple[JobState, Event], tuple[JobState, ...]] = {
+    (_R, Action.CLAIM): (_U,),
+    (_R, Action.CANCEL): (_C,),
+    (_U, Outcome.SUCCEEDED): (_S,),
+    (_U, Outcome.ERRORED): (_R, _F),
+    (_U, Outcome.TIMED_OUT): (_R, _F),
+    (_U, Outcome.LOST): (_R, _F),
+    (_U, Outcome.DEFERRED): (_R, _F),  # _F only when the deferral counts as an attempt
+    (_U, Outcome.CANCELLED): (_C,),
+    (_U, Action.CANCEL): (_C,),
+    (_U, Action.RELEASE): (_R,),
+    (_F, Action.RETRY): (_R,),
+    (_C, Action.RETRY): (_R,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What the lifecycle needs to know about a job."""
+
+    state: JobState
+    attempts: int  # attempts started so far (a claim starts one)
+    max_attempts: int  # retries + 1
+    lease: str | None = None  # token of the running attempt
+    run_at: datetime | None = None
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.max_attempts - self.attempts, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The job as it must be after an event; ``finished_at`` is set exactly for final states."""
+
+    state: JobState
+    attempts: int
+    max_attempts: int
+    lease: str | None
+    run_at: datetime | None
+    finished_at: datetime | None
+
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(self.state, self.attempts, self.max_attempts, self.lease, self.run_at)
+
+
+def next_states(state: JobState, event: Event) -> tuple[JobState, ...]:
+    """Return the states ``event`` may lead to from ``state``; raise InvalidTransition if none."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition(
+            f"a job in state {state.value!r} cannot take event {event.value!r}"
+        ) from None
+
+
+def claim(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
+    """Start an attempt under ``lease``. Returns the running job; raises InvalidTransition."""
+    (state,) = next_states(job.state, Action.CLAIM)
+    return Change(state, job.attempts + 1, job.max_attempts, lease, job.run_at, None)
+
+
+def finish(
+    job: JobSnapshot,
+    outcome: Outcome,
+    *,
+    lease: str,
+    now: datetime,
+    retry_delay: float = 0.0,
+    defer_delay: float = 0.0,
+    defer_counts: bool = False,
+) -> Change:
+    """Record how the attempt held under ``lease`` ended.
+
+    ``retry_delay`` (seconds) applies when a failed attempt is retried; ``defer_delay`` when the
+    job deferred itself, and ``defer_counts`` says whether that deferral used up the attempt.
+    Returns the job's next state. Raises StaleLease when ``lease`` is not the job's current
+    lease (a late result from a superseded attempt), InvalidTransition when not running.
+    """
+    choices = next_states(job.state, outcome)
+    if job.lease != lease:
+        raise StaleLease(
+            f"result {outcome.value!r} refused: lease {lease!r} is not the job's current lease"
+        )
+    if outcome is Outcome.DEFERRED:
+        attempts = job.attempts if defer_counts else job.attempts - 1
+        if defer_counts and attempts >= job.max_attempts:
+            return _final(choices[-1], job, attempts, now)
+        return Change(choices[0], attempts, job.max_attempts, None, _after(now, defer_delay), None)
+    if len(choices) == 1:
+        return _final(choices[0], job, job.attempts, now)
+    if job.attempts < job.max_attempts:
+        return Change(
+            choices[0], job.attempts, job.max_attempts, None, _after(now, retry_delay), None
+        )
+    return _final(choices[1], job, job.attempts, now)
+
+
+def release(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
+    """Give back a claimed attempt that never started (shutdown): the attempt is not counted."""
+    (state,) = next_states(job.state, Action.RELEASE)
+    if job.lease != lease:
+        raise StaleLease(f"release refused: lease {lease!r} is not the job's current lease")
+    return Change(state, job.attempts - 1, job.max_attempts, None, job.run_at, None)
+
+
+def cancel(job: JobSnapshot, *, now: datetime) -> Change:
+    """Cancel a waiting or running job. Returns the cancelled job; raises InvalidTransition."""
+    (state,) = next_states(job.state, Action.CANCEL)
+    return _final(state, job, job.attempts, now)
+
+
+def retry(job: JobSnapshot, *, now: datetime) -> Change:
+    """Send a failed or cancelled job back to wait, with one more attempt, to run now."""
+    (state,) = next_states(job.state, Action.RETRY)
+    return Change(state, job.attempts, max(job.max_attempts, job.attempts + 1), None, now, None)
+
+
+def _final(state: JobState, job: JobSnapshot, attempts: int, now: datetime) -> Change:
+    return Change(state, attempts, job.max_attempts, None, job.run_at, now)
+
+
+def _after(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=max(seconds, 0.0))
+
+
+def mermaid_diagram() -> str:
+    """A Mermaid state diagram drawn from :data:`TRANSITIONS` (used by the README)."""
+    lines = ["stateDiagram-v2", "    [*] --> requested"]
+    for (source, event), targets in TRANSITIONS.items():
+        for target in targets:
+            lines.append(f"    {source.value} --> {target.value}: {event.value}")
+    for state in (_S, _F, _C):
+        lines.append(f"    {state.value} --> [*]")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""The public job API: ``Job``, ``DeferJob`` and the handle ``run_in_worker()`` returns."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from corequeue.core.errors import JobFailed, JobParamsError, JobTimeout
+from corequeue.core.params import decode_value
+from corequeue.core.retry import exponential_backoff
+from corequeue.core.states import JobState
+
+if TYPE_CHECKING:
+    from corequeue.store.queries import ConnectionLike, Store
+    from corequeue.store.records import JobRecord
+
+Delay = int | float | timedelta | datetime
+
+
+class DeferJob(Exception):  # noqa: N818 - the public name is the contract
+    """Raise inside ``run()`` to put the job back to wait for ``delay``.
+
+    With ``increment_retries=True`` the deferral uses up an attempt, and the job fails once
+    its attempts run out; otherwise it does not count.
+    """
+
+    def __init__(self, delay: Delay = 0, *, increment_retries: bool = False) -> None:
+        self.delay = delay
+        self.increment_retries = increment_retries
+        super().__init__(f"deferred for {delay!r}")
+
+
+class Job:
+    """Base class for background jobs.
+
+    The constructor's arguments are the job's stored parameters; ``run()`` does the work and
+    its return value is stored as the job's result. Override the ``default_*`` class methods
+    for per-class defaults.
+    """
+
+    _cq_args: tuple[Any, ...]
+    _cq_kwargs: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__new__(cls)
+        obj._cq_args = args
+        obj._cq_kwargs = kwargs
+        return obj
+
+    def run(self) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define run()")
+
+    # -- class-level defaults ---------------------------------------------------------------
+
+    def default_queue(self) -> str:
+        return "default"
+
+    def default_priority(self) -> int:
+        return 0
+
+    def default_retries(self) -> int:
+        return 0
+
+    def default_timeout(self) -> float | None:
+        return None
+
+    def default_unique_key(self) -> str:
+        return ""
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait before retrying after failed attempt ``attempt`` (1-based):
+        exponential with jitter by default."""
+        return exponential_backoff(attempt, random.random())
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def run_in_worker(
+        self,
+        *,
+        queue: str | None = None,
+        delay: Delay | None = None,
+        priority: int | None = None,
+        retries: int | None = None,
+        unique_key: str | None = None,
+        timeout: float | None = None,
+        connection: ConnectionLike | None = None,
+    ) -> JobHandle:
+        """Enqueue this job for a worker. Returns its handle.
+
+        With ``connection`` (a SQLAlchemy Connection or Session) the job is inserted in the
+        caller's transaction: it exists only if that transaction commits. A ``unique_key`` held
+        by a waiting or running job of the same class returns that job's handle instead.
+        Raises JobParamsError naming a parameter that cannot be stored.
+        """
+        from corequeue.app import enqueue_many
+
+        (handle,) = enqueue_many(
+            [self],
+            queue=queue,
+            delay=delay,
+            priority=priority,
+            retries=retries,
+            unique_key=unique_key,
+            timeout=timeout,
+            connection=connection,
+            _source=caller_source(),
+        )
+        return handle
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self._cq_args]
+        parts += [f"{k}={v!r}" for k, v in self._cq_kwargs.items()]
+        return f"{type(self).__qualname__}({', '.join(parts)})"
+
+
+def arg_names(job: Job) -> list[str]:
+    """Names of the positional constructor arguments, for error messages."""
+    try:
+        params = list(inspect.signature(type(job).__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def resolve_run_at(delay: Delay | None, now: datetime) -> datetime:
+    """When a job enqueued ``now`` with ``delay`` may run. Raises JobParamsError."""
+    if delay is None:
+        return now
+    if isinstance(delay, datetime):
+        if delay.tzinfo is None:
+            raise JobParamsError(
+                f"delay={delay!r} is a naive datetime: pass an aware one (tzinfo=UTC)"
+            )
+        return delay.astimezone(UTC)
+    if isinstance(delay, timedelta):
+        return now + delay
+    if isinstance(delay, (int, float)) and not isinstance(delay, bool):
+        if delay < 0:
+            raise JobParamsError(f"delay={delay!r} is negative: pass seconds >= 0")
+        return now + timedelta(seconds=delay)
+    raise JobParamsError(
+        f"delay={delay!r}: pass seconds (int or float), a timedelta or an aware datetime"
+    )
+
+
+def caller_source() -> str:
+    """``file:line`` of the first frame outside corequeue (where the job was enqueued)."""
+    frame = sys._getframe(1)
+    package = __name__.rpartition(".")[0]
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != package and not module.startswith(package + "."):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
+
+
+class JobHandle:
+    """A stored job: its ``id``, its last known ``state``, ``refresh()`` and ``wait()``."""
+
+    def __init__(self, id: int, *, store: Store | None = None, state: JobState | None = None):
+        self.id = id
+        self._store = store
+        self.state: JobState = state or JobState.REQUESTED
+        self.record: JobRecord | None = None
+
+    def _get_store(self) -> Store:
+        if self._store is None:
+            from corequeue.app import get_store
+
+            self._store = get_store()
+        return self._store
+
+    def refresh(self) -> JobHandle:
+        """Read the job again. Returns self; raises KeyError once the job is deleted."""
+        record = self._get_store().job_get(self.id)
+        if record is None:
+            raise KeyError(f"job {self.id} no longer exists (pruned or deleted)")
+        self.record = record
+        self.state = record.state
+        return self
+
+    @property
+    def result(self) -> Any:
+        """The stored result of a succeeded job (None before)."""
+        if self.record is None or self.record.result is None:
+            return None
+        return decode_value(self.record.result)
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.02) -> Any:
+        """Wait until the job finishes and return its result.
+
+        Raises JobTimeout after ``timeout`` seconds, JobFailed when the job failed or was
+        cancelled (the message carries its last error).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = poll
+        while True:
+            self.refresh()
+            assert self.record is not None
+            if self.state is JobState.SUCCEEDED:
+                return self.result
+            if self.state in (JobState.FAILED, JobState.CANCELLED):
+                raise JobFailed(
+                    f"job {self.id} ({self.record.name}) {self.state.value}: {self.record.error}"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(
+                    f"job {self.id} is still {self.state.value} after {timeout:g}s"
+                )
+            sleep = interval if deadline is None else min(interval, deadline - time.monotonic())
+            time.sleep(max(sleep, 0.0))
+            interval = min(interval * 1.5, 0.25)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle id={self.id} state={self.state.value}>"
+
+
+def enqueue_options(
+    job: Job,
+    *,
+    queue: str | None,
+    priority: int | None,
+    retries: int | None,
+    unique_key: str | None,
+    timeout: float | None,
+) -> tuple[str, int, int, str, float | None]:
+    """(queue, priority, max_attempts, unique_key, timeout) after class defaults, validated."""
+    q = job.default_queue() if queue is None else queue
+    p = job.default_priority() if priority is None else priority
+    r = job.default_retries() if retries is None else retries
+    u = job.default_unique_key() if unique_key is None else unique_key
+    t = job.default_timeout() if timeout is None else timeout
+    name = type(job).__qualname__
+    if not isinstance(q, str) or not q or len(q) > 100:
+        raise JobParamsError(f"{name}: queue={q!r} must be a non-empty string (at most 100 chars)")
+    if not isinstance(p, int) or isinstance(p, bool):
+        raise JobParamsError(f"{name}: priority={p!r} must be an integer")
+    if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+        raise JobParamsError(f"{name}: retries={r!r} must be an integer >= 0")
+    if not isinstance(u, str) or len(u) > 255:
+        raise JobParamsError(f"{name}: unique_key={u!r} must be a string (at most 255 chars)")
+    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0):
+        raise JobParamsError(f"{name}: timeout={t!r} must be a number of seconds > 0")
+    return q, p, r + 1, u, float(t) if t is not None else None
+
+
+def handles(ids: Sequence[int], store: Store) -> list[JobHandle]:
+    return [JobHandle(i, store=store) for i in ids]

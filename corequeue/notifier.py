@@ -1,0 +1,113 @@
+"""PostgreSQL LISTEN in a background thread: wakes the worker when jobs are enqueued.
+
+The worker polls anyway (``poll_interval``), so a dead LISTEN connection costs latency, never
+jobs. The notifier notices the loss, reports ``degraded`` (logged and in stats), and
+reconnects with capped backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from corequeue.store.queries import NOTIFY_CHANNEL
+
+log = logging.getLogger("corequeue.notifier")
+
+
+class WakeUp:
+    """A pipe the worker's wait() watches; ``set()`` makes it readable (debounced)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._pending = False
+        self._lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return self._r
+
+    def set(self) -> None:
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            os.write(self._w, b"x")
+        except BlockingIOError:
+            pass
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending = False
+            try:
+                while os.read(self._r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+class Notifier(threading.Thread):
+    def __init__(self, url: URL, wake: WakeUp, *, reconnect_max: float = 5.0) -> None:
+        super().__init__(name="corequeue-listen", daemon=True)
+        self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.wake = wake
+        self.reconnect_max = reconnect_max
+        self.degraded = True  # until the first LISTEN succeeds
+        self.listening = threading.Event()
+        self._stop = threading.Event()
+        self._conn: Any = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.cancel()
+            except Exception:
+                pass
+
+    def run(self) -> None:
+        import psycopg
+
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    self._conn = conn
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if self.degraded:
+                        log.info("listening for enqueue notifications on %s", NOTIFY_CHANNEL)
+                    self.degraded = False
+                    self.listening.set()
+                    delay = 0.1
+                    self.wake.set()  # catch up on anything enqueued while we were away
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake.set()
+                        # A cheap liveness check: a dead connection raises here.
+                        conn.execute("SELECT 1")
+            except Exception as exc:
+                if self._stop.is_set():
+                    break
+                if not self.degraded:
+                    log.warning(
+                        "LISTEN connection lost (%s): degraded to polling until it is back",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    )
+                self.degraded = True
+                self.listening.clear()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.reconnect_max)
+            finally:
+                self._conn = None

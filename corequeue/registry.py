@@ -1,0 +1,108 @@
+"""The job registry: names stored in the database <-> Job classes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar, overload
+
+from corequeue.core.errors import UnknownJobError
+
+if TYPE_CHECKING:
+    from corequeue.job import Job
+
+J = TypeVar("J", bound="type[Job]")
+
+_JOBS: dict[str, type[Job]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def job_name(cls: type[Job]) -> str:
+    """The registry name of a job class: ``module.QualName``.
+
+    A class in a module run with ``python -m pkg.mod`` is named after ``pkg.mod``, the name
+    a worker imports it by. Raises TypeError for a class in a script run directly.
+    """
+    module = cls.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None or not spec.name or spec.name == "__main__":
+            raise TypeError(
+                f"{cls.__qualname__} is defined in a script run directly, which workers cannot "
+                "import: define job classes in an importable module"
+            )
+        module = spec.name
+    return f"{module}.{cls.__qualname__}"
+
+
+@overload
+def register_job(cls: J, /) -> J: ...
+@overload
+def register_job(*, alias: str | None = None) -> Callable[[J], J]: ...
+def register_job(cls: J | None = None, /, *, alias: str | None = None) -> J | Callable[[J], J]:
+    """Register a Job subclass so workers can run it: ``@register_job`` or
+    ``@register_job(alias="welcome")``. Returns the class unchanged."""
+
+    def decorate(cls: J) -> J:
+        from corequeue.job import Job
+
+        if not (isinstance(cls, type) and issubclass(cls, Job)):
+            raise TypeError(f"@register_job decorates Job subclasses, not {cls!r}")
+        name = job_name(cls)
+        if "<locals>" in name:
+            raise TypeError(
+                f"{name} is defined inside a function: workers cannot import it. "
+                "Define job classes at module level."
+            )
+        _JOBS[name] = cls
+        if alias is not None:
+            taken = _ALIASES.get(alias)
+            if taken is not None and taken != name:
+                raise ValueError(f"job alias {alias!r} already names {taken}")
+            _ALIASES[alias] = name
+        return cls
+
+    return decorate(cls) if cls is not None else decorate
+
+
+def is_registered(cls: type[Job]) -> bool:
+    return _JOBS.get(job_name(cls)) is cls
+
+
+def canonical_name(name: str) -> str:
+    """The registry name for ``name``, which may be an alias."""
+    return _ALIASES.get(name, name)
+
+
+def resolve(name: str) -> type[Job]:
+    """The Job class registered as ``name`` (or alias), importing its module when needed.
+
+    Raises UnknownJobError with what to do when no such job can be found.
+    """
+    name = canonical_name(name)
+    cls = _JOBS.get(name)
+    if cls is not None:
+        return cls
+    module, _, _ = name.rpartition(".")
+    while module:
+        try:
+            importlib.import_module(module)
+            break
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            module, _, _ = module.rpartition(".")
+    cls = _JOBS.get(canonical_name(name))
+    if cls is None:
+        raise UnknownJobError(
+            f"no job is registered as {name!r}: make sure the module that defines it is "
+            "importable by the worker (--import MODULE, or `imports` in [tool.corequeue]) "
+            "and that the class is decorated with @register_job"
+        )
+    return cls
+
+
+def registered() -> dict[str, type[Job]]:
+    """All registered jobs by name (a copy)."""
+    return dict(_JOBS)

@@ -1,0 +1,106 @@
+"""Engines for corequeue's databases, and the one place driver exceptions are translated."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Engine, make_url
+
+from corequeue.core.errors import ConfigError, DatabaseUnavailable, SchemaError
+
+DEFAULT_DATABASE_URL = "sqlite:///corequeue.sqlite3"
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL; plain ``postgresql://`` URLs use psycopg 3. Raises ConfigError."""
+    if isinstance(url, str):
+        text = url.strip()
+        if text.startswith("postgres://"):
+            text = "postgresql://" + text[len("postgres://") :]
+        try:
+            parsed = make_url(text)
+        except exc.ArgumentError:
+            raise ConfigError(
+                f"invalid database URL {url!r}: expected sqlite:///path/to/file.sqlite3 "
+                "or postgresql://user@host/dbname"
+            ) from None
+    else:
+        parsed = url
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED:
+        raise ConfigError(
+            f"unsupported database {backend!r} in {parsed.render_as_string(hide_password=True)!r}:"
+            " corequeue runs on sqlite:/// and postgresql:// URLs"
+        )
+    if backend == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine set up for corequeue: WAL and immediate transactions on SQLite."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", 30)
+        try:
+            engine = sa.create_engine(parsed, **kwargs)
+        except exc.ArgumentError as e:
+            raise ConfigError(f"invalid SQLite URL {url!r}: {e}") from None
+        setup_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            f"PostgreSQL needs psycopg 3 ({e.name} is missing): pip install 'corequeue[postgres]'"
+        ) from None
+
+
+def setup_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and ``BEGIN IMMEDIATE``: writers queue up instead of failing with
+    "database is locked" when a read transaction would have to upgrade to a write."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such column")
+
+
+@contextlib.contextmanager
+def translate_errors(url: URL | None = None) -> Iterator[None]:
+    """Turn driver exceptions into corequeue's: an unreachable server is DatabaseUnavailable,
+    a missing table SchemaError. Everything else passes through unchanged."""
+    where = f" at {url.render_as_string(hide_password=True)}" if url is not None else ""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        message = str(e.orig) if e.orig is not None else str(e)
+        lowered = message.lower()
+        if any(m in lowered for m in _MISSING_TABLE) and "corequeue_" in lowered:
+            raise SchemaError(
+                f"the corequeue tables are missing or outdated{where}: run `corequeue migrate` "
+                f"({message.splitlines()[0]})"
+            ) from e
+        if isinstance(e, (exc.OperationalError, exc.InterfaceError)) or e.connection_invalidated:
+            first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
+            raise DatabaseUnavailable(f"database unavailable{where}: {first}") from e
+        raise

@@ -1,0 +1,48 @@
+"""SQLAlchemy ORM instances as job parameters: they travel as (model, primary key) and are
+loaded again in the worker."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from corequeue.core.errors import JobParamsError
+from corequeue.core.params import Codec
+
+
+def _is_orm_instance(obj: Any) -> bool:
+    if isinstance(obj, type):
+        return False
+    state = sa.inspect(obj, raiseerr=False)
+    return state is not None and hasattr(state, "mapper") and hasattr(state, "identity")
+
+
+def _encode(obj: Any) -> dict[str, Any]:
+    state = sa.inspect(obj)
+    if state.identity is None:
+        raise JobParamsError(
+            f"{type(obj).__qualname__} instance has no primary key yet: flush or commit it "
+            "before enqueueing a job that refers to it"
+        )
+    cls = type(obj)
+    return {"model": f"{cls.__module__}.{cls.__qualname__}", "pk": list(state.identity)}
+
+
+def _decode(value: dict[str, Any]) -> Any:
+    from corequeue.app import get_store
+
+    module, _, name = value["model"].rpartition(".")
+    model = getattr(importlib.import_module(module), name)
+    pk = tuple(value["pk"])
+    with Session(get_store().engine, expire_on_commit=False) as session:
+        obj = session.get(model, pk if len(pk) > 1 else pk[0])
+        if obj is None:
+            raise JobParamsError(f"{value['model']} with primary key {pk!r} no longer exists")
+        session.expunge(obj)
+        return obj
+
+
+ORM_CODEC = Codec("orm", _is_orm_instance, _encode, _decode)

@@ -1,0 +1,695 @@
+"""The query seam: every SQL statement corequeue runs, as small noun-first methods.
+
+Batch operations end in ``_many``. Every write that changes a job's state re-checks, in its
+WHERE clause, the state (and lease) it expects, so a late writer changes nothing. The decisions
+themselves come from :mod:`corequeue.core.lifecycle`; this module only persists them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+
+from corequeue.core import lifecycle
+from corequeue.core.errors import InvalidTransition, SchemaError
+from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
+from corequeue.store import schema
+from corequeue.store.engine import create_engine, translate_errors
+from corequeue.store.records import (
+    AttemptEnd,
+    AttemptRecord,
+    ClaimedJob,
+    Inserted,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    WorkerRecord,
+)
+
+jobs, attempts, workers, meta = schema.jobs, schema.attempts, schema.workers, schema.meta
+
+#: PostgreSQL channel that enqueues notify; its payload is the queue name.
+NOTIFY_CHANNEL = "corequeue_jobs"
+
+_JOB_COLUMNS = [c for c in jobs.c]
+_CLAIM_COLUMNS = [
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.params,
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.run_at,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.timeout,
+]
+
+
+class _ArrayOf(ColumnElement[Any]):
+    """PostgreSQL's ``ARRAY(SELECT ...)``: the claim's subquery, evaluated once."""
+
+    inherit_cache = False
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.select = select
+
+
+@compiles(_ArrayOf)
+def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.select, **kw)})"
+
+
+ConnectionLike = Connection | Session
+
+
+class Store:
+    """corequeue's tables in one database, reached through a SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        self.url: URL = engine.url
+
+    @classmethod
+    def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
+        return cls(create_engine(url, **engine_kwargs))
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _errors(self) -> Any:
+        return translate_errors(self.url)
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def schema_version(self) -> int | None:
+        """The schema version recorded in the database, or None when there are no tables."""
+        with self._errors(), self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(meta.name):
+                return None
+            value = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar()
+            return int(value) if value is not None else None
+
+    def check_schema(self) -> None:
+        """Raise SchemaError unless the tables exist at this package's schema version."""
+        found = self.schema_version()
+        where = self.url.render_as_string(hide_password=True)
+        if found is None:
+            raise SchemaError(f"the corequeue tables do not exist in {where}: run `corequeue migrate`")
+        if found < schema.SCHEMA_VERSION:
+            raise SchemaError(
+                f"the corequeue tables in {where} are at schema version {found}, this corequeue "
+                f"needs {schema.SCHEMA_VERSION}: run `corequeue migrate`"
+            )
+        if found > schema.SCHEMA_VERSION:
+            raise SchemaError(
+                f"the corequeue tables in {where} are at schema version {found}, newer than this "
+                f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
+            )
+
+    def migrate(self) -> tuple[int | None, int]:
+        """Create or upgrade the tables. Returns (version before, version after)."""
+        from corequeue.store.migration import upgrade
+
+        with self._errors(), self._begin() as conn:
+            if self.is_postgresql:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x636F7265)))
+            return upgrade(conn)
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def job_insert_many(
+        self, new_jobs: Sequence[NewJob], *, now: datetime, connection: ConnectionLike | None = None
+    ) -> list[Inserted]:
+        """Insert jobs; with ``connection``, inside the caller's transaction (not committed here).
+
+        A job whose unique key is held by a waiting or running job of the same name is not
+        inserted: its entry names the existing job instead.
+        """
+        if not new_jobs:
+            return []
+        with self._errors():
+            if connection is None:
+                with self._begin() as conn:
+                    return self._insert(conn, new_jobs, now)
+            conn = connection.connection() if isinstance(connection, Session) else connection
+            return self._insert(conn, new_jobs, now)
+
+    def _insert(self, conn: Connection, new_jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
+        rows = [_new_row(j, now) for j in new_jobs]
+        out: list[Inserted | None] = [None] * len(rows)
+        plain = [i for i, j in enumerate(new_jobs) if not j.unique_key]
+        if plain:
+            result = conn.execute(
+                sa.insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True),
+                [rows[i] for i in plain],
+            )
+            for i, job_id in zip(plain, result.scalars(), strict=True):
+                out[i] = Inserted(job_id, True)
+        for i, j in enumerate(new_jobs):
+            if j.unique_key:
+                out[i] = self._insert_unique(conn, rows[i])
+        if self.is_postgresql:
+            for queue in sorted({j.queue for j in new_jobs}):
+                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
+        return [o for o in out if o is not None]
+
+    def _insert_unique(self, conn: Connection, row: dict[str, Any]) -> Inserted:
+        if self.is_postgresql:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        held = sa.and_(jobs.c.unique_key != "", jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        stmt = (
+            dialect_insert(jobs)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=[jobs.c.name, jobs.c.unique_key], index_where=held)
+            .returning(jobs.c.id)
+        )
+        existing_query = sa.select(jobs.c.id).where(
+            jobs.c.name == row["name"], jobs.c.unique_key == row["unique_key"], held
+        )
+        # The holder may finish between our conflict and our look-up: then insert again.
+        for _ in range(10):
+            job_id = conn.execute(stmt).scalar()
+            if job_id is not None:
+                return Inserted(job_id, True)
+            existing = conn.execute(existing_query).scalar()
+            if existing is not None:
+                return Inserted(existing, False)
+        raise InvalidTransition(f"could not enqueue unique job {row['unique_key']!r}: contention")
+
+    # -- claim and finish -------------------------------------------------------------------
+
+    def job_claim_many(
+        self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` ready jobs: highest priority, then earliest run_at, then oldest.
+
+        Each claim starts an attempt (``attempts + 1``), as ``lifecycle.claim`` decides.
+        """
+        if limit <= 0:
+            return []
+        ready = sa.select(jobs.c.id).where(jobs.c.state == JobState.REQUESTED.value)
+        ready = ready.where(jobs.c.run_at <= now)
+        if queues:
+            ready = ready.where(jobs.c.queue.in_(list(queues)))
+        ready = ready.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
+        if self.is_postgresql:
+            picked = jobs.c.id == sa.any_(_ArrayOf(ready.with_for_update(skip_locked=True)))
+        else:
+            picked = jobs.c.id.in_(ready.scalar_subquery())
+        stmt = (
+            sa.update(jobs)
+            .where(picked)
+            .values(
+                state=JobState.RUNNING.value,
+                lease=lease,
+                worker_id=worker_id,
+                started_at=now,
+                attempts=jobs.c.attempts + 1,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+        with self._errors(), self._begin() as conn:
+            rows = conn.execute(stmt).all()
+        claimed = [
+            ClaimedJob(
+                id=r.id,
+                name=r.name,
+                params=r.params,
+                queue=r.queue,
+                priority=r.priority,
+                run_at=r.run_at,
+                attempts=r.attempts,
+                max_attempts=r.max_attempts,
+                timeout=r.timeout,
+                lease=lease,
+                started_at=now,
+            )
+            for r in rows
+        ]
+        claimed.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        return claimed
+
+    def job_finish_many(self, ends: Sequence[AttemptEnd]) -> list[int]:
+        """Persist attempt endings. Returns the ids whose change was applied; an ending whose
+        job is no longer running under its lease (rescued, cancelled) is refused."""
+        if not ends:
+            return []
+        with self._errors(), self._begin() as conn:
+            held = self._leases_held(conn, [(e.job_id, e.lease) for e in ends], lock=True)
+            applied = [e for e in ends if (e.job_id, e.lease) in held]
+            self._apply_changes(
+                conn,
+                [
+                    (e.job_id, e.lease, e.change, {"result": e.result, "error": _error_line(e)})
+                    for e in applied
+                ],
+            )
+            if applied:
+                conn.execute(sa.insert(attempts), [_attempt_row(e) for e in applied])
+        return [e.job_id for e in applied]
+
+    def job_release_many(self, claimed: Sequence[ClaimedJob], *, now: datetime) -> list[int]:
+        """Give back claimed jobs that never started: waiting again, attempt not counted."""
+        if not claimed:
+            return []
+        with self._errors(), self._begin() as conn:
+            held = self._leases_held(conn, [(j.id, j.lease) for j in claimed], lock=True)
+            changes = [
+                (j.id, j.lease, lifecycle.release(j.snapshot(), lease=j.lease, now=now), {})
+                for j in claimed
+                if (j.id, j.lease) in held
+            ]
+            self._apply_changes(conn, changes)
+        return [c[0] for c in changes]
+
+    def job_leases_held_many(self, pairs: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+        """Which (job id, lease) pairs are still running under that lease."""
+        if not pairs:
+            return set()
+        with self._errors(), self.engine.connect() as conn:
+            return self._leases_held(conn, pairs, lock=False)
+
+    def _leases_held(
+        self, conn: Connection, pairs: Sequence[tuple[int, str]], *, lock: bool
+    ) -> set[tuple[int, str]]:
+        query = sa.select(jobs.c.id, jobs.c.lease).where(
+            jobs.c.id.in_([p[0] for p in pairs]), jobs.c.state == JobState.RUNNING.value
+        )
+        if lock and self.is_postgresql:
+            query = query.with_for_update()
+        found = {(r.id, r.lease) for r in conn.execute(query)}
+        return {p for p in pairs if p in found}
+
+    def _apply_changes(
+        self,
+        conn: Connection,
+        changes: Sequence[tuple[int, str | None, lifecycle.Change, dict[str, Any]]],
+        *,
+        expected: JobState = JobState.RUNNING,
+    ) -> None:
+        if not changes:
+            return
+        stmt = (
+            sa.update(jobs)
+            .where(
+                jobs.c.id == sa.bindparam("b_id"),
+                jobs.c.state == expected.value,
+                _lease_matches(),
+            )
+            .values(
+                state=sa.bindparam("b_state"),
+                attempts=sa.bindparam("b_attempts"),
+                max_attempts=sa.bindparam("b_max_attempts"),
+                lease=sa.bindparam("b_lease_new"),
+                run_at=sa.bindparam("b_run_at", type_=schema.UTCDateTime),
+                finished_at=sa.bindparam("b_finished_at", type_=schema.UTCDateTime),
+                result=sa.bindparam("b_result"),
+                error=sa.bindparam("b_error"),
+            )
+        )
+        params = []
+        for job_id, lease, change, extra in changes:
+            params.append(
+                {
+                    "b_id": job_id,
+                    "b_lease": lease,
+                    "b_state": change.state.value,
+                    "b_attempts": change.attempts,
+                    "b_max_attempts": change.max_attempts,
+                    "b_lease_new": change.lease,
+                    "b_run_at": change.run_at,
+                    "b_finished_at": change.finished_at,
+                    "b_result": extra.get("result"),
+                    "b_error": extra.get("error"),
+                }
+            )
+        conn.execute(stmt, params)
+
+    # -- single-job actions (people, the dashboard) --------------------------------------------
+
+    def job_get(self, job_id: int) -> JobRecord | None:
+        with self._errors(), self.engine.connect() as conn:
+            row = conn.execute(sa.select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).first()
+        return _job_record(row) if row is not None else None
+
+    def job_cancel(self, job_id: int, *, now: datetime) -> JobRecord:
+        """Cancel a waiting job, or a running one (its worker stops the child). Raises
+        InvalidTransition for a finished job, KeyError for an unknown id."""
+        return self._act(job_id, now, lambda snap: lifecycle.cancel(snap, now=now))
+
+    def job_retry(self, job_id: int, *, now: datetime) -> JobRecord:
+        """Send a failed or cancelled job back to wait, to run now, with one more attempt."""
+        return self._act(job_id, now, lambda snap: lifecycle.retry(snap, now=now))
+
+    def _act(
+        self,
+        job_id: int,
+        now: datetime,
+        decide: Callable[[lifecycle.JobSnapshot], lifecycle.Change],
+    ) -> JobRecord:
+        with self._errors():
+            for _ in range(10):
+                job = self.job_get(job_id)
+                if job is None:
+                    raise KeyError(f"no job with id {job_id}")
+                change = decide(job.snapshot())
+                with self._begin() as conn:
+                    done = conn.execute(
+                        sa.update(jobs)
+                        .where(
+                            jobs.c.id == job_id,
+                            jobs.c.state == job.state.value,
+                            jobs.c.lease.is_(None) if job.lease is None else jobs.c.lease == job.lease,
+                        )
+                        .values(
+                            state=change.state.value,
+                            attempts=change.attempts,
+                            max_attempts=change.max_attempts,
+                            lease=change.lease,
+                            run_at=change.run_at,
+                            finished_at=change.finished_at,
+                            **({"result": None} if change.state is JobState.REQUESTED else {}),
+                        )
+                    ).rowcount
+                    if done and self.is_postgresql and change.state is JobState.REQUESTED:
+                        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, job.queue)))
+                if done:
+                    after = self.job_get(job_id)
+                    assert after is not None
+                    return after
+        raise InvalidTransition(f"job {job_id} kept changing state; try again")
+
+    def job_delete(self, job_id: int) -> bool:
+        """Delete a job that is not running (cancel a running one first). Returns whether a
+        job was deleted."""
+        with self._errors(), self._begin() as conn:
+            found = conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
+            if found == JobState.RUNNING.value:
+                raise InvalidTransition(f"job {job_id} is running: cancel it before deleting it")
+            return bool(
+                conn.execute(
+                    sa.delete(jobs).where(jobs.c.id == job_id, jobs.c.state != JobState.RUNNING.value)
+                ).rowcount
+            )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def job_list(
+        self, filter: JobFilter = JobFilter(), *, limit: int = 50, before_id: int | None = None
+    ) -> list[JobRecord]:
+        """Jobs matching ``filter``, newest first; pass the last id seen as ``before_id`` for
+        the next page (keyset pagination)."""
+        query = sa.select(*_JOB_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
+        query = query.where(*_filter_clauses(filter))
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
+        with self._errors(), self.engine.connect() as conn:
+            return [_job_record(r) for r in conn.execute(query)]
+
+    def attempt_list(self, job_id: int) -> list[AttemptRecord]:
+        query = sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
+        with self._errors(), self.engine.connect() as conn:
+            return [
+                AttemptRecord(
+                    id=r.id,
+                    job_id=r.job_id,
+                    attempt=r.attempt,
+                    outcome=Outcome(r.outcome),
+                    lease=r.lease,
+                    worker_id=r.worker_id,
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    error_type=r.error_type,
+                    error_message=r.error_message,
+                    traceback=r.traceback,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def job_next_run_at(self, queues: Sequence[str]) -> datetime | None:
+        """When the earliest waiting job becomes ready (None when nothing waits)."""
+        query = sa.select(sa.func.min(jobs.c.run_at)).where(
+            jobs.c.state == JobState.REQUESTED.value
+        )
+        if queues:
+            query = query.where(jobs.c.queue.in_(list(queues)))
+        with self._errors(), self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        if value is None:
+            return None
+        return schema.UTCDateTime().process_result_value(value, self.engine.dialect)
+
+    def job_count_many(self) -> list[tuple[str, JobState, int]]:
+        """(queue, state, count) for every queue and state that has jobs."""
+        query = (
+            sa.select(jobs.c.queue, jobs.c.state, sa.func.count())
+            .group_by(jobs.c.queue, jobs.c.state)
+            .order_by(jobs.c.queue, jobs.c.state)
+        )
+        with self._errors(), self.engine.connect() as conn:
+            return [(q, JobState(s), int(n)) for q, s, n in conn.execute(query)]
+
+    def job_prune_many(self, *, finished_before: datetime, batch: int = 5000) -> int:
+        """Delete finished jobs (and their attempts) older than ``finished_before``, in
+        batches. Returns how many were deleted."""
+        total = 0
+        while True:
+            old = (
+                sa.select(jobs.c.id)
+                .where(
+                    jobs.c.finished_at.is_not(None),
+                    jobs.c.finished_at < finished_before,
+                    jobs.c.state.in_([s.value for s in FINAL_STATES]),
+                )
+                .limit(batch)
+            )
+            with self._errors(), self._begin() as conn:
+                ids = list(conn.execute(old).scalars())
+                if ids:
+                    conn.execute(sa.delete(attempts).where(attempts.c.job_id.in_(ids)))
+                    conn.execute(sa.delete(jobs).where(jobs.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+
+    # -- workers and rescue ---------------------------------------------------------------------
+
+    def worker_beat(self, worker: WorkerRecord) -> None:
+        """Record that ``worker`` is alive (inserting its row when missing)."""
+        values = {
+            "host": worker.host,
+            "pid": worker.pid,
+            "queues": json.dumps(worker.queues),
+            "started_at": worker.started_at,
+            "last_beat_at": worker.last_beat_at,
+            "stats": json.dumps(worker.stats),
+        }
+        with self._errors(), self._begin() as conn:
+            updated = conn.execute(
+                sa.update(workers).where(workers.c.id == worker.id).values(values)
+            ).rowcount
+            if not updated:
+                conn.execute(sa.insert(workers).values(id=worker.id, **values))
+
+    def worker_delete(self, worker_id: str) -> None:
+        with self._errors(), self._begin() as conn:
+            conn.execute(sa.delete(workers).where(workers.c.id == worker_id))
+
+    def worker_list(self) -> list[WorkerRecord]:
+        with self._errors(), self.engine.connect() as conn:
+            rows = conn.execute(sa.select(workers).order_by(workers.c.started_at)).all()
+        return [
+            WorkerRecord(
+                id=r.id,
+                host=r.host,
+                pid=r.pid,
+                queues=json.loads(r.queues),
+                started_at=r.started_at,
+                last_beat_at=r.last_beat_at,
+                stats=json.loads(r.stats or "{}"),
+            )
+            for r in rows
+        ]
+
+    def job_rescue_many(
+        self,
+        *,
+        now: datetime,
+        heartbeat_timeout: float,
+        retry_delay: Callable[[str, int], float],
+        limit: int = 1000,
+    ) -> list[AttemptEnd]:
+        """Find running jobs whose worker stopped heartbeating (or is gone), record those
+        attempts ``lost`` and retry or fail them. Returns what was recorded.
+
+        ``retry_delay(job name, attempt)`` gives the wait before the retry. Rows are locked
+        with SKIP LOCKED on PostgreSQL, so two rescuers never record the same attempt.
+        """
+        expired_before = now - timedelta(seconds=heartbeat_timeout)
+        alive = sa.select(workers.c.id).where(workers.c.last_beat_at >= expired_before)
+        query = (
+            sa.select(
+                jobs.c.id, jobs.c.name, jobs.c.lease, jobs.c.worker_id, jobs.c.attempts,
+                jobs.c.max_attempts, jobs.c.run_at, jobs.c.started_at,
+            )
+            .where(
+                jobs.c.state == JobState.RUNNING.value,
+                sa.or_(jobs.c.worker_id.is_(None), jobs.c.worker_id.not_in(alive)),
+                jobs.c.started_at < expired_before,
+            )
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        if self.is_postgresql:
+            query = query.with_for_update(skip_locked=True, of=jobs)
+        with self._errors(), self._begin() as conn:
+            rows = conn.execute(query).all()
+            ends = []
+            for r in rows:
+                snap = lifecycle.JobSnapshot(
+                    JobState.RUNNING, r.attempts, r.max_attempts, r.lease, r.run_at
+                )
+                change = lifecycle.finish(
+                    snap,
+                    Outcome.LOST,
+                    lease=r.lease,
+                    now=now,
+                    retry_delay=retry_delay(r.name, r.attempts),
+                )
+                ends.append(
+                    AttemptEnd(
+                        job_id=r.id,
+                        lease=r.lease,
+                        attempt=r.attempts,
+                        outcome=Outcome.LOST,
+                        change=change,
+                        worker_id=r.worker_id,
+                        started_at=r.started_at,
+                        finished_at=now,
+                        error_type="WorkerLost",
+                        error_message=(
+                            f"worker {r.worker_id} stopped heartbeating for more than "
+                            f"{heartbeat_timeout:g}s while running this job"
+                        ),
+                    )
+                )
+            self._apply_changes(
+                conn, [(e.job_id, e.lease, e.change, {"error": _error_line(e)}) for e in ends]
+            )
+            if ends:
+                conn.execute(sa.insert(attempts), [_attempt_row(e) for e in ends])
+            conn.execute(sa.delete(workers).where(workers.c.last_beat_at < expired_before))
+            if ends and self.is_postgresql:
+                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
+        return ends
+
+
+def _lease_matches() -> ColumnElement[bool]:
+    return jobs.c.lease == sa.bindparam("b_lease")
+
+
+def _new_row(job: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "queue": job.queue,
+        "priority": job.priority,
+        "state": JobState.REQUESTED.value,
+        "params": job.params,
+        "run_at": job.run_at,
+        "created_at": now,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+        "unique_key": job.unique_key,
+        "source": job.source[:500],
+    }
+
+
+def _error_line(end: AttemptEnd) -> str | None:
+    if end.outcome is Outcome.SUCCEEDED:
+        return None
+    if end.error_type is None and end.error_message is None:
+        return end.outcome.value
+    return f"{end.error_type or end.outcome.value}: {end.error_message or ''}".rstrip(": ")
+
+
+def _attempt_row(end: AttemptEnd) -> dict[str, Any]:
+    return {
+        "job_id": end.job_id,
+        "attempt": end.attempt,
+        "outcome": end.outcome.value,
+        "lease": end.lease,
+        "worker_id": end.worker_id,
+        "started_at": end.started_at,
+        "finished_at": end.finished_at,
+        "error_type": end.error_type,
+        "error_message": end.error_message,
+        "traceback": end.traceback,
+    }
+
+
+def _job_record(row: Any) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        name=row.name,
+        queue=row.queue,
+        priority=row.priority,
+        state=JobState(row.state),
+        params=row.params,
+        run_at=row.run_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        unique_key=row.unique_key,
+        lease=row.lease,
+        worker_id=row.worker_id,
+        result=row.result,
+        error=row.error,
+        source=row.source,
+    )
+
+
+def _filter_clauses(f: JobFilter) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if f.states:
+        clauses.append(jobs.c.state.in_([s.value for s in f.states]))
+    if f.queues:
+        clauses.append(jobs.c.queue.in_(list(f.queues)))
+    if f.names:
+        clauses.append(jobs.c.name.in_(list(f.names)))
+    if f.created_after is not None:
+        clauses.append(jobs.c.created_at >= f.created_after)
+    if f.created_before is not None:
+        clauses.append(jobs.c.created_at < f.created_before)
+    if f.search:
+        term = f.search.strip()
+        like = f"%{term}%"
+        options = [jobs.c.unique_key.like(like), jobs.c.name.like(like)]
+        if term.isdigit():
+            options.append(jobs.c.id == int(term))
+        clauses.append(sa.or_(*options))
+    return clauses

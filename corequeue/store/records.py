@@ -1,0 +1,150 @@
+"""Plain records that cross the store boundary (no SQLAlchemy types leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from corequeue.core.lifecycle import Change, JobSnapshot
+from corequeue.core.states import JobState, Outcome
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """A record as JSON-ready data: datetimes as ISO 8601 text."""
+    out = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    name: str
+    params: str  # encoded JSON
+    queue: str
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    timeout: float | None
+    unique_key: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    id: int
+    inserted: bool  # False: an active job with the same unique key already existed
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker now runs under ``lease``."""
+
+    id: int
+    name: str
+    params: str
+    queue: str
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    lease: str
+    started_at: datetime
+
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(
+            JobState.RUNNING, self.attempts, self.max_attempts, self.lease, self.run_at
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How one attempt ended, and the change the core decided for its job."""
+
+    job_id: int
+    lease: str
+    attempt: int
+    outcome: Outcome
+    change: Change
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    result: str | None = None  # encoded JSON, when succeeded
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    name: str = ""  # for logs
+    queue: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    name: str
+    queue: str
+    priority: int
+    state: JobState
+    params: str
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    unique_key: str
+    lease: str | None
+    worker_id: str | None
+    result: str | None
+    error: str | None
+    source: str
+
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(self.state, self.attempts, self.max_attempts, self.lease, self.run_at)
+
+    def as_dict(self) -> dict[str, Any]:
+        return record_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    id: int
+    job_id: int
+    attempt: int
+    outcome: Outcome
+    lease: str
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return record_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_beat_at: datetime
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What ``job_list`` selects; every field optional."""
+
+    states: tuple[JobState, ...] = ()
+    queues: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    search: str = ""  # an id, or a substring of the unique key or name
+    created_after: datetime | None = None
+    created_before: datetime | None = None

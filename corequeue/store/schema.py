@@ -1,0 +1,171 @@
+"""The corequeue tables, built once with SQLAlchemy Core for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
+
+#: Bump when the tables change, and add the step to ``store.migration.UPGRADES``.
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every dialect.
+
+    SQLite stores naive UTC text (which sorts correctly); PostgreSQL a timestamptz.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: corequeue stores aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in(column: str, values: Any) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "corequeue_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("run_at", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout", sa.Float),
+    sa.Column("unique_key", sa.String(255), nullable=False, server_default=""),
+    sa.Column("lease", sa.String(32)),
+    sa.Column("worker_id", sa.String(36)),
+    sa.Column("result", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("source", sa.String(500), nullable=False, server_default=""),
+    sa.CheckConstraint(_in("state", JobState), name="ck_corequeue_jobs_state"),
+    sa.CheckConstraint(
+        f"(finished_at IS NOT NULL) = ({_in('state', FINAL_STATES)})",
+        name="ck_corequeue_jobs_finished_iff_final",
+    ),
+    sa.CheckConstraint(
+        "(lease IS NOT NULL) = (state = 'running')", name="ck_corequeue_jobs_lease_iff_running"
+    ),
+    sa.CheckConstraint(
+        "attempts >= 0 AND max_attempts >= 1", name="ck_corequeue_jobs_attempt_counts"
+    ),
+)
+
+_ready = sa.text("state = 'requested'")
+#: The claim query walks this small partial index in order: it holds waiting jobs only, so its
+#: size does not grow with finished history.
+sa.Index(
+    "ix_corequeue_jobs_ready",
+    jobs.c.priority.desc(),
+    jobs.c.run_at,
+    jobs.c.id,
+    postgresql_where=_ready,
+    sqlite_where=_ready,
+)
+_unique_held = sa.text(f"unique_key <> '' AND {_in('state', ACTIVE_STATES)}")
+#: One waiting-or-running job per (name, unique_key), enforced by the database.
+sa.Index(
+    "ux_corequeue_jobs_unique",
+    jobs.c.name,
+    jobs.c.unique_key,
+    unique=True,
+    postgresql_where=_unique_held,
+    sqlite_where=_unique_held,
+)
+_running = sa.text("state = 'running'")
+sa.Index(
+    "ix_corequeue_jobs_running",
+    jobs.c.worker_id,
+    postgresql_where=_running,
+    sqlite_where=_running,
+)
+_finished = sa.text("finished_at IS NOT NULL")
+sa.Index(
+    "ix_corequeue_jobs_finished",
+    jobs.c.finished_at,
+    postgresql_where=_finished,
+    sqlite_where=_finished,
+)
+
+attempts = sa.Table(
+    "corequeue_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column(
+        "job_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("corequeue_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("lease", sa.String(32), nullable=False),
+    sa.Column("worker_id", sa.String(36)),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("error_type", sa.String(255)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("traceback", sa.Text),
+    sa.CheckConstraint(_in("outcome", Outcome), name="ck_corequeue_attempts_outcome"),
+)
+sa.Index("ix_corequeue_attempts_job", attempts.c.job_id)
+
+workers = sa.Table(
+    "corequeue_workers",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues", sa.Text, nullable=False),  # JSON list; [] means every queue
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("last_beat_at", UTCDateTime, nullable=False),
+    sa.Column("stats", sa.Text, nullable=False, server_default="{}"),  # JSON
+)
+
+schedules = sa.Table(
+    "corequeue_schedules",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("job", sa.String(255), nullable=False),
+    sa.Column("expression", sa.String(255), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_occurrence", UTCDateTime),  # the last occurrence enqueued
+    sa.Column("last_job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+meta = sa.Table(
+    "corequeue_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,540 @@
+"""The worker: claim -> hand to the child processes -> ask the core -> persist.
+
+Decide, then act: the core (``corequeue.core.lifecycle``) decides each job's next state from
+the child's report; this loop only moves data between the store and the pool. Maintenance
+(heartbeat, rescue of lost jobs, pruning, schedules) runs as services with ``run_once(now)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any, Protocol
+
+from corequeue import registry
+from corequeue.config import Settings
+from corequeue.core import lifecycle
+from corequeue.core.errors import CorequeueError, DatabaseUnavailable
+from corequeue.core.retry import exponential_backoff
+from corequeue.core.states import Outcome
+from corequeue.executor.child import ChildConfig
+from corequeue.executor.pool import ProcessPool, Released
+from corequeue.executor.task import Task, TaskResult
+from corequeue.notifier import Notifier, WakeUp
+from corequeue.store.queries import Store
+from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
+
+log = logging.getLogger("corequeue.worker")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def retry_delay_for(name: str, attempt: int) -> float:
+    """Backoff for an attempt the child could not report on (lost, timed out): the job
+    class's ``retry_delay`` when this process knows the class, else the default."""
+    import random
+
+    try:
+        cls = registry.resolve(name)
+        return float(cls.retry_delay(object.__new__(cls), attempt))
+    except Exception:
+        return exponential_backoff(max(attempt, 1), random.random())
+
+
+class Service(Protocol):
+    """Periodic maintenance; tests call ``run_once(now)`` directly."""
+
+    name: str
+    interval: float
+
+    def run_once(self, now: datetime) -> None: ...
+
+
+@dataclass
+class Counters:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0  # attempts that errored, timed out or were lost
+    retried: int = 0
+    deferred: int = 0
+    cancelled: int = 0
+    released: int = 0
+    refused: int = 0  # results refused because the lease had moved on
+    since: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "since"}
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        burst: bool = False,
+        clock: Clock = utcnow,
+        services: Sequence[Service] = (),
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.burst = burst
+        self.clock = clock
+        self.id = str(uuid.uuid4())
+        self.queues = list(settings.queues)
+        self.pool = ProcessPool(
+            ChildConfig(settings.imports, settings.middleware, settings.database_url),
+            max_processes=settings.max_processes,
+            max_jobs_per_process=settings.max_jobs_per_process,
+            max_pending_per_process=settings.max_pending_per_process,
+        )
+        self.wake = WakeUp()
+        self.notifier: Notifier | None = None
+        self.counters = Counters()
+        self.started_at = clock()
+        self.claimed: dict[int, ClaimedJob] = {}
+        self._ends: list[AttemptEnd] = []
+        self._releases: list[ClaimedJob] = []
+        self._stopping = False
+        self._stop_now = False
+        self._stop_deadline: float | None = None
+        self._outage_since: float | None = None
+        self._outage_logged = 0.0
+        self._services: list[Service] = [
+            Heartbeat(self),
+            Rescuer(self),
+            Pruner(self),
+            *services,
+        ]
+        self._next_run: dict[str, float] = {}
+        self._next_ready: datetime | None = None
+        self._next_stats = time.monotonic() + settings.stats_every
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        """First call: stop claiming and finish gracefully. Second call: stop at once."""
+        if self._stopping:
+            log.warning("second stop signal: stopping at once")
+            self._stop_now = True
+        else:
+            log.info(
+                "stopping: no new jobs; running jobs get %.0fs to finish", self.settings.grace_period
+            )
+            self._stopping = True
+            self._stop_deadline = time.monotonic() + self.settings.grace_period
+        self.wake.set()
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until stopped (or, in burst mode, until nothing is ready). Returns the exit code.
+
+        Raises SchemaError when the tables are missing or outdated.
+        """
+        self.store.check_schema()
+        if install_signals:
+            self._install_signals()
+        log.info(
+            "worker %s starting: database=%s queues=%s processes=%d",
+            self.id,
+            self.store.url.render_as_string(hide_password=True),
+            ",".join(self.queues) or "*",
+            self.settings.max_processes,
+        )
+        self.pool.start()
+        if self.store.is_postgresql:
+            self.notifier = Notifier(self.store.url, self.wake)
+            self.notifier.start()
+        code = 0
+        try:
+            self._beat()
+            code = self._loop()
+        finally:
+            self._shutdown()
+        return code
+
+    def _loop(self) -> int:
+        while True:
+            events = self.pool.collect()
+            events += self.pool.check_timeouts()
+            self._handle(events)
+            self._flush()
+            now = self.clock()
+            self._maintain(now)
+            if self._stop_now:
+                self._handle(self.pool.kill_all("the worker was stopped at once"))
+                self._flush()
+                return 1
+            if self._stopping:
+                self.pool.stop_accepting()
+                if not self.pool.running and not self._ends and not self._releases:
+                    return 0
+                assert self._stop_deadline is not None
+                if time.monotonic() >= self._stop_deadline:
+                    log.warning("grace period over: stopping %d running job(s)", self.pool.running)
+                    self._handle(self.pool.kill_all("the worker's grace period ran out"))
+                    self._flush()
+                    return 0
+            elif self._outage_since is None:
+                asked = self.pool.free_slots()
+                got = self._claim(asked, now)
+                if asked and got == asked:
+                    continue  # more may be ready: claim again before waiting
+                if (
+                    self.burst
+                    and got == 0
+                    and not self.pool.running
+                    and not self._ends
+                    and not self._releases
+                ):
+                    log.info("burst: nothing ready, exiting")
+                    return 0
+            timeout = self._wait_time(now)
+            events = self.pool.wait(timeout, extra=[self.wake])
+            self.wake.clear()
+            self._handle(events)
+
+    def _wait_time(self, now: datetime) -> float:
+        mono = time.monotonic()
+        candidates = [self.settings.poll_interval]
+        candidates += [t - mono for t in self._next_run.values()]
+        if self._next_ready is not None:
+            candidates.append((self._next_ready - now).total_seconds())
+        deadline = self.pool.next_deadline()
+        if deadline is not None:
+            candidates.append(deadline)
+        if self._stop_deadline is not None:
+            candidates.append(self._stop_deadline - mono)
+        if self._outage_since is not None:
+            candidates.append(1.0)
+        return min(max(min(candidates), 0.0), 60.0)
+
+    def _claim(self, limit: int, now: datetime) -> int:
+        if limit <= 0:
+            return 0
+        lease = uuid.uuid4().hex
+        try:
+            claimed = self.store.job_claim_many(
+                queues=self.queues, limit=limit, lease=lease, worker_id=self.id, now=now
+            )
+            if len(claimed) < limit:
+                self._next_ready = self.store.job_next_run_at(self.queues)
+        except DatabaseUnavailable as exc:
+            self._outage(exc)
+            return 0
+        self._recovered()
+        if not claimed:
+            return 0
+        tasks = []
+        for job in claimed:
+            self.claimed[job.id] = job
+            tasks.append(
+                Task(job.id, job.lease, job.name, job.params, job.attempts, job.timeout)
+            )
+            log.debug(
+                "claimed job_id=%d name=%s queue=%s attempt=%d",
+                job.id, job.name, job.queue, job.attempts,
+            )
+        self.counters.claimed += len(claimed)
+        self.pool.submit(tasks)
+        return len(claimed)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def _handle(self, events: Sequence[TaskResult | Released]) -> None:
+        now = self.clock()
+        for event in events:
+            if isinstance(event, Released):
+                for task in event.tasks:
+                    job = self.claimed.pop(task.job_id, None)
+                    if job is not None:
+                        self._releases.append(job)
+                continue
+            job = self.claimed.pop(event.job_id, None)
+            if job is None or job.lease != event.lease:
+                continue
+            self._ends.append(self._decide(job, event, now))
+
+    def _decide(self, job: ClaimedJob, result: TaskResult, now: datetime) -> AttemptEnd:
+        retry_delay = result.retry_delay
+        if retry_delay < 0:
+            retry_delay = retry_delay_for(job.name, job.attempts)
+        change = lifecycle.finish(
+            job.snapshot(),
+            result.outcome,
+            lease=job.lease,
+            now=now,
+            retry_delay=retry_delay,
+            defer_delay=result.defer_delay,
+            defer_counts=result.defer_counts,
+        )
+        return AttemptEnd(
+            job_id=job.id,
+            lease=job.lease,
+            attempt=job.attempts,
+            outcome=result.outcome,
+            change=change,
+            worker_id=self.id,
+            started_at=now - timedelta(seconds=result.duration),
+            finished_at=now,
+            result=result.result,
+            error_type=result.error_type,
+            error_message=result.error_message,
+            traceback=result.traceback,
+            name=job.name,
+            queue=job.queue,
+        )
+
+    def _flush(self) -> None:
+        if not self._ends and not self._releases:
+            return
+        try:
+            if self._ends:
+                ends, self._ends = self._ends, []
+                try:
+                    applied = set(self.store.job_finish_many(ends))
+                except DatabaseUnavailable:
+                    self._ends = ends + self._ends
+                    raise
+                self._log_ends(ends, applied)
+            if self._releases:
+                releases, self._releases = self._releases, []
+                try:
+                    self.store.job_release_many(releases, now=self.clock())
+                except DatabaseUnavailable:
+                    self._releases = releases + self._releases
+                    raise
+                self.counters.released += len(releases)
+                log.info("released %d unstarted job(s) back to the queue", len(releases))
+        except DatabaseUnavailable as exc:
+            self._outage(exc)
+            return
+        self._recovered()
+
+    def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
+        c = self.counters
+        for end in ends:
+            duration_ms = (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
+            if end.job_id not in applied:
+                c.refused += 1
+                log.warning(
+                    "refused job_id=%d attempt=%d outcome=%s: the job is no longer running "
+                    "under this attempt's lease (cancelled or rescued)",
+                    end.job_id, end.attempt, end.outcome.value,
+                )
+                continue
+            job_state = end.change.state.value
+            if end.outcome is Outcome.SUCCEEDED:
+                c.succeeded += 1
+            elif end.outcome is Outcome.DEFERRED:
+                c.deferred += 1
+            elif end.outcome is Outcome.CANCELLED:
+                c.cancelled += 1
+            else:
+                c.failed += 1
+                if end.change.state.value == "requested":
+                    c.retried += 1
+            level = logging.INFO if end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED) else logging.WARNING
+            if log.isEnabledFor(level):
+                job = (
+                    f"job_id={end.job_id} name={end.name} queue={end.queue} attempt={end.attempt}"
+                )
+                detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
+                log.log(
+                    level,
+                    "finished %s outcome=%s state=%s duration_ms=%.1f%s",
+                    job, end.outcome.value, job_state, duration_ms, detail,
+                )
+
+    # -- outages ----------------------------------------------------------------------------
+
+    def _outage(self, exc: CorequeueError) -> None:
+        mono = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = mono
+        if mono - self._outage_logged >= 10.0:
+            self._outage_logged = mono
+            log.error("%s; retrying (results are kept until it is back)", exc)
+
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            log.info("database reachable again after %.1fs", time.monotonic() - self._outage_since)
+            self._outage_since = None
+            self._outage_logged = 0.0
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def _maintain(self, now: datetime) -> None:
+        mono = time.monotonic()
+        for service in self._services:
+            due = self._next_run.get(service.name, 0.0)
+            if mono < due:
+                continue
+            self._next_run[service.name] = mono + service.interval
+            try:
+                service.run_once(now)
+            except DatabaseUnavailable as exc:
+                self._outage(exc)
+            except Exception:
+                log.exception("maintenance service %s failed; it will run again", service.name)
+        self._check_cancelled()
+        if mono >= self._next_stats:
+            self._next_stats = mono + self.settings.stats_every
+            self._log_stats()
+
+    _last_cancel_check = 0.0
+
+    def _check_cancelled(self) -> None:
+        """Stop the children of running jobs that were cancelled (or rescued elsewhere)."""
+        mono = time.monotonic()
+        if mono - self._last_cancel_check < 0.5:
+            return
+        self._last_cancel_check = mono
+        running = [(t.job_id, t.lease) for t in self.pool.tasks()]
+        if not running:
+            return
+        try:
+            held = self.store.job_leases_held_many(running)
+        except DatabaseUnavailable as exc:
+            self._outage(exc)
+            return
+        # A job whose result waits in our buffer is still ours even if not yet persisted.
+        gone = {job_id for job_id, lease in running if (job_id, lease) not in held}
+        if gone:
+            self._handle(self.pool.cancel(gone))
+
+    def _beat(self) -> None:
+        stats = self.counters.as_dict()
+        stats.update(
+            running=self.pool.running,
+            degraded=bool(self.notifier and self.notifier.degraded),
+            children_replaced=self.pool.replaced,
+        )
+        self.store.worker_beat(
+            WorkerRecord(
+                id=self.id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                started_at=self.started_at,
+                last_beat_at=self.clock(),
+                stats=stats,
+            )
+        )
+
+    def _log_stats(self) -> None:
+        c = self.counters
+        elapsed = max(time.monotonic() - c.since, 1e-9)
+        degraded = " listen=degraded(polling)" if self.notifier and self.notifier.degraded else ""
+        log.info(
+            "stats claimed=%d succeeded=%d failed=%d retried=%d deferred=%d cancelled=%d "
+            "running=%d rate=%.1f/s%s",
+            c.claimed, c.succeeded, c.failed, c.retried, c.deferred, c.cancelled,
+            self.pool.running, (c.succeeded + c.failed) / elapsed, degraded,
+        )
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        # Anything still claimed here never reached a child that could finish it.
+        leftover = list(self.claimed.values())
+        self.claimed.clear()
+        self._releases.extend(leftover)
+        self.pool.close()
+        for attempt in range(3):
+            try:
+                self._flush()
+                if not self._ends and not self._releases:
+                    break
+            except CorequeueError:
+                pass
+            time.sleep(0.2 * (attempt + 1))
+        if self._ends or self._releases:
+            log.error(
+                "could not record %d result(s) before exiting: those jobs will be rescued as "
+                "lost after the heartbeat timeout",
+                len(self._ends) + len(self._releases),
+            )
+        if self.notifier is not None:
+            self.notifier.stop()
+        try:
+            self.store.worker_delete(self.id)
+        except CorequeueError:
+            pass
+        self.wake.close()
+        log.info("worker %s stopped: %s", self.id, json.dumps(self.counters.as_dict()))
+
+
+class Heartbeat:
+    name = "heartbeat"
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.interval = worker.settings.heartbeat_interval
+
+    def run_once(self, now: datetime) -> None:
+        self.worker._beat()
+
+
+class Rescuer:
+    """Records the running jobs of workers whose heartbeat expired as ``lost``."""
+
+    name = "rescuer"
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.interval = worker.settings.heartbeat_interval
+
+    def run_once(self, now: datetime) -> None:
+        ends = self.worker.store.job_rescue_many(
+            now=now,
+            heartbeat_timeout=self.worker.settings.heartbeat_timeout,
+            retry_delay=retry_delay_for,
+        )
+        for end in ends:
+            log.warning(
+                "rescued job_id=%d attempt=%d from worker %s: lost, now %s",
+                end.job_id, end.attempt, end.worker_id, end.change.state.value,
+            )
+
+
+class Pruner:
+    """Deletes finished jobs older than the retention period."""
+
+    name = "pruner"
+    interval = 600.0
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def run_once(self, now: datetime) -> None:
+        retention = self.worker.settings.retention
+        if retention <= 0:
+            return
+        deleted = self.worker.store.job_prune_many(
+            finished_before=now - timedelta(seconds=retention)
+        )
+        if deleted:
+            log.info("pruned %d finished job(s) older than %ss", deleted, f"{retention:g}")
+
