@@ -1,0 +1,21 @@
+"""The README stays true: its diagram comes from the transition table, and its test command is
+the one CI runs."""
+
+from pathlib import Path
+
+from corequeue.core.lifecycle import mermaid_diagram
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_state_diagram_is_drawn_from_the_transition_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert mermaid_diagram() in readme
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = ci.strip().splitlines()[-1]
+    assert command.startswith("python3 -m venv .venv")
+    assert command in readme
