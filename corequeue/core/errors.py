@@ -15,7 +15,7 @@ class CorequeueError(Exception):
 
 
 class ConfigError(CorequeueError):
-    """The configuration is invalid: check pyproject.toml [tool.corequeue], COREQUEUE_* and flags."""
+    """The configuration is invalid: check [tool.corequeue], COREQUEUE_* variables and flags."""
 
 
 class JobParamsError(CorequeueError):

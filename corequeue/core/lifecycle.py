@@ -96,8 +96,16 @@ def next_states(state: JobState, event: Event) -> tuple[JobState, ...]:
 
 
 def claim(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
-    """Start an attempt under ``lease``. Returns the running job; raises InvalidTransition."""
+    """Start an attempt under ``lease``. Returns the running job.
+
+    Raises InvalidTransition unless the job is waiting with an attempt left.
+    """
     (state,) = next_states(job.state, Action.CLAIM)
+    if job.attempts >= job.max_attempts:
+        raise InvalidTransition(
+            f"a waiting job with {job.attempts} of {job.max_attempts} attempts used cannot be "
+            "claimed: retry it to grant another attempt"
+        )
     return Change(state, job.attempts + 1, job.max_attempts, lease, job.run_at, None)
 
 
@@ -116,13 +124,15 @@ def finish(
     ``retry_delay`` (seconds) applies when a failed attempt is retried; ``defer_delay`` when the
     job deferred itself, and ``defer_counts`` says whether that deferral used up the attempt.
     Returns the job's next state. Raises StaleLease when ``lease`` is not the job's current
-    lease (a late result from a superseded attempt), InvalidTransition when not running.
+    lease (a late result from a superseded attempt, whatever the job's state now), and
+    InvalidTransition when the job is not running.
     """
-    choices = next_states(job.state, outcome)
     if job.lease != lease:
+        # Checked first: a late result is refused as stale whatever became of the job since.
         raise StaleLease(
             f"result {outcome.value!r} refused: lease {lease!r} is not the job's current lease"
         )
+    choices = next_states(job.state, outcome)
     if outcome is Outcome.DEFERRED:
         attempts = job.attempts if defer_counts else job.attempts - 1
         if defer_counts and attempts >= job.max_attempts:
@@ -139,9 +149,9 @@ def finish(
 
 def release(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
     """Give back a claimed attempt that never started (shutdown): the attempt is not counted."""
-    (state,) = next_states(job.state, Action.RELEASE)
     if job.lease != lease:
         raise StaleLease(f"release refused: lease {lease!r} is not the job's current lease")
+    (state,) = next_states(job.state, Action.RELEASE)
     return Change(state, job.attempts - 1, job.max_attempts, None, job.run_at, None)
 
 

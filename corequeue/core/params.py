@@ -100,27 +100,61 @@ def _decode(obj: Any, by_tag: Mapping[str, Codec]) -> Any:
     if isinstance(obj, dict):
         if TAG in obj:
             tag = obj[TAG]
+            if not isinstance(tag, str) or set(obj) != {TAG, "v"}:
+                raise JobParamsError(
+                    f"stored value {obj!r:.80} is not a valid tagged value: expected exactly "
+                    f"the keys {TAG!r} (a type name) and 'v'"
+                )
             if tag == "dict":
+                if not isinstance(obj["v"], dict):
+                    raise JobParamsError(f"stored dictionary {obj!r:.80} has no object under 'v'")
                 return {k: _decode(v, by_tag) for k, v in obj["v"].items()}
             codec = by_tag.get(tag)
             if codec is None:
-                raise JobParamsError(f"stored parameters use the unknown type tag {tag!r}")
-            return codec.decode(_decode(obj["v"], by_tag))
+                raise JobParamsError(
+                    f"stored value uses the unknown type tag {tag!r}: was it written by a newer "
+                    "corequeue, or with a codec this process does not have?"
+                )
+            inner = _decode(obj["v"], by_tag)
+            try:
+                return codec.decode(inner)
+            except JobParamsError:
+                raise
+            except Exception as exc:
+                raise JobParamsError(
+                    f"stored {tag} value {inner!r:.80} could not be decoded: {exc}"
+                ) from exc
         return {k: _decode(v, by_tag) for k, v in obj.items()}
     return obj
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _encode_top(value: Any, path: str, codecs: Sequence[Codec]) -> Any:
+    try:
+        return _encode(value, path, codecs)
+    except RecursionError:
+        raise JobParamsError(
+            f"parameter {path} is nested too deeply, or contains itself: corequeue cannot store it"
+        ) from None
+
+
 def encode_value(value: Any, *, name: str = "value", codecs: Sequence[Codec] = ()) -> str:
     """Encode one value (a job's result, say) as JSON text. Raises JobParamsError."""
-    return json.dumps(_encode(value, name, (*codecs, *BUILTIN_CODECS)), separators=(",", ":"))
+    return json.dumps(_encode_top(value, name, (*codecs, *BUILTIN_CODECS)), separators=(",", ":"))
 
 
 def decode_value(text: str, *, codecs: Sequence[Codec] = ()) -> Any:
     """Decode what :func:`encode_value` made. Raises JobParamsError on corrupt text."""
     try:
-        raw = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise JobParamsError(f"stored value is not valid JSON ({exc}): {text[:80]!r}") from exc
+        raw = json.loads(text, parse_constant=_refuse_constant)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise JobParamsError(
+            f"stored value is not valid JSON ({exc}): {text[:80]!r}; it may be corrupt or "
+            "truncated, so the job cannot run: fix or delete it"
+        ) from exc
     by_tag = {c.tag: c for c in (*BUILTIN_CODECS, *codecs)}
     try:
         return _decode(raw, by_tag)
@@ -144,8 +178,8 @@ def encode_params(
     """
     all_codecs = (*codecs, *BUILTIN_CODECS)
     names = list(arg_names) + [f"args[{i}]" for i in range(len(arg_names), len(args))]
-    encoded_args = [_encode(v, repr(names[i]), all_codecs) for i, v in enumerate(args)]
-    encoded_kwargs = {k: _encode(v, repr(k), all_codecs) for k, v in kwargs.items()}
+    encoded_args = [_encode_top(v, repr(names[i]), all_codecs) for i, v in enumerate(args)]
+    encoded_kwargs = {k: _encode_top(v, repr(k), all_codecs) for k, v in kwargs.items()}
     return json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
 
 

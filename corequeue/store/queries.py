@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core import lifecycle
-from corequeue.core.errors import InvalidTransition, SchemaError
+from corequeue.core.errors import InvalidTransition, SchemaError, UniqueViolation
 from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.engine import create_engine, translate_errors
@@ -69,6 +70,8 @@ def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> st
 
 
 ConnectionLike = Connection | Session
+#: (job id, lease expected, change to apply, extra columns) for ``Store._apply_changes``.
+_Write = tuple[int, str | None, lifecycle.Change, dict[str, Any]]
 
 
 class Store:
@@ -113,7 +116,9 @@ class Store:
         found = self.schema_version()
         where = self.url.render_as_string(hide_password=True)
         if found is None:
-            raise SchemaError(f"the corequeue tables do not exist in {where}: run `corequeue migrate`")
+            raise SchemaError(
+                f"the corequeue tables do not exist in {where}: run `corequeue migrate`"
+            )
         if found < schema.SCHEMA_VERSION:
             raise SchemaError(
                 f"the corequeue tables in {where} are at schema version {found}, this corequeue "
@@ -123,6 +128,14 @@ class Store:
             raise SchemaError(
                 f"the corequeue tables in {where} are at schema version {found}, newer than this "
                 f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
+            )
+        with self._errors(), self.engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+        missing = [t.name for t in schema.metadata.sorted_tables if t.name not in present]
+        if missing:
+            raise SchemaError(
+                f"the corequeue tables in {where} are incomplete ({', '.join(missing)} missing): "
+                "run `corequeue migrate`"
             )
 
     def migrate(self) -> tuple[int | None, int]:
@@ -153,37 +166,47 @@ class Store:
             conn = connection.connection() if isinstance(connection, Session) else connection
             return self._insert(conn, new_jobs, now)
 
-    def _insert(self, conn: Connection, new_jobs: Sequence[NewJob], now: datetime) -> list[Inserted]:
-        rows = [_new_row(j, now) for j in new_jobs]
-        out: list[Inserted | None] = [None] * len(rows)
-        plain = [i for i, j in enumerate(new_jobs) if not j.unique_key]
-        if plain:
-            result = conn.execute(
-                sa.insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True),
-                [rows[i] for i in plain],
-            )
-            for i, job_id in zip(plain, result.scalars(), strict=True):
-                out[i] = Inserted(job_id, True)
-        for i, j in enumerate(new_jobs):
-            if j.unique_key:
-                out[i] = self._insert_unique(conn, rows[i])
+    def _insert(
+        self, conn: Connection, new_jobs: Sequence[NewJob], now: datetime
+    ) -> list[Inserted]:
+        # Ids follow the input order (insertion order breaks priority ties): runs of plain jobs
+        # go in one multi-row INSERT each, unique jobs one by one between them.
+        out: list[Inserted] = []
+        plain: list[dict[str, Any]] = []
+        for job in new_jobs:
+            row = _new_row(job, now)
+            if not job.unique_key:
+                plain.append(row)
+                continue
+            out.extend(self._insert_plain(conn, plain))
+            plain = []
+            out.append(self._insert_unique(conn, row))
+        out.extend(self._insert_plain(conn, plain))
         if self.is_postgresql:
             for queue in sorted({j.queue for j in new_jobs}):
                 conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
-        return [o for o in out if o is not None]
+        return out
+
+    def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
+        if not rows:
+            return []
+        result = conn.execute(
+            sa.insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
+        )
+        return [Inserted(job_id, True) for job_id in result.scalars()]
 
     def _insert_unique(self, conn: Connection, row: dict[str, Any]) -> Inserted:
-        if self.is_postgresql:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         held = sa.and_(jobs.c.unique_key != "", jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
-        stmt = (
-            dialect_insert(jobs)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=[jobs.c.name, jobs.c.unique_key], index_where=held)
-            .returning(jobs.c.id)
-        )
+        target: dict[str, Any] = {
+            "index_elements": [jobs.c.name, jobs.c.unique_key],
+            "index_where": held,
+        }
+        stmt: sa.Insert
+        if self.is_postgresql:
+            stmt = postgresql.insert(jobs).values(row).on_conflict_do_nothing(**target)
+        else:
+            stmt = sqlite.insert(jobs).values(row).on_conflict_do_nothing(**target)
+        stmt = stmt.returning(jobs.c.id)
         existing_query = sa.select(jobs.c.id).where(
             jobs.c.name == row["name"], jobs.c.unique_key == row["unique_key"], held
         )
@@ -208,26 +231,8 @@ class Store:
         """
         if limit <= 0:
             return []
-        ready = sa.select(jobs.c.id).where(jobs.c.state == JobState.REQUESTED.value)
-        ready = ready.where(jobs.c.run_at <= now)
-        if queues:
-            ready = ready.where(jobs.c.queue.in_(list(queues)))
-        ready = ready.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
-        if self.is_postgresql:
-            picked = jobs.c.id == sa.any_(_ArrayOf(ready.with_for_update(skip_locked=True)))
-        else:
-            picked = jobs.c.id.in_(ready.scalar_subquery())
-        stmt = (
-            sa.update(jobs)
-            .where(picked)
-            .values(
-                state=JobState.RUNNING.value,
-                lease=lease,
-                worker_id=worker_id,
-                started_at=now,
-                attempts=jobs.c.attempts + 1,
-            )
-            .returning(*_CLAIM_COLUMNS)
+        stmt = self.claim_statement(
+            queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
         )
         with self._errors(), self._begin() as conn:
             rows = conn.execute(stmt).all()
@@ -250,6 +255,39 @@ class Store:
         claimed.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         return claimed
 
+    def claim_statement(
+        self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
+    ) -> sa.Update:
+        """The UPDATE that :meth:`job_claim_many` runs (tests EXPLAIN it).
+
+        It walks the partial index ``ix_corequeue_jobs_ready`` in claim order. On PostgreSQL
+        the ids are picked by ``id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))``, which keeps
+        that plan however many finished rows pile up (``IN (subquery)`` can turn into a hash
+        semi-join over the whole table).
+        """
+        ready = sa.select(jobs.c.id).where(jobs.c.state == JobState.REQUESTED.value)
+        ready = ready.where(jobs.c.run_at <= now)
+        if queues:
+            ready = ready.where(jobs.c.queue.in_(list(queues)))
+        ready = ready.order_by(jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id).limit(limit)
+        if self.is_postgresql:
+            picked = jobs.c.id == sa.any_(_ArrayOf(ready.with_for_update(skip_locked=True)))
+        else:
+            picked = jobs.c.id.in_(ready.scalar_subquery())
+        # lifecycle.claim's decision, as one statement: one more attempt, under the new lease.
+        return (
+            sa.update(jobs)
+            .where(picked, jobs.c.state == JobState.REQUESTED.value)
+            .values(
+                state=JobState.RUNNING.value,
+                lease=lease,
+                worker_id=worker_id,
+                started_at=now,
+                attempts=jobs.c.attempts + 1,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+
     def job_finish_many(self, ends: Sequence[AttemptEnd]) -> list[int]:
         """Persist attempt endings. Returns the ids whose change was applied; an ending whose
         job is no longer running under its lease (rescued, cancelled) is refused."""
@@ -257,7 +295,12 @@ class Store:
             return []
         with self._errors(), self._begin() as conn:
             held = self._leases_held(conn, [(e.job_id, e.lease) for e in ends], lock=True)
-            applied = [e for e in ends if (e.job_id, e.lease) in held]
+            # One ending per attempt: a duplicate in the batch is refused like a late one.
+            applied = []
+            for e in ends:
+                if (e.job_id, e.lease) in held:
+                    held.discard((e.job_id, e.lease))
+                    applied.append(e)
             self._apply_changes(
                 conn,
                 [
@@ -275,7 +318,7 @@ class Store:
             return []
         with self._errors(), self._begin() as conn:
             held = self._leases_held(conn, [(j.id, j.lease) for j in claimed], lock=True)
-            changes = [
+            changes: list[_Write] = [
                 (j.id, j.lease, lifecycle.release(j.snapshot(), lease=j.lease, now=now), {})
                 for j in claimed
                 if (j.id, j.lease) in held
@@ -304,7 +347,7 @@ class Store:
     def _apply_changes(
         self,
         conn: Connection,
-        changes: Sequence[tuple[int, str | None, lifecycle.Change, dict[str, Any]]],
+        changes: Sequence[_Write],
         *,
         expected: JobState = JobState.RUNNING,
     ) -> None:
@@ -375,30 +418,64 @@ class Store:
                     raise KeyError(f"no job with id {job_id}")
                 change = decide(job.snapshot())
                 with self._begin() as conn:
-                    done = conn.execute(
-                        sa.update(jobs)
-                        .where(
-                            jobs.c.id == job_id,
-                            jobs.c.state == job.state.value,
-                            jobs.c.lease.is_(None) if job.lease is None else jobs.c.lease == job.lease,
-                        )
-                        .values(
-                            state=change.state.value,
-                            attempts=change.attempts,
-                            max_attempts=change.max_attempts,
-                            lease=change.lease,
-                            run_at=change.run_at,
-                            finished_at=change.finished_at,
-                            **({"result": None} if change.state is JobState.REQUESTED else {}),
-                        )
-                    ).rowcount
-                    if done and self.is_postgresql and change.state is JobState.REQUESTED:
-                        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, job.queue)))
+                    try:
+                        done = self._act_write(conn, job, change, now)
+                    except sa.exc.IntegrityError as exc:
+                        if "unique" not in str(exc.orig).lower():
+                            raise
+                        raise UniqueViolation(
+                            f"job {job_id} cannot wait again: another {job.name} job with unique "
+                            f"key {job.unique_key!r} is already waiting or running; cancel that "
+                            "one first or let it finish"
+                        ) from None
                 if done:
                     after = self.job_get(job_id)
                     assert after is not None
                     return after
         raise InvalidTransition(f"job {job_id} kept changing state; try again")
+
+    def _act_write(
+        self, conn: Connection, job: JobRecord, change: lifecycle.Change, now: datetime
+    ) -> bool:
+        """Apply ``change`` if ``job`` is still as read (state, lease and attempts)."""
+        done = conn.execute(
+            sa.update(jobs)
+            .where(
+                jobs.c.id == job.id,
+                jobs.c.state == job.state.value,
+                jobs.c.attempts == job.attempts,
+                jobs.c.lease.is_(None) if job.lease is None else jobs.c.lease == job.lease,
+            )
+            .values(
+                state=change.state.value,
+                attempts=change.attempts,
+                max_attempts=change.max_attempts,
+                lease=change.lease,
+                run_at=change.run_at,
+                finished_at=change.finished_at,
+                **({"result": None} if change.state is JobState.REQUESTED else {}),
+            )
+        ).rowcount
+        if not done:
+            return False
+        if job.state is JobState.RUNNING and job.lease is not None:
+            # The running attempt ends here; its worker's late result will be refused.
+            end = AttemptEnd(
+                job_id=job.id,
+                lease=job.lease,
+                attempt=job.attempts,
+                outcome=Outcome.CANCELLED,
+                change=change,
+                worker_id=job.worker_id,
+                started_at=job.started_at,
+                finished_at=now,
+                error_type="Cancelled",
+                error_message="cancelled by request while running",
+            )
+            conn.execute(sa.insert(attempts).values(_attempt_row(end)))
+        if self.is_postgresql and change.state is JobState.REQUESTED:
+            conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, job.queue)))
+        return True
 
     def job_delete(self, job_id: int) -> bool:
         """Delete a job that is not running (cancel a running one first). Returns whether a
@@ -409,19 +486,21 @@ class Store:
                 raise InvalidTransition(f"job {job_id} is running: cancel it before deleting it")
             return bool(
                 conn.execute(
-                    sa.delete(jobs).where(jobs.c.id == job_id, jobs.c.state != JobState.RUNNING.value)
+                    sa.delete(jobs).where(
+                        jobs.c.id == job_id, jobs.c.state != JobState.RUNNING.value
+                    )
                 ).rowcount
             )
 
     # -- reading ------------------------------------------------------------------------------
 
     def job_list(
-        self, filter: JobFilter = JobFilter(), *, limit: int = 50, before_id: int | None = None
+        self, filter: JobFilter | None = None, *, limit: int = 50, before_id: int | None = None
     ) -> list[JobRecord]:
         """Jobs matching ``filter``, newest first; pass the last id seen as ``before_id`` for
         the next page (keyset pagination)."""
         query = sa.select(*_JOB_COLUMNS).order_by(jobs.c.id.desc()).limit(limit)
-        query = query.where(*_filter_clauses(filter))
+        query = query.where(*_filter_clauses(filter or JobFilter()))
         if before_id is not None:
             query = query.where(jobs.c.id < before_id)
         with self._errors(), self.engine.connect() as conn:
@@ -550,8 +629,14 @@ class Store:
         alive = sa.select(workers.c.id).where(workers.c.last_beat_at >= expired_before)
         query = (
             sa.select(
-                jobs.c.id, jobs.c.name, jobs.c.lease, jobs.c.worker_id, jobs.c.attempts,
-                jobs.c.max_attempts, jobs.c.run_at, jobs.c.started_at,
+                jobs.c.id,
+                jobs.c.name,
+                jobs.c.lease,
+                jobs.c.worker_id,
+                jobs.c.attempts,
+                jobs.c.max_attempts,
+                jobs.c.run_at,
+                jobs.c.started_at,
             )
             .where(
                 jobs.c.state == JobState.RUNNING.value,
@@ -687,8 +772,10 @@ def _filter_clauses(f: JobFilter) -> list[ColumnElement[bool]]:
         clauses.append(jobs.c.created_at < f.created_before)
     if f.search:
         term = f.search.strip()
-        like = f"%{term}%"
-        options = [jobs.c.unique_key.like(like), jobs.c.name.like(like)]
+        options: list[ColumnElement[bool]] = [
+            jobs.c.unique_key.contains(term, autoescape=True),
+            jobs.c.name.contains(term, autoescape=True),
+        ]
         if term.isdigit():
             options.append(jobs.c.id == int(term))
         clauses.append(sa.or_(*options))

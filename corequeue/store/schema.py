@@ -74,8 +74,11 @@ jobs = sa.Table(
     sa.CheckConstraint(
         "(lease IS NOT NULL) = (state = 'running')", name="ck_corequeue_jobs_lease_iff_running"
     ),
+    # A waiting job always has an attempt left, so a claim never goes past max_attempts.
     sa.CheckConstraint(
-        "attempts >= 0 AND max_attempts >= 1", name="ck_corequeue_jobs_attempt_counts"
+        "attempts >= 0 AND max_attempts >= 1 AND attempts <= max_attempts"
+        " AND (state <> 'requested' OR attempts < max_attempts)",
+        name="ck_corequeue_jobs_attempt_counts",
     ),
 )
 
