@@ -1,0 +1,3 @@
+from tests.e2e.harness import workers
+
+__all__ = ["workers"]

@@ -1,0 +1,120 @@
+"""Jobs that the end-to-end tests enqueue and real worker processes run (``--import tests.jobs``).
+
+Each run that matters appends one JSON line to a file whose path is a job parameter: the
+job's ``key``, the child's pid, the worker's pid (the child's parent) and the wall-clock time.
+A single ``write()`` on a file opened with O_APPEND is atomic for lines this short, so several
+workers can share one file. ``runs(path)`` reads the lines back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from corequeue import DeferJob, Job, register_job
+
+
+def record(path: str, key: Any, **extra: Any) -> None:
+    line = {"key": key, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **extra}
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs recorded in ``path``, in the order they happened (empty if none yet)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@register_job(alias="record")
+class Record(Job):
+    """Records its run and returns its key."""
+
+    def __init__(self, path: str, key: Any):
+        self.path = path
+        self.key = key
+
+    def run(self) -> Any:
+        record(self.path, self.key)
+        return self.key
+
+
+@register_job
+class Add(Job):
+    def __init__(self, a: int, b: int):
+        self.a, self.b = a, b
+
+    def run(self) -> int:
+        return self.a + self.b
+
+
+@register_job
+class Sleep(Job):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def run(self) -> float:
+        time.sleep(self.seconds)
+        return self.seconds
+
+
+@register_job
+class Fail(Job):
+    """Records its run, then raises; retried at once."""
+
+    def __init__(self, path: str, key: Any):
+        self.path = path
+        self.key = key
+
+    def retry_delay(self, attempt: int) -> float:
+        return 0.0
+
+    def run(self) -> None:
+        record(self.path, self.key)
+        raise RuntimeError(f"boom {self.key}")
+
+
+@register_job
+class DelayedRetry(Fail):
+    """Like Fail, but each retry waits one second."""
+
+    def retry_delay(self, attempt: int) -> float:
+        return 1.0
+
+
+@register_job
+class DeferTimes(Job):
+    """Defers itself ``times`` times (counted in its file), then succeeds."""
+
+    def __init__(self, path: str, key: Any, times: int, increment_retries: bool = False):
+        self.path = path
+        self.key = key
+        self.times = times
+        self.increment_retries = increment_retries
+
+    def run(self) -> str:
+        before = sum(1 for r in runs(self.path) if r["key"] == self.key)
+        record(self.path, self.key)
+        if before < self.times:
+            raise DeferJob(delay=0, increment_retries=self.increment_retries)
+        return "done"
+
+
+class WrapResult:
+    """Middleware (configured by dotted path): wraps every job's return value."""
+
+    def __init__(self, run_job: Callable[[Job], Any]) -> None:
+        self.run_job = run_job
+
+    def __call__(self, job: Job) -> Any:
+        return {"wrapped": self.run_job(job), "by": "tests.jobs.WrapResult"}
