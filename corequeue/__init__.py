@@ -20,6 +20,7 @@ from corequeue.core.errors import (
 from corequeue.core.states import JobState, Outcome
 from corequeue.job import DeferJob, Job, JobHandle
 from corequeue.registry import register_job
+from corequeue.scheduler import schedule
 
 __all__ = [
     "ConfigError",
@@ -42,5 +43,6 @@ __all__ = [
     "enqueue_many",
     "get_store",
     "register_job",
+    "schedule",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,298 @@
+"""Scheduled jobs: declared in configuration or with :func:`schedule`, fired by every worker.
+
+Any number of workers run the scheduler. The core (:mod:`corequeue.core.cron`) decides which
+occurrence is due; each occurrence is enqueued exactly once because the schedule's stored last
+occurrence moves by compare-and-set in the same transaction as the job's insert. The state is in
+the database, so restarts and deploys neither skip nor repeat an occurrence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from corequeue import app, registry
+from corequeue.config import Settings
+from corequeue.core import cron
+from corequeue.core.errors import ConfigError, CorequeueError
+from corequeue.job import Job
+from corequeue.store.queries import Store
+from corequeue.store.schedule_queries import (
+    ScheduleSpec,
+    schedule_fire,
+    schedule_list,
+    schedule_sync_many,
+)
+
+log = logging.getLogger("corequeue.scheduler")
+
+_KEYS = {"job", "cron", "timezone", "args", "kwargs", "queue", "priority", "missed"}
+
+
+@dataclass(frozen=True)
+class ScheduleDefinition:
+    """One schedule, validated: its cron schedule and the job it enqueues."""
+
+    cron: cron.CronSchedule
+    job: str  # registry name
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cron.name
+
+    @property
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec(self.name, self.job, self.cron.expression, self.cron.timezone)
+
+    def build_job(self) -> Job:
+        job: Job = registry.resolve(self.job)(*self.args, **dict(self.kwargs))
+        return job
+
+
+_DECLARED: dict[str, ScheduleDefinition] = {}
+
+
+def schedule(
+    name: str,
+    *,
+    job: Job,
+    cron: str,
+    timezone: str = "UTC",
+    missed: str = "skip",
+    queue: str | None = None,
+    priority: int | None = None,
+) -> ScheduleDefinition:
+    """Declare a schedule in Python: ``job`` (an instance: its constructor arguments are used
+    each time) is enqueued at every occurrence of ``cron`` in ``timezone``. Declare it in a
+    module the workers import. Raises ConfigError for an invalid expression, zone or policy."""
+    if not isinstance(job, Job):
+        raise ConfigError(f"schedule {name!r}: job must be a Job instance, got {job!r}")
+    definition = _define(
+        name,
+        {
+            "job": registry.job_name(type(job)),
+            "cron": cron,
+            "timezone": timezone,
+            "missed": missed,
+            "args": list(job._cq_args),
+            "kwargs": dict(job._cq_kwargs),
+            "queue": queue,
+            "priority": priority,
+        },
+        source="corequeue.schedule()",
+    )
+    _DECLARED[name] = definition
+    return definition
+
+
+def _define(name: str, table: Mapping[str, Any], *, source: str) -> ScheduleDefinition:
+    where = f"schedule {name!r} ({source})"
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_KEYS))}"
+        )
+    for required in ("job", "cron"):
+        if not isinstance(table.get(required), str) or not table[required].strip():
+            raise ConfigError(f"{where}: {required!r} is required and must be a string")
+    args = table.get("args") or []
+    kwargs = table.get("kwargs") or {}
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}: args must be a list and kwargs a table")
+    priority = table.get("priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+        raise ConfigError(f"{where}: priority must be an integer")
+    queue = table.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ConfigError(f"{where}: queue must be a non-empty string")
+    schedule_ = cron.parse_schedule(
+        name,
+        table["cron"],
+        str(table.get("timezone", "UTC")),
+        str(table.get("missed", "skip")),
+    )
+    return ScheduleDefinition(
+        cron=schedule_,
+        job=registry.canonical_name(table["job"]),
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        queue=queue,
+        priority=priority,
+    )
+
+
+def load_definitions(settings: Settings) -> list[ScheduleDefinition]:
+    """Every schedule of the configuration and of :func:`schedule` calls (the configuration
+    wins on a name clash), each checked: expression, zone, policy, and a job the worker knows
+    with parameters it can store. Raises ConfigError naming the schedule."""
+    found: dict[str, ScheduleDefinition] = dict(_DECLARED)
+    source = f"[tool.corequeue.schedule] in {settings.config_file or 'configuration'}"
+    for name, table in settings.schedule.items():
+        found[name] = _define(name, table, source=source)
+    now = datetime.now(UTC)
+    for definition in found.values():
+        try:
+            app.prepare(
+                definition.build_job(),
+                now=now,
+                source=f"schedule {definition.name}",
+                queue=definition.queue,
+                priority=definition.priority,
+            )
+        except CorequeueError as exc:
+            raise ConfigError(f"schedule {definition.name!r}: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(
+                f"schedule {definition.name!r}: the job's arguments do not fit: {exc}"
+            ) from None
+    return sorted(found.values(), key=lambda d: d.name)
+
+
+class Scheduler:
+    """The worker service that fires schedules; ``run_once(now)`` is one tick."""
+
+    name = "scheduler"
+    interval = 0.25  # ticks are cheap: the database is read only when something is due
+
+    def __init__(self, store: Store, definitions: Sequence[ScheduleDefinition]) -> None:
+        self.store = store
+        self.definitions = list(definitions)
+        self._synced = False
+        self._next_check: datetime | None = None
+        self._resync_every = 30.0
+        self._last_sync: datetime | None = None
+
+    def run_once(self, now: datetime) -> None:
+        if (
+            not self._synced
+            or self._last_sync is None
+            or (now - self._last_sync).total_seconds() >= self._resync_every
+        ):
+            schedule_sync_many(self.store, [d.spec for d in self.definitions], now=now)
+            self._synced = True
+            self._last_sync = now
+            self._next_check = None
+        if not self.definitions or (self._next_check is not None and now < self._next_check):
+            return
+        rows = {r.name: r for r in schedule_list(self.store)}
+        next_checks = []
+        for definition in self.definitions:
+            row = rows.get(definition.name)
+            if row is None:
+                continue
+            decision = cron.due(
+                definition.cron, last=row.last_occurrence, now=now, first_seen=row.first_seen_at
+            )
+            next_checks.append(decision.next_check)
+            if decision.last is None or decision.last == row.last_occurrence:
+                continue
+            job_row = None
+            if decision.enqueue is not None:
+                job_row = app.prepare(
+                    definition.build_job(),
+                    now=now,
+                    source=f"schedule {definition.name}",
+                    delay=decision.enqueue,
+                    queue=definition.queue,
+                    priority=definition.priority,
+                ).row
+            job_id = schedule_fire(
+                self.store,
+                definition.spec,
+                seen_last=row.last_occurrence,
+                new_last=decision.last,
+                job=job_row,
+                now=now,
+            )
+            if job_id is not None:
+                log.info(
+                    "schedule %s fired occurrence %s: job_id=%d",
+                    definition.name,
+                    decision.enqueue,
+                    job_id,
+                )
+            if decision.skipped:
+                log.warning(
+                    "schedule %s: %d missed occurrence(s) not enqueued (missed=%s)",
+                    definition.name,
+                    decision.skipped,
+                    definition.cron.missed,
+                )
+        self._next_check = min(next_checks) if next_checks else None
+
+
+def worker_services(store: Store, settings: Settings) -> list[Scheduler]:
+    """The scheduler service for a worker. Raises ConfigError (the worker refuses to start)."""
+    return [Scheduler(store, load_definitions(settings))]
+
+
+# -- the `corequeue schedules` command ---------------------------------------------------------
+
+
+def add_command(sub: Any) -> None:
+    from corequeue.cli import _common
+
+    p = sub.add_parser("schedules", help="list schedules: expression, zone, next and last runs")
+    _common(p)
+    p.set_defaults(handler=cmd_schedules)
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from corequeue.cli import emit, import_modules, open_store, settings_from
+
+    settings = settings_from(args)
+    import_modules(settings.imports)
+    definitions = {d.name: d for d in load_definitions(settings)}
+    store = open_store(settings)
+    store.check_schema()
+    stored = {r.name: r for r in schedule_list(store)}
+    now = datetime.now(UTC)
+    data = []
+    for name in sorted(definitions.keys() | stored.keys()):
+        d = definitions.get(name)
+        row = stored.get(name)
+        data.append(
+            {
+                "name": name,
+                "job": d.job if d else row.job if row else None,
+                "cron": d.cron.expression if d else row.expression if row else None,
+                "timezone": d.cron.timezone if d else row.timezone if row else None,
+                "missed": d.cron.missed if d else None,
+                "configured": d is not None,
+                "next_run": cron.next_occurrence(d.cron, now).isoformat() if d else None,
+                "last_run": row.last_occurrence.isoformat()
+                if row and row.last_occurrence
+                else None,
+                "last_job_id": row.last_job_id if row else None,
+                "last_outcome": row.last_job_state if row else None,
+            }
+        )
+    widths = (20, 16, 16, 20, 20)
+    rows = [("name", "cron", "zone", "next run (UTC)", "last run", "outcome")]
+    for item in data:
+        rows.append(
+            (
+                str(item["name"]),
+                str(item["cron"] or ""),
+                str(item["timezone"] or ""),
+                str(item["next_run"] or "-")[:19],
+                str(item["last_run"] or "-")[:19],
+                str(item["last_outcome"] or "-")
+                + ("" if item["configured"] else "  (no longer configured)"),
+            )
+        )
+    lines = [
+        " ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + " " + row[-1]
+        for row in rows
+    ]
+    emit(args, data, "\n".join(lines) if data else "no schedules")
+    return 0
