@@ -1,0 +1,353 @@
+"""``enqueued_jobs``: what a test enqueued, and assertions about it.
+
+Two sources, one interface. In capture mode (the default) enqueues are intercepted: nothing
+is written and nothing runs, and every captured job is waiting by definition. Against a real
+database (when the test also uses ``corequeue_store`` or ``corequeue_worker``) enqueues go to
+the database and the assertions read the jobs that are still ``requested`` there: a job that
+already ran, failed or was cancelled never matches.
+
+Matching: ``assert_enqueued(SendWelcome, 7, queue="mail")`` matches a waiting SendWelcome
+whose constructor arguments include ``user_id=7`` (positional and keyword arguments are bound
+to the constructor's signature, so ``SendWelcome(7)`` and ``SendWelcome(user_id=7)`` are the
+same job). Arguments left out are not compared. ``queue`` and ``priority`` are enqueue options,
+not job arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from corequeue import app, registry
+from corequeue.core.params import decode_params
+from corequeue.core.states import JobState
+from corequeue.job import Job, JobHandle
+from corequeue.store.queries import ConnectionLike, Store
+from corequeue.store.records import JobFilter, NewJob
+
+_ids = itertools.count(1)
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class EnqueuedJob:
+    """One waiting job, with its parameters decoded as a worker would decode them."""
+
+    id: int
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    run_at: datetime
+    max_attempts: int
+    unique_key: str
+    timeout: float | None
+
+    @property
+    def job_class(self) -> type[Job]:
+        return registry.resolve(self.name)
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The constructor arguments by parameter name (positional ones bound to names)."""
+        return _bind(self.job_class, self.args, self.kwargs)
+
+    def build(self) -> Job:
+        """A new instance of the job from its decoded parameters (call ``.run()`` to run it)."""
+        job: Job = self.job_class(*self.args, **self.kwargs)
+        return job
+
+    def describe(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        options = f"queue={self.queue!r} priority={self.priority}"
+        if self.unique_key:
+            options += f" unique_key={self.unique_key!r}"
+        return f"{self.name}({', '.join(parts)}) {options} run_at={self.run_at.isoformat()}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class CapturedHandle(JobHandle):
+    """The handle of a captured job: it waits forever, because nothing runs it."""
+
+    def refresh(self) -> CapturedHandle:
+        return self
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.02) -> Any:
+        raise AssertionError(
+            f"job {self.id} was captured by the enqueued_jobs fixture and never runs: use "
+            "run_jobs_inline to run jobs at once, or corequeue_worker.drain() with a database"
+        )
+
+
+def _bind(cls: type[Job], args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        return {**{f"args[{i}]": v for i, v in enumerate(args)}, **kwargs}
+    try:
+        bound = signature.bind_partial(None, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"arguments do not fit {cls.__qualname__}{signature}: {exc}") from None
+    out = dict(bound.arguments)
+    out.pop(next(iter(signature.parameters)), None)  # self
+    for name, param in signature.parameters.items():
+        if param.kind is param.VAR_KEYWORD and name in out:
+            out.update(out.pop(name))
+    return out
+
+
+@dataclass(frozen=True)
+class _Query:
+    cls: type[Job] | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    queue: str | None
+    priority: int | None
+
+    def describe(self) -> str:
+        if self.cls is None:
+            return "any job"
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        text = f"{registry.job_name(self.cls)}({', '.join(parts)})"
+        if self.queue is not None:
+            text += f" queue={self.queue!r}"
+        if self.priority is not None:
+            text += f" priority={self.priority}"
+        return text
+
+    def matches(self, job: EnqueuedJob) -> bool:
+        if self.cls is not None and registry.canonical_name(job.name) != registry.job_name(
+            self.cls
+        ):
+            return False
+        if self.queue is not None and job.queue != self.queue:
+            return False
+        if self.priority is not None and job.priority != self.priority:
+            return False
+        if self.cls is None or not (self.args or self.kwargs):
+            return True
+        wanted = _bind(self.cls, self.args, self.kwargs)
+        try:
+            actual = job.arguments
+        except TypeError:
+            return False
+        return all(actual.get(k, _MISSING) == v for k, v in wanted.items())
+
+
+class EnqueuedJobs:
+    """Jobs enqueued during a test that are still waiting, with assertions about them.
+
+    Without a ``store``, :meth:`start` intercepts enqueues (capture mode). With one, the
+    assertions read the ``requested`` jobs in that database.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self._captured: list[EnqueuedJob] = []
+        self._remove: Callable[[], None] | None = None
+
+    @property
+    def capturing(self) -> bool:
+        return self.store is None
+
+    def start(self) -> None:
+        if self.store is None and self._remove is None:
+            self._remove = app.add_interceptor(self._intercept)
+
+    def stop(self) -> None:
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
+
+    def __enter__(self) -> EnqueuedJobs:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def _intercept(
+        self, prepared: Sequence[app.PreparedJob], connection: ConnectionLike | None
+    ) -> list[JobHandle]:
+        handles: list[JobHandle] = []
+        for p in prepared:
+            existing = self._holder(p.row)
+            if existing is not None:  # the database would return the waiting job's handle
+                handles.append(CapturedHandle(existing.id, state=JobState.REQUESTED))
+                continue
+            job = self._from_row(next(_ids), p.row)
+            self._captured.append(job)
+            handles.append(CapturedHandle(job.id, state=JobState.REQUESTED))
+        return handles
+
+    def _holder(self, row: NewJob) -> EnqueuedJob | None:
+        if not row.unique_key:
+            return None
+        for job in self._captured:
+            if job.name == row.name and job.unique_key == row.unique_key:
+                return job
+        return None
+
+    @staticmethod
+    def _from_row(job_id: int, row: NewJob) -> EnqueuedJob:
+        # The worker's round trip: what cannot be decoded fails here, not in production.
+        args, kwargs = decode_params(row.params, codecs=app.codecs())
+        return EnqueuedJob(
+            id=job_id,
+            name=row.name,
+            args=args,
+            kwargs=kwargs,
+            queue=row.queue,
+            priority=row.priority,
+            run_at=row.run_at,
+            max_attempts=row.max_attempts,
+            unique_key=row.unique_key,
+            timeout=row.timeout,
+        )
+
+    def _waiting(self) -> list[EnqueuedJob]:
+        if self.store is None:
+            return list(self._captured)
+        out: list[EnqueuedJob] = []
+        before: int | None = None
+        while True:
+            page = self.store.job_list(
+                JobFilter(states=(JobState.REQUESTED,)), limit=500, before_id=before
+            )
+            for record in page:
+                args, kwargs = decode_params(record.params, codecs=app.codecs())
+                out.append(
+                    EnqueuedJob(
+                        id=record.id,
+                        name=record.name,
+                        args=args,
+                        kwargs=kwargs,
+                        queue=record.queue,
+                        priority=record.priority,
+                        run_at=record.run_at,
+                        max_attempts=record.max_attempts,
+                        unique_key=record.unique_key,
+                        timeout=record.timeout,
+                    )
+                )
+            if len(page) < 500:
+                break
+            before = page[-1].id
+        out.sort(key=lambda j: j.id)
+        return out
+
+    # -- reading and asserting --------------------------------------------------------------
+
+    def all(self, job_class: type[Job] | None = None) -> list[EnqueuedJob]:
+        """The waiting jobs (of ``job_class``, when given), oldest first."""
+        query = _Query(job_class, (), {}, None, None)
+        return [j for j in self._waiting() if query.matches(j)]
+
+    def clear(self) -> None:
+        """Forget the captured jobs (capture mode only)."""
+        if self.store is not None:
+            raise RuntimeError(
+                "enqueued_jobs.clear() works in capture mode only: with a database, delete or "
+                "run the jobs instead (corequeue_worker.drain())"
+            )
+        self._captured.clear()
+
+    def find(
+        self,
+        job_class: type[Job] | None = None,
+        *args: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> list[EnqueuedJob]:
+        """The waiting jobs that match, oldest first."""
+        query = _Query(job_class, args, kwargs, queue, priority)
+        return [j for j in self._waiting() if query.matches(j)]
+
+    def assert_enqueued(
+        self,
+        job_class: type[Job] | None = None,
+        *args: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> EnqueuedJob:
+        """Assert that a matching job is waiting. Returns the first match (oldest).
+
+        Raises AssertionError listing every waiting job when none matches.
+        """
+        query = _Query(job_class, args, kwargs, queue, priority)
+        waiting = self._waiting()
+        found = [j for j in waiting if query.matches(j)]
+        if not found:
+            raise AssertionError(
+                f"expected {query.describe()} to be enqueued and waiting, but it is not.\n"
+                + _listing(waiting)
+            )
+        return found[0]
+
+    def refute_enqueued(
+        self,
+        job_class: type[Job] | None = None,
+        *args: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Assert that no matching job is waiting. Raises AssertionError listing the matches."""
+        query = _Query(job_class, args, kwargs, queue, priority)
+        found = [j for j in self._waiting() if query.matches(j)]
+        if found:
+            raise AssertionError(
+                f"expected no {query.describe()} to be enqueued, but found {len(found)}:\n"
+                + "\n".join(f"  {j}" for j in found)
+            )
+
+    @contextlib.contextmanager
+    def expect(
+        self,
+        job_class: type[Job] | None = None,
+        *args: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[None]:
+        """Assert that the block enqueues a matching job (at least one, still waiting at the
+        end of the block). Raises AssertionError listing what the block enqueued."""
+        query = _Query(job_class, args, kwargs, queue, priority)
+        seen = {j.id for j in self._waiting()}
+        yield
+        new = [j for j in self._waiting() if j.id not in seen]
+        if not any(query.matches(j) for j in new):
+            raise AssertionError(
+                f"expected the block to enqueue {query.describe()}, but it did not.\n"
+                + _listing(new, what="The block enqueued")
+            )
+
+    def __len__(self) -> int:
+        return len(self._waiting())
+
+    def __iter__(self) -> Iterator[EnqueuedJob]:
+        return iter(self._waiting())
+
+    def __repr__(self) -> str:
+        mode = "capture" if self.store is None else "database"
+        return f"<EnqueuedJobs {mode}: {len(self)} waiting>"
+
+
+def _listing(jobs: Sequence[EnqueuedJob], *, what: str = "Enqueued and waiting") -> str:
+    if not jobs:
+        return f"{what}: nothing."
+    lines = [f"{what} ({len(jobs)}):"]
+    lines += [f"  {j}" for j in jobs]
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""``corequeue_worker``: a real worker, with real child processes, that a test drains.
+
+``drain()`` runs :class:`corequeue.worker.Worker` in burst mode in the test's process until
+nothing is ready. With ``with_scheduled=True`` it also pulls jobs waiting for a later time
+(delayed jobs, retries after their backoff, deferred jobs) forward to now, so it runs until
+nothing waits at all. Jobs that failed during the drain raise an AssertionError listing each
+job with its error, unless ``raise_on_failure=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from corequeue import app
+from corequeue.config import Settings
+from corequeue.core.params import decode_params
+from corequeue.core.states import JobState
+from corequeue.store import schema
+from corequeue.store.queries import Store
+from corequeue.store.records import JobFilter, JobRecord
+from corequeue.worker import Worker
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What a drain did: jobs that finished during it, and jobs still waiting after it."""
+
+    succeeded: list[JobRecord]
+    failed: list[JobRecord]
+    cancelled: list[JobRecord]
+    waiting: list[JobRecord]  # requested jobs left (scheduled later, unless with_scheduled)
+
+    @property
+    def ran(self) -> int:
+        return len(self.succeeded) + len(self.failed) + len(self.cancelled)
+
+
+class PullForward:
+    """A worker service that makes every waiting job ready now (``with_scheduled``)."""
+
+    name = "corequeue-testing-pull-forward"
+    interval = 0.05
+
+    def __init__(self, store: Store, queues: Sequence[str]) -> None:
+        self.store = store
+        self.queues = list(queues)
+
+    def run_once(self, now: datetime) -> None:
+        jobs = schema.jobs
+        stmt = (
+            sa.update(jobs)
+            .where(jobs.c.state == JobState.REQUESTED.value, jobs.c.run_at > now)
+            .values(run_at=now)
+        )
+        if self.queues:
+            stmt = stmt.where(jobs.c.queue.in_(self.queues))
+        with self.store.engine.begin() as conn:
+            conn.execute(stmt)
+
+
+class TestWorker:
+    """Drains the jobs of a test database with a real worker (see the module docstring).
+
+    ``settings`` is the Settings each drain's worker uses; change it with
+    ``dataclasses.replace`` (for instance ``queues=("mail",)``).
+    """
+
+    __test__ = False  # not a test class, despite its name
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def drain(
+        self,
+        *,
+        with_scheduled: bool = False,
+        raise_on_failure: bool = True,
+        timeout: float = 60.0,
+        queues: Sequence[str] | None = None,
+    ) -> DrainResult:
+        """Run the worker until nothing is ready (nothing waits at all, ``with_scheduled``).
+
+        Returns a DrainResult. Raises AssertionError listing the jobs that failed during the
+        drain (unless ``raise_on_failure`` is False), and when the drain has not finished
+        after ``timeout`` seconds (a job that keeps deferring itself, say).
+        """
+        settings = self.settings
+        if queues is not None:
+            settings = dataclasses.replace(settings, queues=tuple(queues))
+        finished_before = self._finished_ids()
+        services = [PullForward(self.store, settings.queues)] if with_scheduled else []
+        worker = Worker(self.store, settings, burst=True, services=services)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            worker.request_stop()  # graceful: stop claiming
+            worker.request_stop()  # at once: stop running jobs
+
+        timer = threading.Timer(timeout, stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            worker.run(install_signals=False)
+        finally:
+            timer.cancel()
+        result = self._result(finished_before)
+        if timed_out.is_set():
+            raise AssertionError(
+                f"corequeue_worker.drain() did not finish within {timeout:g}s "
+                f"(with_scheduled={with_scheduled}). Still waiting:\n"
+                + _listing(result.waiting or self._running())
+            )
+        if raise_on_failure and result.failed:
+            raise AssertionError(
+                f"corequeue_worker.drain(): {len(result.failed)} job(s) failed:\n"
+                + "\n".join(self._failure(r) for r in result.failed)
+            )
+        return result
+
+    # -- reading the outcome ----------------------------------------------------------------
+
+    def _all(self, states: tuple[JobState, ...]) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        before: int | None = None
+        while True:
+            page = self.store.job_list(JobFilter(states=states), limit=500, before_id=before)
+            out += page
+            if len(page) < 500:
+                break
+            before = page[-1].id
+        out.sort(key=lambda r: r.id)
+        return out
+
+    def _finished_ids(self) -> set[int]:
+        final = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return {r.id for r in self._all(final)}
+
+    def _running(self) -> list[JobRecord]:
+        return self._all((JobState.RUNNING,))
+
+    def _result(self, finished_before: set[int]) -> DrainResult:
+        by_state: dict[JobState, list[JobRecord]] = {s: [] for s in JobState}
+        for record in self._all(tuple(JobState)):
+            if record.state.is_final and record.id in finished_before:
+                continue
+            by_state[record.state].append(record)
+        return DrainResult(
+            succeeded=by_state[JobState.SUCCEEDED],
+            failed=by_state[JobState.FAILED],
+            cancelled=by_state[JobState.CANCELLED],
+            waiting=by_state[JobState.REQUESTED],
+        )
+
+    def _failure(self, record: JobRecord) -> str:
+        lines = [f"  {_describe(record)} failed after {record.attempts} attempt(s): {record.error}"]
+        attempts = self.store.attempt_list(record.id)
+        last = attempts[-1] if attempts else None
+        if last is not None and last.traceback:
+            tail = last.traceback.rstrip().splitlines()[-6:]
+            lines += [f"      {line}" for line in tail]
+        return "\n".join(lines)
+
+
+def _describe(record: JobRecord) -> str:
+    try:
+        args, kwargs = decode_params(record.params, codecs=app.codecs())
+        parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+        call = f"{record.name}({', '.join(parts)})"
+    except Exception:
+        call = f"{record.name}({record.params})"
+    return f"job {record.id} {call} queue={record.queue!r}"
+
+
+def _listing(records: Sequence[JobRecord]) -> str:
+    if not records:
+        return "  nothing"
+    now = datetime.now(UTC)
+    return "\n".join(
+        f"  {_describe(r)} state={r.state.value} run_at={r.run_at.isoformat()}"
+        + (" (in the future)" if r.run_at > now else "")
+        for r in records
+    )
+
+
+def test_settings(store: Store, base: Settings | None = None, **changes: Any) -> Settings:
+    """Settings for a test worker on ``store``: quick polling, short grace period."""
+    from corequeue.config import load_settings
+
+    settings = base if base is not None else load_settings()
+    defaults: dict[str, Any] = {
+        "database_url": store.url.render_as_string(hide_password=False),
+        "poll_interval": 0.2,
+        "grace_period": 5.0,
+        "stats_every": 3600.0,
+    }
+    defaults.update(changes)
+    return dataclasses.replace(settings, **defaults)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
