@@ -179,7 +179,11 @@ def encode_params(
     all_codecs = (*codecs, *BUILTIN_CODECS)
     names = list(arg_names) + [f"args[{i}]" for i in range(len(arg_names), len(args))]
     encoded_args = [_encode_top(v, repr(names[i]), all_codecs) for i, v in enumerate(args)]
-    encoded_kwargs = {k: _encode_top(v, repr(k), all_codecs) for k, v in kwargs.items()}
+    encoded_kwargs: dict[str, Any] = {
+        k: _encode_top(v, repr(k), all_codecs) for k, v in kwargs.items()
+    }
+    if TAG in encoded_kwargs:  # as for any dictionary that uses the tag key
+        encoded_kwargs = {TAG: "dict", "v": encoded_kwargs}
     return json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
 
 
