@@ -1,0 +1,385 @@
+"""Read-only queries for monitoring: what the dashboard and ``/metrics`` show.
+
+Every method reads; none writes. They are built with SQLAlchemy Core on the corequeue tables so
+they run unchanged on SQLite and PostgreSQL. ``now`` is always an argument, so tests can pin it.
+Queries that could grow with history are bounded: time windows walk the partial index on
+``finished_at``, samples are limited, and lists take a ``limit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement
+
+from corequeue.core.states import JobState, Outcome
+from corequeue.store import schema
+from corequeue.store.queries import Store, _filter_clauses, _job_record
+from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
+
+jobs, attempts, schedules = schema.jobs, schema.attempts, schema.schedules
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue: jobs by state, how many wait ready or scheduled, and the oldest ready one."""
+
+    queue: str
+    counts: dict[JobState, int]
+    ready: int = 0  # waiting with run_at <= now
+    scheduled: int = 0  # waiting with run_at > now
+    oldest_ready_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def oldest_wait(self, now: datetime) -> float | None:
+        """Seconds the oldest ready job has waited past its run_at (None when none is ready)."""
+        if self.oldest_ready_at is None:
+            return None
+        return max((now - self.oldest_ready_at).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteBucket:
+    """Jobs that reached a final state during one minute (``start`` is the minute, UTC)."""
+
+    start: datetime
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Percentiles (seconds) over a sample of values; all None when the sample is empty."""
+
+    count: int
+    total: float
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Distribution:
+        ordered = sorted(values)
+        if not ordered:
+            return cls(0, 0.0, None, None, None, None)
+        return cls(
+            len(ordered),
+            math.fsum(ordered),
+            _percentile(ordered, 50),
+            _percentile(ordered, 90),
+            _percentile(ordered, 99),
+            ordered[-1],
+        )
+
+    @property
+    def quantiles(self) -> dict[str, float | None]:
+        return {"0.5": self.p50, "0.9": self.p90, "0.99": self.p99}
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Pick-up latency (started_at - run_at) and duration (finished_at - started_at) over the
+    most recently finished jobs of a window."""
+
+    latency: Distribution
+    duration: Distribution
+    window: timedelta
+    sample_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunningJob:
+    id: int
+    name: str
+    queue: str
+    worker_id: str | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A worker row, whether its heartbeat is recent, and the jobs it runs."""
+
+    worker: WorkerRecord
+    alive: bool
+    beat_age: float
+    running: list[RunningJob] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A row of corequeue_schedules, with the state of the last job it enqueued."""
+
+    name: str
+    job: str
+    expression: str
+    timezone: str
+    first_seen_at: datetime
+    last_occurrence: datetime | None
+    last_job_id: int | None
+    updated_at: datetime
+    last_job_state: JobState | None
+    last_job_finished_at: datetime | None
+
+
+class Monitor:
+    """Monitoring reads over one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _connect(self) -> Any:
+        return self.store.engine.connect()
+
+    # -- queues ---------------------------------------------------------------------------
+
+    def queue_stats(self, *, now: datetime) -> list[QueueStats]:
+        """Every queue that has jobs, by name: counts by state, ready and scheduled waiting
+        jobs, and the run_at of the oldest ready one."""
+        waiting = jobs.c.state == JobState.REQUESTED.value
+        ready_q = (
+            sa.select(jobs.c.queue, sa.func.count(), sa.func.min(jobs.c.run_at))
+            .where(waiting, jobs.c.run_at <= now)
+            .group_by(jobs.c.queue)
+        )
+        scheduled_q = (
+            sa.select(jobs.c.queue, sa.func.count())
+            .where(waiting, jobs.c.run_at > now)
+            .group_by(jobs.c.queue)
+        )
+        counts: dict[str, dict[JobState, int]] = {}
+        for queue, state, n in self.store.job_count_many():
+            counts.setdefault(queue, {})[state] = n
+        with self.store._errors(), self._connect() as conn:
+            ready = {q: (int(n), _utc(self.store, at)) for q, n, at in conn.execute(ready_q)}
+            scheduled = {q: int(n) for q, n in conn.execute(scheduled_q)}
+        return [
+            QueueStats(
+                queue=queue,
+                counts=counts[queue],
+                ready=ready.get(queue, (0, None))[0],
+                scheduled=scheduled.get(queue, 0),
+                oldest_ready_at=ready.get(queue, (0, None))[1],
+            )
+            for queue in sorted(counts)
+        ]
+
+    def state_totals(self, stats: Sequence[QueueStats]) -> dict[JobState, int]:
+        """Jobs by state over all queues (every state present, zero when none)."""
+        totals = dict.fromkeys(JobState, 0)
+        for q in stats:
+            for state, n in q.counts.items():
+                totals[state] += n
+        return totals
+
+    # -- throughput and timings -------------------------------------------------------------
+
+    def throughput(self, *, now: datetime, minutes: int = 60) -> list[MinuteBucket]:
+        """Jobs finished per minute over the last ``minutes`` minutes (oldest first, one bucket
+        per minute including empty ones, the current minute last)."""
+        end_minute = _minute_floor(now)
+        start = end_minute - timedelta(minutes=minutes - 1)
+        bucket = self._epoch_minute(jobs.c.finished_at)
+        query = (
+            sa.select(bucket.label("minute"), jobs.c.state, sa.func.count())
+            .where(jobs.c.finished_at.is_not(None), jobs.c.finished_at >= start)
+            .group_by(bucket, jobs.c.state)
+        )
+        found: dict[int, dict[str, int]] = {}
+        with self.store._errors(), self._connect() as conn:
+            for minute, state, n in conn.execute(query):
+                found.setdefault(int(minute), {})[state] = int(n)
+        out = []
+        for i in range(minutes):
+            at = start + timedelta(minutes=i)
+            row = found.get(int(at.timestamp()) // 60, {})
+            out.append(
+                MinuteBucket(
+                    at,
+                    succeeded=row.get(JobState.SUCCEEDED.value, 0),
+                    failed=row.get(JobState.FAILED.value, 0),
+                    cancelled=row.get(JobState.CANCELLED.value, 0),
+                )
+            )
+        return out
+
+    def _epoch_minute(self, column: Any) -> ColumnElement[Any]:
+        if self.store.is_postgresql:
+            return sa.func.floor(sa.extract("epoch", column) / 60)
+        # SQLite keeps naive UTC text; strftime('%s') reads it as UTC.
+        return sa.cast(sa.func.strftime("%s", column), sa.Integer) / 60
+
+    def timings(
+        self, *, now: datetime, window: timedelta = timedelta(hours=1), sample: int = 2000
+    ) -> Timings:
+        """Latency and duration percentiles over the ``sample`` most recently finished jobs of
+        the last ``window``."""
+        query = (
+            sa.select(jobs.c.run_at, jobs.c.started_at, jobs.c.finished_at)
+            .where(
+                jobs.c.finished_at.is_not(None),
+                jobs.c.finished_at >= now - window,
+                jobs.c.started_at.is_not(None),
+            )
+            .order_by(jobs.c.finished_at.desc())
+            .limit(sample)
+        )
+        latency: list[float] = []
+        duration: list[float] = []
+        with self.store._errors(), self._connect() as conn:
+            for run_at, started_at, finished_at in conn.execute(query):
+                latency.append(max((started_at - run_at).total_seconds(), 0.0))
+                duration.append(max((finished_at - started_at).total_seconds(), 0.0))
+        return Timings(Distribution.of(latency), Distribution.of(duration), window, sample)
+
+    def attempt_counts(self) -> dict[Outcome, int]:
+        """Recorded attempts by outcome (every outcome present, zero when none)."""
+        query = sa.select(attempts.c.outcome, sa.func.count()).group_by(attempts.c.outcome)
+        counts = dict.fromkeys(Outcome, 0)
+        with self.store._errors(), self._connect() as conn:
+            for outcome, n in conn.execute(query):
+                counts[Outcome(outcome)] = int(n)
+        return counts
+
+    # -- workers --------------------------------------------------------------------------
+
+    def running_jobs(self, *, limit: int = 1000) -> list[RunningJob]:
+        query = (
+            sa.select(jobs.c.id, jobs.c.name, jobs.c.queue, jobs.c.worker_id, jobs.c.started_at)
+            .where(jobs.c.state == JobState.RUNNING.value)
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        with self.store._errors(), self._connect() as conn:
+            return [RunningJob(*row) for row in conn.execute(query)]
+
+    def worker_statuses(self, *, now: datetime, heartbeat_timeout: float) -> list[WorkerStatus]:
+        """Every worker row, newest heartbeat first, with the jobs each one runs."""
+        by_worker: dict[str | None, list[RunningJob]] = {}
+        for job in self.running_jobs():
+            by_worker.setdefault(job.worker_id, []).append(job)
+        out = []
+        for w in self.store.worker_list():
+            age = max((now - w.last_beat_at).total_seconds(), 0.0)
+            out.append(WorkerStatus(w, age <= heartbeat_timeout, age, by_worker.get(w.id, [])))
+        out.sort(key=lambda s: s.beat_age)
+        return out
+
+    # -- schedules and delayed jobs ---------------------------------------------------------
+
+    def schedule_rows(self) -> list[ScheduleRow]:
+        """Every stored schedule, by name, with its last job's state (None once pruned)."""
+        last = jobs.alias("last_job")
+        query = (
+            sa.select(schedules, last.c.state, last.c.finished_at.label("last_finished_at"))
+            .select_from(schedules.outerjoin(last, last.c.id == schedules.c.last_job_id))
+            .order_by(schedules.c.name)
+        )
+        with self.store._errors(), self._connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ScheduleRow(
+                name=r.name,
+                job=r.job,
+                expression=r.expression,
+                timezone=r.timezone,
+                first_seen_at=r.first_seen_at,
+                last_occurrence=r.last_occurrence,
+                last_job_id=r.last_job_id,
+                updated_at=r.updated_at,
+                last_job_state=JobState(r.state) if r.state is not None else None,
+                last_job_finished_at=r.last_finished_at,
+            )
+            for r in rows
+        ]
+
+    def delayed_jobs(self, *, now: datetime, limit: int = 100) -> tuple[list[JobRecord], int]:
+        """Waiting jobs whose run_at is in the future, soonest first, and how many there are."""
+        where = (jobs.c.state == JobState.REQUESTED.value, jobs.c.run_at > now)
+        query = sa.select(*jobs.c).where(*where).order_by(jobs.c.run_at, jobs.c.id).limit(limit)
+        with self.store._errors(), self._connect() as conn:
+            found = [_job_record(r) for r in conn.execute(query)]
+            total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
+        return found, int(total)
+
+    # -- history helpers --------------------------------------------------------------------
+
+    def job_count(self, filter: JobFilter) -> int:
+        """How many jobs match ``filter`` (the selection a bulk action applies to)."""
+        query = sa.select(sa.func.count()).select_from(jobs).where(*_filter_clauses(filter))
+        with self.store._errors(), self._connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def job_ids(self, filter: JobFilter, *, batch: int = 500) -> Iterator[list[int]]:
+        """Ids of the jobs matching ``filter``, newest first, in batches (keyset)."""
+        before: int | None = None
+        while True:
+            query = (
+                sa.select(jobs.c.id)
+                .where(*_filter_clauses(filter))
+                .order_by(jobs.c.id.desc())
+                .limit(batch)
+            )
+            if before is not None:
+                query = query.where(jobs.c.id < before)
+            with self.store._errors(), self._connect() as conn:
+                ids = list(conn.execute(query).scalars())
+            if ids:
+                yield ids
+            if len(ids) < batch:
+                return
+            before = ids[-1]
+
+    def job_list_after(
+        self, filter: JobFilter, *, after_id: int, limit: int = 50
+    ) -> list[JobRecord]:
+        """Up to ``limit`` matching jobs just newer than ``after_id``, newest first: the page
+        before one that :meth:`Store.job_list` returned (keyset, both ways)."""
+        query = (
+            sa.select(*jobs.c)
+            .where(*_filter_clauses(filter), jobs.c.id > after_id)
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        with self.store._errors(), self._connect() as conn:
+            found = [_job_record(r) for r in conn.execute(query)]
+        return found[::-1]
+
+    def distinct_names(self, *, limit: int = 200) -> list[str]:
+        """Job names present in the table (for filter suggestions)."""
+        query = sa.select(jobs.c.name).group_by(jobs.c.name).order_by(jobs.c.name).limit(limit)
+        with self.store._errors(), self._connect() as conn:
+            return list(conn.execute(query).scalars())
+
+
+def _percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty sequence."""
+    rank = max(math.ceil(pct / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+def _minute_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _utc(store: Store, value: Any) -> datetime | None:
+    """Aggregates (min) bypass the column type on SQLite: convert like UTCDateTime does."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return schema.UTCDateTime().process_result_value(value, store.engine.dialect)
