@@ -7,6 +7,7 @@ the child's report; this loop only moves data between the store and the pool. Ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,12 @@ from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
 log = logging.getLogger("corequeue.worker")
 
 Clock = Callable[[], datetime]
+
+#: While the database is unreachable, claims are retried after 0.5 s, doubling up to 5 s; the
+#: outage is logged once every 10 s, however often it is retried.
+OUTAGE_BACKOFF_MIN = 0.5
+OUTAGE_BACKOFF_MAX = 5.0
+OUTAGE_LOG_EVERY = 10.0
 
 
 def utcnow() -> datetime:
@@ -73,6 +80,7 @@ class Counters:
     cancelled: int = 0
     released: int = 0
     refused: int = 0  # results refused because the lease had moved on
+    wakeups: int = 0  # times the loop waited and woke up (stays low when idle)
     since: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,6 +121,8 @@ class Worker:
         self._stop_deadline: float | None = None
         self._outage_since: float | None = None
         self._outage_logged = 0.0
+        self._outage_retry_at = 0.0  # during an outage, claims are retried from then on
+        self._outage_backoff = OUTAGE_BACKOFF_MIN
         self._services: list[Service] = [
             Heartbeat(self),
             Rescuer(self),
@@ -132,7 +142,8 @@ class Worker:
             self._stop_now = True
         else:
             log.info(
-                "stopping: no new jobs; running jobs get %.0fs to finish", self.settings.grace_period
+                "stopping: no new jobs; running jobs get %.0fs to finish",
+                self.settings.grace_period,
             )
             self._stopping = True
             self._stop_deadline = time.monotonic() + self.settings.grace_period
@@ -183,20 +194,27 @@ class Worker:
             now = self.clock()
             self._maintain(now)
             if self._stop_now:
-                self._handle(self.pool.kill_all("the worker was stopped at once"))
+                self._handle(
+                    self.pool.kill_all("the worker was stopped at once"), interrupted=True
+                )
                 self._flush()
                 return 1
             if self._stopping:
+                self._next_ready = None  # no more claims: only children and deadlines wake us
                 self.pool.stop_accepting()
                 if not self.pool.running and not self._ends and not self._releases:
                     return 0
                 assert self._stop_deadline is not None
                 if time.monotonic() >= self._stop_deadline:
                     log.warning("grace period over: stopping %d running job(s)", self.pool.running)
-                    self._handle(self.pool.kill_all("the worker's grace period ran out"))
+                    self._handle(
+                        self.pool.kill_all("the worker's grace period ran out"), interrupted=True
+                    )
                     self._flush()
                     return 0
-            elif self._outage_since is None:
+            elif self._outage_since is None or time.monotonic() >= self._outage_retry_at:
+                # During an outage a claim doubles as the probe that notices the database is
+                # back (with nothing to flush, nothing else would), at a capped backoff.
                 asked = self.pool.free_slots()
                 got = self._claim(asked, now)
                 if asked and got == asked:
@@ -212,6 +230,7 @@ class Worker:
                     return 0
             timeout = self._wait_time(now)
             events = self.pool.wait(timeout, extra=[self.wake])
+            self.counters.wakeups += 1
             self.wake.clear()
             self._handle(events)
 
@@ -227,11 +246,14 @@ class Worker:
         if self._stop_deadline is not None:
             candidates.append(self._stop_deadline - mono)
         if self._outage_since is not None:
-            candidates.append(1.0)
+            candidates.append(self._outage_retry_at - mono)
         return min(max(min(candidates), 0.0), 60.0)
 
     def _claim(self, limit: int, now: datetime) -> int:
         if limit <= 0:
+            # Every slot is busy: a finishing job wakes us; a stale "next ready" time must
+            # not (once past, it would make the loop spin until a slot frees up).
+            self._next_ready = None
             return 0
         lease = uuid.uuid4().hex
         try:
@@ -262,7 +284,12 @@ class Worker:
 
     # -- results ----------------------------------------------------------------------------
 
-    def _handle(self, events: Sequence[TaskResult | Released]) -> None:
+    def _handle(
+        self, events: Sequence[TaskResult | Released], *, interrupted: bool = False
+    ) -> None:
+        """Turn the pool's events into endings and releases to persist. ``interrupted``: the
+        worker's own shutdown killed these children, so their ``lost`` attempts are requeued
+        without being counted (``lifecycle.interrupt``)."""
         now = self.clock()
         for event in events:
             if isinstance(event, Released):
@@ -274,21 +301,28 @@ class Worker:
             job = self.claimed.pop(event.job_id, None)
             if job is None or job.lease != event.lease:
                 continue
-            self._ends.append(self._decide(job, event, now))
+            self._ends.append(self._decide(job, event, now, interrupted=interrupted))
 
-    def _decide(self, job: ClaimedJob, result: TaskResult, now: datetime) -> AttemptEnd:
+    def _decide(
+        self, job: ClaimedJob, result: TaskResult, now: datetime, *, interrupted: bool = False
+    ) -> AttemptEnd:
         retry_delay = result.retry_delay
         if retry_delay < 0:
             retry_delay = retry_delay_for(job.name, job.attempts)
-        change = lifecycle.finish(
-            job.snapshot(),
-            result.outcome,
-            lease=job.lease,
-            now=now,
-            retry_delay=retry_delay,
-            defer_delay=result.defer_delay,
-            defer_counts=result.defer_counts,
-        )
+        error_message = result.error_message
+        if interrupted and result.outcome is Outcome.LOST:
+            change = lifecycle.interrupt(job.snapshot(), lease=job.lease, now=now)
+            error_message = f"{error_message}: requeued without using an attempt"
+        else:
+            change = lifecycle.finish(
+                job.snapshot(),
+                result.outcome,
+                lease=job.lease,
+                now=now,
+                retry_delay=retry_delay,
+                defer_delay=result.defer_delay,
+                defer_counts=result.defer_counts,
+            )
         return AttemptEnd(
             job_id=job.id,
             lease=job.lease,
@@ -300,7 +334,7 @@ class Worker:
             finished_at=now,
             result=result.result,
             error_type=result.error_type,
-            error_message=result.error_message,
+            error_message=error_message,
             traceback=result.traceback,
             name=job.name,
             queue=job.queue,
@@ -335,7 +369,11 @@ class Worker:
     def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
         c = self.counters
         for end in ends:
-            duration_ms = (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
+            duration_ms = (
+                (end.finished_at - end.started_at).total_seconds() * 1000
+                if end.started_at
+                else 0.0
+            )
             if end.job_id not in applied:
                 c.refused += 1
                 log.warning(
@@ -355,7 +393,8 @@ class Worker:
                 c.failed += 1
                 if end.change.state.value == "requested":
                     c.retried += 1
-            level = logging.INFO if end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED) else logging.WARNING
+            quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
+            level = logging.INFO if quiet else logging.WARNING
             if log.isEnabledFor(level):
                 job = (
                     f"job_id={end.job_id} name={end.name} queue={end.queue} attempt={end.attempt}"
@@ -371,9 +410,12 @@ class Worker:
 
     def _outage(self, exc: CorequeueError) -> None:
         mono = time.monotonic()
+        self._next_ready = None  # claims wait for the database: retry on the outage's pace
         if self._outage_since is None:
             self._outage_since = mono
-        if mono - self._outage_logged >= 10.0:
+        self._outage_retry_at = mono + self._outage_backoff
+        self._outage_backoff = min(self._outage_backoff * 2, OUTAGE_BACKOFF_MAX)
+        if mono - self._outage_logged >= OUTAGE_LOG_EVERY:
             self._outage_logged = mono
             log.error("%s; retrying (results are kept until it is back)", exc)
 
@@ -382,6 +424,7 @@ class Worker:
             log.info("database reachable again after %.1fs", time.monotonic() - self._outage_since)
             self._outage_since = None
             self._outage_logged = 0.0
+        self._outage_backoff = OUTAGE_BACKOFF_MIN
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -398,6 +441,8 @@ class Worker:
                 self._outage(exc)
             except Exception:
                 log.exception("maintenance service %s failed; it will run again", service.name)
+            else:
+                self._recovered()
         self._check_cancelled()
         if mono >= self._next_stats:
             self._next_stats = mono + self.settings.stats_every
@@ -457,11 +502,13 @@ class Worker:
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        # Children still holding tasks (an error ended the loop) finish their running task or
+        # are killed; what they report is recorded before anything is called unstarted.
+        self._handle(self.pool.close(), interrupted=True)
         # Anything still claimed here never reached a child that could finish it.
         leftover = list(self.claimed.values())
         self.claimed.clear()
         self._releases.extend(leftover)
-        self.pool.close()
         for attempt in range(3):
             try:
                 self._flush()
@@ -478,10 +525,8 @@ class Worker:
             )
         if self.notifier is not None:
             self.notifier.stop()
-        try:
+        with contextlib.suppress(CorequeueError):
             self.store.worker_delete(self.id)
-        except CorequeueError:
-            pass
         self.wake.close()
         log.info("worker %s stopped: %s", self.id, json.dumps(self.counters.as_dict()))
 

@@ -155,6 +155,18 @@ def release(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
     return Change(state, job.attempts - 1, job.max_attempts, None, job.run_at, None)
 
 
+def interrupt(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
+    """A running attempt that the worker's own shutdown stopped (its grace period ran out, or
+    a second stop signal): the job goes back to wait, to run again at once, and the attempt
+    is not counted. A deploy is not the job's fault, so it must neither use up a retry nor
+    fail a job that has none; the worker still records the stopped attempt (as ``lost``).
+    Raises StaleLease when ``lease`` is not the job's current lease."""
+    if job.lease != lease:
+        raise StaleLease(f"interrupt refused: lease {lease!r} is not the job's current lease")
+    (state,) = next_states(job.state, Action.RELEASE)
+    return Change(state, job.attempts - 1, job.max_attempts, None, now, None)
+
+
 def cancel(job: JobSnapshot, *, now: datetime) -> Change:
     """Cancel a waiting or running job. Returns the cancelled job; raises InvalidTransition."""
     (state,) = next_states(job.state, Action.CANCEL)

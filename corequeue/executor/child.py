@@ -1,15 +1,24 @@
 """The child process: receives tasks from the worker, runs them one by one, sends results.
 
-Protocol on the pipe. Parent to child: ``("run", [Task, ...])`` or ``("stop",)``.
-Child to parent: ``("done", TaskResult)`` after each task, and ``("released", [job ids])``
-with the tasks it had not started when told to stop.
+Protocol on the pipe. Parent to child: ``("run", [Task, ...])``, ``("skip", [job ids])`` (drop
+these if not started yet: they were cancelled) or ``("stop",)``. Child to parent:
+``("started", job id)`` before each task (the parent times the task from it), ``("done",
+TaskResult)`` after it, and ``("released", [job ids])`` with the tasks it dropped unstarted
+(on skip, or all of them when told to stop).
+
+The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux): a SIGKILLed worker leaves no
+orphan running a job that another worker will rescue and run again.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -26,9 +35,12 @@ class ChildConfig:
 
 def child_main(conn: Connection, config: ChildConfig) -> None:
     """Entry point of a spawned child process."""
-    # The worker (our parent) handles SIGINT/SIGTERM and tells us when to stop.
+    # The worker (our parent) handles SIGINT/SIGTERM and tells us when to stop: a signal sent
+    # to the whole process group (Ctrl-C, systemd's default KillMode) must not cut the running
+    # job's grace period short. The parent kills us with SIGKILL when it must.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from corequeue import app
     from corequeue.middleware import build_chain
@@ -48,7 +60,29 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
             if message[0] == "stop":
                 conn.send(("released", [t.job_id for t in tasks]))
                 return
+            if message[0] == "skip":
+                skip = set(message[1])
+                dropped = [t.job_id for t in tasks if t.job_id in skip]
+                if dropped:
+                    tasks = deque(t for t in tasks if t.job_id not in skip)
+                    conn.send(("released", dropped))
+                continue
             tasks.extend(message[1])
             continue
         task = tasks.popleft()
+        conn.send(("started", task.job_id))
         conn.send(("done", run_task(task, chain, codecs=codecs)))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl: go now
+        os._exit(1)

@@ -1,11 +1,14 @@
 """A pool of spawned child processes that run tasks, with timeouts, crashes and recycling.
 
 The parent keeps, per child, the tasks it has handed over in order. The first is the one
-running: it started when it was sent to an idle child, or when the result before it arrived.
+running once the child says so (``("started", job id)``): timeouts count from that message, not
+from the hand-off, so a child still starting up (spawn, imports) or a parent slow to read
+results never makes a job look older than it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
 import time
@@ -35,7 +38,8 @@ class _Child:
     process: BaseProcess
     conn: Connection
     pending: deque[Task] = field(default_factory=deque)
-    head_started: float = 0.0
+    head_started: float = 0.0  # monotonic time the child reported starting the head task
+    running: int | None = None  # job id of the head task once the child started it
     assigned: int = 0
     stopping: bool = False
 
@@ -131,19 +135,15 @@ class ProcessPool:
                 raise RuntimeError("submit() given more tasks than free_slots() allowed")
             child = min(candidates, key=lambda c: len(c.pending) + len(batches.get(id(c), ())))
             batches.setdefault(id(child), []).append(task)
-        now = time.monotonic()
         for child in self.children:
             batch = batches.get(id(child))
             if not batch:
                 continue
-            if not child.pending:
-                child.head_started = now
             child.pending.extend(batch)
             child.assigned += len(batch)
-            try:
+            # A dead child's pipe refuses: wait() reports the death through its sentinel.
+            with contextlib.suppress(OSError):
                 child.conn.send(("run", batch))
-            except (BrokenPipeError, OSError):
-                pass  # the child died: wait() reports it through its sentinel
 
     # -- events -----------------------------------------------------------------------------
 
@@ -166,15 +166,26 @@ class ProcessPool:
         return events
 
     def _drain(self, child: _Child) -> list[TaskResult | Released]:
+        events = self._read(child)
+        if not child.process.is_alive():
+            events.extend(self._bury(child, describe_exit(child.process.exitcode)))
+        return events
+
+    def _read(self, child: _Child) -> list[TaskResult | Released]:
+        """The messages ``child`` has sent so far (also after it died: the pipe keeps them)."""
         events: list[TaskResult | Released] = []
         try:
             while child.conn.poll():
                 message = child.conn.recv()
-                if message[0] == "done":
+                if message[0] == "started":
+                    if child.pending and child.pending[0].job_id == message[1]:
+                        child.running = message[1]
+                        child.head_started = time.monotonic()
+                elif message[0] == "done":
                     result: TaskResult = message[1]
                     if child.pending and child.pending[0].job_id == result.job_id:
                         child.pending.popleft()
-                    child.head_started = time.monotonic()
+                    child.running = None
                     events.append(result)
                 elif message[0] == "released":
                     ids = set(message[1])
@@ -183,23 +194,41 @@ class ProcessPool:
                     events.append(Released(gone))
         except (EOFError, OSError):
             pass
-        if not child.process.is_alive():
-            events.extend(self._bury(child, describe_exit(child.process.exitcode)))
         return events
 
+    def _started(self, child: _Child) -> Task | None:
+        """The task ``child`` is running (None when idle or not started yet)."""
+        if child.pending and child.running == child.pending[0].job_id:
+            return child.pending[0]
+        return None
+
     def _bury(
-        self, child: _Child, why: str, outcome: Outcome = Outcome.LOST
+        self,
+        child: _Child,
+        why: str,
+        outcome: Outcome = Outcome.LOST,
+        *,
+        killed: bool = False,
     ) -> list[TaskResult | Released]:
-        """A child is gone: its running task ends with ``outcome``, the rest go back."""
+        """A child is gone: its running task ends with ``outcome``, the rest go back.
+
+        ``killed``: we killed it, so an unstarted head goes back too. A child that died on its
+        own is charged with its head even before reporting it started (a crash at start-up):
+        releasing it uncounted could loop forever on a child that never comes up, while a used
+        attempt shows the cause and ends in failure.
+        """
         events: list[TaskResult | Released] = []
         child.process.join(timeout=5)
         child.conn.close()
         self.children.remove(child)
         if child.pending and not child.stopping:
             self.replaced += 1
-        if child.pending:
+        started = self._started(child) is not None
+        if child.pending and (started or not killed):
             head = child.pending.popleft()
-            duration = time.monotonic() - child.head_started
+            duration = time.monotonic() - child.head_started if started else 0.0
+            if not started:
+                why += " (before the job started)"
             events.append(
                 TaskResult(
                     head.job_id,
@@ -229,10 +258,8 @@ class ProcessPool:
                 and not child.stopping
             ):
                 child.stopping = True
-                try:
+                with contextlib.suppress(OSError):
                     child.conn.send(("stop",))
-                except OSError:
-                    pass
                 child.process.join(timeout=5)
                 if child.process.is_alive():
                     child.process.kill()
@@ -245,37 +272,54 @@ class ProcessPool:
         events: list[TaskResult | Released] = []
         now = time.monotonic()
         for child in list(self.children):
-            if child.pending and child.pending[0].timeout is not None:
-                head = child.pending[0]
-                assert head.timeout is not None
-                if now - child.head_started > head.timeout:
-                    why = f"the job ran past its timeout of {head.timeout:g}s"
-                    events.extend(self._kill(child, Outcome.TIMED_OUT, why))
+            head = self._started(child)
+            if (
+                head is not None
+                and head.timeout is not None
+                and now - child.head_started > head.timeout
+            ):
+                why = f"the job ran past its timeout of {head.timeout:g}s"
+                events.extend(self._kill(child, Outcome.TIMED_OUT, why))
         return events
 
     def next_deadline(self) -> float | None:
         """Seconds until the earliest running task's timeout (None when none has one)."""
-        deadlines = [
-            c.head_started + c.pending[0].timeout - time.monotonic()
-            for c in self.children
-            if c.pending and c.pending[0].timeout is not None
-        ]
+        deadlines = []
+        for c in self.children:
+            head = self._started(c)
+            if head is not None and head.timeout is not None:
+                deadlines.append(c.head_started + head.timeout - time.monotonic())
         return max(min(deadlines), 0.0) if deadlines else None
 
     def cancel(self, job_ids: set[int]) -> list[TaskResult | Released]:
         """Stop the children running these jobs (cancelled or no longer ours)."""
         events: list[TaskResult | Released] = []
         for child in list(self.children):
-            # An unstarted one stays queued in its child: when it runs, its result is refused
-            # by the lease check, so only a running one needs its child stopped.
-            if child.pending and child.pending[0].job_id in job_ids:
+            events.extend(self._read(child))  # a "started" may be waiting in the pipe
+            head = self._started(child)
+            if head is not None and head.job_id in job_ids:
                 events.extend(self._kill(child, Outcome.CANCELLED, "the job was cancelled"))
+                continue
+            # Unstarted ones must not run: the child drops them and answers "released" (if it
+            # started one meanwhile, the next check finds it running and stops the child).
+            queued = [t.job_id for t in child.pending if t.job_id in job_ids]
+            if queued:
+                with contextlib.suppress(OSError):  # a dead child is reported by wait()
+                    child.conn.send(("skip", queued))
         return events
 
     def _kill(self, child: _Child, outcome: Outcome, why: str) -> list[TaskResult | Released]:
+        """Kill ``child``; its running task ends with ``outcome``. Messages it sent before
+        dying are read first: a task that finished in the meantime keeps its result, and a
+        task started after it ends ``lost`` instead (it was not the one meant)."""
+        target = self._started(child)
         child.process.kill()
         child.process.join(timeout=5)
-        return self._bury(child, why, outcome)
+        events = self._read(child)
+        head = self._started(child)
+        if target is not None and (head is None or head.job_id != target.job_id):
+            outcome, why = Outcome.LOST, "the child process was stopped to end another job"
+        return events + self._bury(child, why, outcome, killed=True)
 
     def stop_accepting(self) -> list[TaskResult | Released]:
         """Ask every child to finish its running task and give back the rest."""
@@ -283,10 +327,8 @@ class ProcessPool:
         for child in self.children:
             if not child.stopping:
                 child.stopping = True
-                try:
+                with contextlib.suppress(OSError):
                     child.conn.send(("stop",))
-                except OSError:
-                    pass
         return []
 
     def kill_all(self, why: str) -> list[TaskResult | Released]:
@@ -295,17 +337,28 @@ class ProcessPool:
             events.extend(self._kill(child, Outcome.LOST, why))
         return events
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> list[TaskResult | Released]:
+        """Stop every child: each finishes its running task (within ``timeout`` seconds in
+        all) and gives back the rest. Returns what happened: results, Released tasks, and a
+        task still running at the deadline ended ``lost`` (its child killed)."""
         self.closing = True
+        for child in self.children:
+            if not child.stopping:
+                child.stopping = True
+                with contextlib.suppress(OSError):
+                    child.conn.send(("stop",))
+        events: list[TaskResult | Released] = []
+        deadline = time.monotonic() + timeout
         for child in list(self.children):
-            try:
-                child.conn.send(("stop",))
-            except OSError:
-                pass
-        for child in list(self.children):
-            child.process.join(timeout=5)
+            child.process.join(max(deadline - time.monotonic(), 0.0))
             if child.process.is_alive():
                 child.process.kill()
                 child.process.join()
-            child.conn.close()
+                events.extend(self._read(child))
+                events.extend(
+                    self._bury(child, "the worker stopped while the job ran", killed=True)
+                )
+            else:
+                events.extend(self._drain(child))
         self.children.clear()
+        return events

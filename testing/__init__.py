@@ -1,0 +1,1 @@
+"""The project's own test harnesses (not shipped): fault injection for real worker processes."""

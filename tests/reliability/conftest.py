@@ -1,0 +1,124 @@
+"""Fixtures for the fault-injection tests: a migrated, empty PostgreSQL database (the shared
+server, in this session's throwaway database), real workers started and always cleaned up,
+and helpers that read what happened to the jobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import corequeue
+from corequeue import app
+from corequeue.store import schema
+from corequeue.store.queries import Store
+from testing.faults import Worker
+
+#: Fast heartbeats for tests: a SIGKILLed worker's jobs are rescued about 3 s after its last beat.
+FAST = (
+    "--heartbeat-interval",
+    "0.5",
+    "--heartbeat-timeout",
+    "3",
+    "--poll-interval",
+    "0.2",
+)
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated, with empty tables."""
+    store = Store.from_url(postgres_url)
+    store.migrate()
+    with store.engine.begin() as conn:
+        names = ", ".join(t.name for t in reversed(schema.metadata.sorted_tables))
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.execute(
+            sa.insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
+        )
+    store.dispose()
+    return postgres_url
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    configured = corequeue.configure(pg_url, middleware=[])
+    try:
+        yield configured
+    finally:
+        app.reset()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'corequeue.sqlite3'}"
+    Store.from_url(url).migrate()
+    configured = corequeue.configure(url, middleware=[])
+    try:
+        yield configured
+    finally:
+        app.reset()
+
+
+class Spawner:
+    """Starts workers (``spawn(url, *args)``); every one is killed, with its process group,
+    when the test ends."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[Worker] = []
+
+    def __call__(self, url: str, *args: str, fast: bool = True) -> Worker:
+        worker = Worker(
+            url,
+            *(FAST if fast else ()),
+            *args,
+            log_path=self.tmp_path / f"worker-{len(self.started) + 1}.log",
+        )
+        self.started.append(worker)
+        return worker.start()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.log_path.name}\n{w.log()[-3000:]}" for w in self.started)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawner]:
+    spawner = Spawner(tmp_path)
+    try:
+        yield spawner
+    finally:
+        for worker in spawner.started:
+            worker.cleanup()
+
+
+def attempts_by_job(store: Store) -> dict[int, list[Any]]:
+    """Every attempt row, grouped by job id, in order."""
+    out: dict[int, list[Any]] = {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(schema.attempts).order_by(schema.attempts.c.id)).all()
+    for row in rows:
+        out.setdefault(row.job_id, []).append(row)
+    return out
+
+
+def state_counts(store: Store) -> Counter[str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(schema.jobs.c.state, sa.func.count()).group_by(schema.jobs.c.state)
+        ).all()
+    return Counter({state: n for state, n in rows})
+
+
+def worker_id_of(store: Store, pid: int, *, timeout: float = 30.0) -> str:
+    """The id of the worker process ``pid`` (from its heartbeat row)."""
+    from testing.faults import wait_for
+
+    def find() -> str | None:
+        return next((w.id for w in store.worker_list() if w.pid == pid), None)
+
+    return str(wait_for(find, timeout=timeout, what=f"the heartbeat row of worker pid {pid}"))

@@ -1,0 +1,109 @@
+"""Jobs for the fault-injection tests (workers run with ``--import tests.reliability_jobs``).
+
+Every job appends one JSON line per run to the file named by its ``log`` parameter, before
+doing anything else: its ``key``, the child's pid and the worker's pid (the child's parent).
+One ``os.write`` on an O_APPEND file is atomic for lines this short, so workers can share it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from corequeue import Job, register_job
+
+
+def record(path: str, key: Any, **extra: Any) -> None:
+    line = {"key": key, "pid": os.getpid(), "worker": os.getppid(), "at": time.time(), **extra}
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs recorded in ``path`` (a run cut short by a kill mid-write is skipped)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        with_data = line.strip()
+        if with_data.endswith("}"):
+            out.append(json.loads(with_data))
+    return out
+
+
+def run_counts(path: str | Path) -> Counter[Any]:
+    return Counter(r["key"] for r in runs(path))
+
+
+@register_job(alias="rel-touch")
+class Touch(Job):
+    """Records its run, sleeps ``seconds``, returns its key."""
+
+    def __init__(self, log: str, key: Any, seconds: float = 0.0):
+        self.log = log
+        self.key = key
+        self.seconds = seconds
+
+    def retry_delay(self, attempt: int) -> float:
+        return 0.0
+
+    def run(self) -> Any:
+        record(self.log, self.key)
+        if self.seconds:
+            time.sleep(self.seconds)
+        return self.key
+
+
+@register_job(alias="rel-crash")
+class Crash(Job):
+    """Records its run, then dies as ``how`` says on its first run only (a marker file next to
+    the log remembers), so a retry succeeds: ``segfault``, ``exit3``, ``hang`` (sleeps until
+    killed or timed out), ``hang-always``."""
+
+    def __init__(self, log: str, key: Any, how: str):
+        self.log = log
+        self.key = key
+        self.how = how
+
+    def retry_delay(self, attempt: int) -> float:
+        return 0.0
+
+    def run(self) -> Any:
+        record(self.log, self.key, how=self.how)
+        marker = Path(f"{self.log}.{self.key}.done")
+        if marker.exists() and self.how != "hang-always":
+            return self.key
+        marker.touch()
+        if self.how == "segfault":
+            ctypes.string_at(0)
+        elif self.how == "sigsegv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif self.how == "exit3":
+            os._exit(3)
+        elif self.how.startswith("hang"):
+            time.sleep(600)
+        return self.key
+
+
+@register_job(alias="rel-raise")
+class RaiseBase(Job):
+    """Raises SystemExit or KeyboardInterrupt from run()."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def run(self) -> Any:
+        if self.kind == "SystemExit":
+            raise SystemExit(4)
+        raise KeyboardInterrupt("interrupted inside the job")
