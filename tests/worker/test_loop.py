@@ -1,0 +1,63 @@
+"""The worker loop: it never sleeps while jobs are ready, and never spins while it waits."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from corequeue.store.queries import Store
+from tests.e2e.harness import WorkerFactory
+from tests.jobs import Add, Record, Sleep, runs
+
+
+def final_counters(log: str) -> dict[str, int]:
+    match = re.search(r"worker \S+ stopped: (\{.*\})", log)
+    assert match, log
+    counters: dict[str, int] = json.loads(match.group(1))
+    return counters
+
+
+def test_a_worker_whose_slots_are_busy_waits_without_spinning(
+    store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    # A job becomes due while the only slot is busy: the worker must wait for the slot to
+    # free up, not loop on a "next job is due" time that has already passed.
+    first = Add(0, 0).run_in_worker()
+    due_soon = Add(1, 1).run_in_worker(delay=4)
+    worker = workers(database_url, "--max-processes", "1", "--max-pending-per-process", "1")
+    assert first.wait(timeout=60) == 0  # the worker has seen due_soon: not ready yet
+    busy = Sleep(5).run_in_worker(priority=10)
+
+    assert busy.wait(timeout=60) == 5
+    assert due_soon.wait(timeout=60) == 2
+    assert worker.stop() == 0
+    # Each wake-up has a cause (a result, a notification, a poll, a heartbeat); a spinning
+    # loop wakes up hundreds of thousands of times in five seconds.
+    assert final_counters(worker.log())["wakeups"] < 200, worker.log()
+
+
+def test_ready_jobs_are_claimed_without_waiting_for_a_poll(
+    store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    # With the poll interval an hour long, a backlog larger than the claim batch can only
+    # drain within the deadline if the worker claims again as soon as slots free up.
+    path = str(tmp_path / "runs.jsonl")
+    from corequeue import enqueue_many
+
+    handles = enqueue_many(Record(path, i) for i in range(60))
+    worker = workers(
+        database_url,
+        "--max-processes",
+        "1",
+        "--max-pending-per-process",
+        "2",
+        "--poll-interval",
+        "3600",
+        "--heartbeat-interval",
+        "3600",
+    )
+
+    assert [h.wait(timeout=60) for h in handles] == list(range(60))
+    assert sorted(r["key"] for r in runs(path)) == list(range(60))
+    assert worker.stop() == 0
