@@ -116,7 +116,9 @@ class _Query:
         if self.cls is None:
             return "any job"
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
-        text = f"{registry.job_name(self.cls)}({', '.join(parts)})"
+        text = registry.job_name(self.cls)
+        if parts:
+            text += f"({', '.join(parts)})"
         if self.queue is not None:
             text += f" queue={self.queue!r}"
         if self.priority is not None:
@@ -286,6 +288,7 @@ class EnqueuedJobs:
 
         Raises AssertionError listing every waiting job when none matches.
         """
+        __tracebackhide__ = True
         query = _Query(job_class, args, kwargs, queue, priority)
         waiting = self._waiting()
         found = [j for j in waiting if query.matches(j)]
@@ -305,6 +308,7 @@ class EnqueuedJobs:
         **kwargs: Any,
     ) -> None:
         """Assert that no matching job is waiting. Raises AssertionError listing the matches."""
+        __tracebackhide__ = True
         query = _Query(job_class, args, kwargs, queue, priority)
         found = [j for j in self._waiting() if query.matches(j)]
         if found:
@@ -324,6 +328,7 @@ class EnqueuedJobs:
     ) -> Iterator[None]:
         """Assert that the block enqueues a matching job (at least one, still waiting at the
         end of the block). Raises AssertionError listing what the block enqueued."""
+        __tracebackhide__ = True
         query = _Query(job_class, args, kwargs, queue, priority)
         seen = {j.id for j in self._waiting()}
         yield

@@ -92,6 +92,7 @@ class TestWorker:
         drain (unless ``raise_on_failure`` is False), and when the drain has not finished
         after ``timeout`` seconds (a job that keeps deferring itself, say).
         """
+        __tracebackhide__ = True
         settings = self.settings
         if queues is not None:
             settings = dataclasses.replace(settings, queues=tuple(queues))

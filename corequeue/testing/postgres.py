@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,30 +145,64 @@ def _check_reachable(url: str) -> None:
 # -- testcontainers --------------------------------------------------------------------------
 
 
+def _docker_socket() -> str | None:
+    """The Docker engine's Unix socket, if it has one (None: not found, or DOCKER_HOST is
+    not a unix:// address)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host:
+        return host.removeprefix("unix://") if host.startswith("unix://") else None
+    for path in ("/var/run/docker.sock", os.path.expanduser("~/.docker/run/docker.sock")):
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def _docker_answers() -> bool:
+    """Whether a Docker engine answers a ping (within a few seconds)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    path = _docker_socket()
+    if path is not None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(3)
+                sock.connect(path)
+                sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                head = sock.recv(64)
+            return head.startswith(b"HTTP/1.") and b" 200 " in head
+        except OSError:
+            return False
+    if not host:
+        return False
     try:
         docker = importlib.import_module("docker")
     except ImportError:
         return False
-    try:
-        client = docker.from_env(timeout=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
 
 
 def _from_testcontainers(tried: list[str]) -> PostgresServer | None:
-    try:
-        from testcontainers.postgres import PostgresContainer
-    except ImportError:
+    if importlib.util.find_spec("testcontainers") is None:
         tried.append("testcontainers is not installed")
         return None
     if not _docker_answers():
         tried.append("no Docker engine answered")
         return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its modules moved between releases, with warnings
+        try:
+            module = importlib.import_module("testcontainers.community.postgres")
+        except ImportError:
+            module = importlib.import_module("testcontainers.postgres")
+    PostgresContainer = module.PostgresContainer
     image = os.environ.get("COREQUEUE_TEST_POSTGRES_IMAGE", "postgres:16-alpine")
     container = PostgresContainer(image, driver="psycopg")
     try:

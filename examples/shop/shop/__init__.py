@@ -1,0 +1,1 @@
+"""A tiny shop: orders, receipts and stock, with background jobs in corequeue."""
