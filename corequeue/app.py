@@ -134,9 +134,7 @@ def prepare(
     q, p, max_attempts, u, t = enqueue_options(
         job, queue=queue, priority=priority, retries=retries, unique_key=unique_key, timeout=timeout
     )
-    params = encode_params(
-        job._cq_args, job._cq_kwargs, arg_names=arg_names(job), codecs=codecs()
-    )
+    params = encode_params(job._cq_args, job._cq_kwargs, arg_names=arg_names(job), codecs=codecs())
     row = NewJob(
         name=registry.job_name(cls),
         params=params,

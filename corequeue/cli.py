@@ -31,7 +31,11 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
     p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
     p.add_argument(
-        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="module that registers jobs (repeatable)",
     )
     if json_flag:
@@ -40,16 +44,28 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="corequeue", description="Background jobs kept in your SQL database.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a worker")
     _common(run, json_flag=False)
-    run.add_argument("--queue", dest="queues", action="append", default=[], metavar="NAME",
-                     help="queue to serve (repeatable; default: every queue)")
+    run.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="queue to serve (repeatable; default: every queue)",
+    )
     run.add_argument("--max-processes", type=int, metavar="N")
-    run.add_argument("--max-jobs-per-process", type=int, metavar="N",
-                     help="recycle a child after N jobs (0: never)")
+    run.add_argument(
+        "--max-jobs-per-process",
+        type=int,
+        metavar="N",
+        help="recycle a child after N jobs (0: never)",
+    )
     run.add_argument("--max-pending-per-process", type=int, metavar="N")
     run.add_argument("--stats-every", metavar="S", help="log stats every S seconds")
     run.add_argument("--heartbeat-interval", metavar="S")
@@ -128,8 +144,12 @@ def import_modules(modules: Sequence[str]) -> None:
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"cannot import module {module!r} (--import / imports): {exc}") from None
+        except Exception as exc:  # a module that fails while importing, not only a missing one
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConfigError(
+                f"cannot import module {module!r} (--import / imports): "
+                f"{type(exc).__name__}: {first}".rstrip(": ")
+            ) from None
 
 
 def open_store(settings: Settings) -> Store:
@@ -192,14 +212,20 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     if not isinstance(job_args, list) or not isinstance(job_kwargs, dict):
         raise ConfigError("--args must be a JSON list and --kwargs a JSON object")
     cls = registry.resolve(args.job)
+    try:
+        job = cls(*job_args, **job_kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"--args/--kwargs do not fit {registry.job_name(cls)}: {exc}") from None
     open_store(settings)
-    handle = cls(*job_args, **job_kwargs).run_in_worker(
+    (handle,) = app.enqueue_many(
+        [job],
         queue=args.queue,
         delay=args.delay,
         priority=args.priority,
         retries=args.retries,
         unique_key=args.unique_key,
         timeout=args.timeout,
+        _source="corequeue enqueue (command line)",
     )
     emit(args, {"id": handle.id}, f"enqueued job {handle.id} ({registry.job_name(cls)})")
     return 0
@@ -218,8 +244,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
         "queues": by_queue,
         "totals": totals,
         "workers": [
-            {"id": w.id, "host": w.host, "pid": w.pid, "queues": w.queues,
-             "last_beat_at": w.last_beat_at.isoformat(), "stats": w.stats}
+            {
+                "id": w.id,
+                "host": w.host,
+                "pid": w.pid,
+                "queues": w.queues,
+                "last_beat_at": w.last_beat_at.isoformat(),
+                "stats": w.stats,
+            }
             for w in workers
         ],
     }
@@ -264,7 +296,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             limit=args.limit,
             before_id=args.before_id,
         )
-        emit(args, [j.as_dict() for j in found], "\n".join(_job_line(j) for j in found) or "no jobs")
+        emit(
+            args, [j.as_dict() for j in found], "\n".join(_job_line(j) for j in found) or "no jobs"
+        )
         return 0
     try:
         if args.action == "show":

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 Delay = int | float | timedelta | datetime
 
 
-class DeferJob(Exception):  # noqa: N818 - the public name is the contract
+class DeferJob(Exception):
     """Raise inside ``run()`` to put the job back to wait for ``delay``.
 
     With ``increment_retries=True`` the deferral uses up an attempt, and the job fails once
@@ -210,9 +210,7 @@ class JobHandle:
                     f"job {self.id} ({self.record.name}) {self.state.value}: {self.record.error}"
                 )
             if deadline is not None and time.monotonic() >= deadline:
-                raise JobTimeout(
-                    f"job {self.id} is still {self.state.value} after {timeout:g}s"
-                )
+                raise JobTimeout(f"job {self.id} is still {self.state.value} after {timeout:g}s")
             sleep = interval if deadline is None else min(interval, deadline - time.monotonic())
             time.sleep(max(sleep, 0.0))
             interval = min(interval * 1.5, 0.25)

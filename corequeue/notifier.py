@@ -7,10 +7,10 @@ reconnects with capped backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -38,10 +38,8 @@ class WakeUp:
             if self._pending:
                 return
             self._pending = True
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.write(self._w, b"x")
-        except BlockingIOError:
-            pass
 
     def clear(self) -> None:
         with self._lock:
@@ -72,10 +70,8 @@ class Notifier(threading.Thread):
         self._stop.set()
         conn = self._conn
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.cancel()
-            except Exception:
-                pass
 
     def run(self) -> None:
         import psycopg
@@ -103,7 +99,9 @@ class Notifier(threading.Thread):
                 if not self.degraded:
                     log.warning(
                         "LISTEN connection lost (%s): degraded to polling until it is back",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                        str(exc).strip().splitlines()[0]
+                        if str(exc).strip()
+                        else type(exc).__name__,
                     )
                 self.degraded = True
                 self.listening.clear()

@@ -194,9 +194,7 @@ class Worker:
             now = self.clock()
             self._maintain(now)
             if self._stop_now:
-                self._handle(
-                    self.pool.kill_all("the worker was stopped at once"), interrupted=True
-                )
+                self._handle(self.pool.kill_all("the worker was stopped at once"), interrupted=True)
                 self._flush()
                 return 1
             if self._stopping:
@@ -271,12 +269,13 @@ class Worker:
         tasks = []
         for job in claimed:
             self.claimed[job.id] = job
-            tasks.append(
-                Task(job.id, job.lease, job.name, job.params, job.attempts, job.timeout)
-            )
+            tasks.append(Task(job.id, job.lease, job.name, job.params, job.attempts, job.timeout))
             log.debug(
                 "claimed job_id=%d name=%s queue=%s attempt=%d",
-                job.id, job.name, job.queue, job.attempts,
+                job.id,
+                job.name,
+                job.queue,
+                job.attempts,
             )
         self.counters.claimed += len(claimed)
         self.pool.submit(tasks)
@@ -370,16 +369,16 @@ class Worker:
         c = self.counters
         for end in ends:
             duration_ms = (
-                (end.finished_at - end.started_at).total_seconds() * 1000
-                if end.started_at
-                else 0.0
+                (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
             )
             if end.job_id not in applied:
                 c.refused += 1
                 log.warning(
                     "refused job_id=%d attempt=%d outcome=%s: the job is no longer running "
                     "under this attempt's lease (cancelled or rescued)",
-                    end.job_id, end.attempt, end.outcome.value,
+                    end.job_id,
+                    end.attempt,
+                    end.outcome.value,
                 )
                 continue
             job_state = end.change.state.value
@@ -396,14 +395,16 @@ class Worker:
             quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
             level = logging.INFO if quiet else logging.WARNING
             if log.isEnabledFor(level):
-                job = (
-                    f"job_id={end.job_id} name={end.name} queue={end.queue} attempt={end.attempt}"
-                )
+                job = f"job_id={end.job_id} name={end.name} queue={end.queue} attempt={end.attempt}"
                 detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
                 log.log(
                     level,
                     "finished %s outcome=%s state=%s duration_ms=%.1f%s",
-                    job, end.outcome.value, job_state, duration_ms, detail,
+                    job,
+                    end.outcome.value,
+                    job_state,
+                    duration_ms,
+                    detail,
                 )
 
     # -- outages ----------------------------------------------------------------------------
@@ -495,8 +496,15 @@ class Worker:
         log.info(
             "stats claimed=%d succeeded=%d failed=%d retried=%d deferred=%d cancelled=%d "
             "running=%d rate=%.1f/s%s",
-            c.claimed, c.succeeded, c.failed, c.retried, c.deferred, c.cancelled,
-            self.pool.running, (c.succeeded + c.failed) / elapsed, degraded,
+            c.claimed,
+            c.succeeded,
+            c.failed,
+            c.retried,
+            c.deferred,
+            c.cancelled,
+            self.pool.running,
+            (c.succeeded + c.failed) / elapsed,
+            degraded,
         )
 
     # -- shutdown ---------------------------------------------------------------------------
@@ -560,7 +568,10 @@ class Rescuer:
         for end in ends:
             log.warning(
                 "rescued job_id=%d attempt=%d from worker %s: lost, now %s",
-                end.job_id, end.attempt, end.worker_id, end.change.state.value,
+                end.job_id,
+                end.attempt,
+                end.worker_id,
+                end.change.state.value,
             )
 
 
@@ -582,4 +593,3 @@ class Pruner:
         )
         if deleted:
             log.info("pruned %d finished job(s) older than %ss", deleted, f"{retention:g}")
-

@@ -66,9 +66,7 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
     job: Job | None = None
 
     def ended(outcome: Outcome, **kw: Any) -> TaskResult:
-        return TaskResult(
-            task.job_id, task.lease, outcome, time.perf_counter() - started, **kw
-        )
+        return TaskResult(task.job_id, task.lease, outcome, time.perf_counter() - started, **kw)
 
     def errored(exc: BaseException, message: str | None = None) -> TaskResult:
         try:
@@ -77,9 +75,7 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
             delay = None
         return ended(
             Outcome.ERRORED,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix(
-                "builtins."
-            ),
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
             error_message=message if message is not None else str(exc),
             traceback="".join(traceback.format_exception(exc)),
             retry_delay=float(delay) if delay is not None else _default_retry_delay(task.attempt),
