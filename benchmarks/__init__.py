@@ -1,0 +1,1 @@
+"""corequeue's side-by-side benchmark suite: ``python -m benchmarks`` (see README.md)."""

@@ -1,0 +1,110 @@
+"""Where the time goes in a corequeue drain: py-spy on the worker parent, statement timings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import ROOT, Context, env_with_path, scratch_database, sqlalchemy_url
+from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
+
+#: Functions whose inclusive share of the parent's main thread we report.
+WATCH = {
+    "job_claim_many": "claim (store.job_claim_many)",
+    "job_next_run_at": "next run_at look-up (store.job_next_run_at)",
+    "job_finish_many": "record results (store.job_finish_many)",
+    "_log_ends": "per-job logging (worker._log_ends)",
+    "_decide": "lifecycle decision (worker._decide)",
+    "submit": "hand-off to children (pool.submit: pickle + send)",
+    "collect": "results from children (pool.collect: recv + unpickle)",
+    "wait": "waiting (pool.wait: select)",
+    "_maintain": "maintenance ticks (worker._maintain)",
+    "do_execute": "in the driver: SQL round trips (cursor.execute)",
+    "do_executemany": "in the driver: SQL round trips (executemany)",
+    "do_commit": "in the driver: COMMIT round trips (fsync wait)",
+    "run_task": "running jobs in the parent (should be 0)",
+}
+
+
+def find_py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def summarize(raw: str) -> dict[str, Any]:
+    """Inclusive shares of the watched functions over the main thread's samples (py-spy raw
+    format: ``frame;frame;... count``, root first, the thread as the first frame)."""
+    total = 0
+    inclusive: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = stack.split(";")
+        if "MainThread" not in frames[0] and "process" not in frames[0]:
+            continue
+        count = int(n)
+        total += count
+        names = [re.sub(r" \(.*$", "", f).rpartition(".")[2] for f in frames[1:]]
+        for name in set(names):
+            if name in WATCH:
+                inclusive[WATCH[name]] += count
+        if frames[1:]:
+            leaf[re.sub(r":\d+\)$", ")", frames[-1])] += count
+    return {
+        "samples": total,
+        "inclusive_pct": {k: 100 * v / total for k, v in inclusive.most_common()} if total else {},
+        "top_self_pct": {k: 100 * v / total for k, v in leaf.most_common(12)} if total else {},
+    }
+
+
+def profile(ctx: Context, n: int) -> dict[str, Any]:
+    spy = find_py_spy()
+    with scratch_database(ctx, "prof") as url:
+        sa_url = sqlalchemy_url(url)
+        corequeue_enqueue_backlog(sa_url, n)
+        log = ctx.workdir / f"profiled-worker-{time.time_ns()}.log"
+        proc = subprocess.Popen(
+            [ctx.python, "-m", "benchmarks.profiled_worker", sa_url, str(log)],
+            cwd=ROOT,
+            env=env_with_path(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        raw_path = ctx.workdir / "corequeue-drain.pyspy.txt"
+        svg_path = ctx.workdir / "corequeue-drain.svg"
+        spies = []
+        if spy is not None:
+            base = [spy, "record", "--pid", str(proc.pid), "--rate", "250", "--threads", "--idle"]
+            spies.append(
+                subprocess.Popen(
+                    [*base, "--format", "raw", "-o", str(raw_path)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        out, _ = proc.communicate(timeout=max(ctx.cap * 3, 300))
+        for s in spies:
+            s.wait(30)
+        done, window = corequeue_window(sa_url)
+    import json
+
+    result: dict[str, Any] = json.loads([x for x in out.splitlines() if x.strip()][-1])
+    result["processed"] = done
+    result["rate"] = done / window if window > 0 else float("nan")
+    if spy is None:
+        result["py_spy"] = "py-spy not installed (pip install py-spy)"
+    elif raw_path.exists():
+        result["py_spy"] = summarize(raw_path.read_text()) | {"raw": str(raw_path)}
+        flame = shutil.which("flamegraph.pl")
+        if flame:
+            with open(svg_path, "w") as f:
+                subprocess.run([flame, str(raw_path)], stdout=f, check=False)
+    return result

@@ -1,0 +1,82 @@
+"""A burst corequeue worker run in this process, timing every SQL statement by kind.
+
+``python -m benchmarks.profiled_worker URL`` prints, as JSON on its last line, the wall time and
+per-statement-kind counts and seconds (wall time in the driver: round trip plus server work).
+The benchmarks attach py-spy to this process for the Python side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import event
+
+
+def kind(statement: str) -> str:
+    text = " ".join(statement.split()).upper()
+    if text.startswith("UPDATE COREQUEUE_JOBS SET STATE") and "SKIP LOCKED" in text:
+        return "claim (UPDATE ... SKIP LOCKED)"
+    if text.startswith("SELECT COREQUEUE_JOBS.ID, COREQUEUE_JOBS.LEASE"):
+        return "finish: lease check (SELECT ... FOR UPDATE)"
+    if text.startswith("UPDATE COREQUEUE_JOBS SET"):
+        return "finish: UPDATE jobs"
+    if text.startswith("INSERT INTO COREQUEUE_ATTEMPTS"):
+        return "finish: INSERT attempts"
+    if text.startswith("SELECT MIN("):
+        return "next run_at look-up"
+    return "other: " + text[:50]
+
+
+def main(argv: list[str]) -> int:
+    from corequeue import app
+    from corequeue.config import load_settings
+    from corequeue.worker import Worker
+
+    url = argv[0]
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        filename=argv[1] if len(argv) > 1 else None,
+    )
+    settings = load_settings(
+        overrides={"database_url": url, "imports": ["benchmarks.jobs"], "max_processes": 2}
+    )
+    import benchmarks.jobs  # noqa: F401
+
+    store = app.configure(url)
+    stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    started: dict[int, float] = {}
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        started[id(cursor)] = time.perf_counter()
+
+    @event.listens_for(store.engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        t = time.perf_counter() - started.pop(id(cursor), time.perf_counter())
+        entry = stats[kind(statement)]
+        entry[0] += 1
+        entry[1] += t
+
+    @event.listens_for(store.engine, "commit")
+    def commit(conn: Any) -> None:
+        stats["COMMIT (count only)"][0] += 1
+
+    start = time.perf_counter()
+    Worker(store, settings, burst=True).run(install_signals=False)
+    wall = time.perf_counter() - start
+    out = {
+        "wall_s": wall,
+        "statements": {k: {"count": int(v[0]), "seconds": v[1]} for k, v in stats.items()},
+    }
+    sys.stdout.write("\n" + json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
