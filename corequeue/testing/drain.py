@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from corequeue.core.states import JobState
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter, JobRecord
-from corequeue.worker import Worker
+from corequeue.worker import Service, Worker
 
 
 @dataclass(frozen=True)
@@ -97,24 +98,20 @@ class TestWorker:
         if queues is not None:
             settings = dataclasses.replace(settings, queues=tuple(queues))
         finished_before = self._finished_ids()
-        services = [PullForward(self.store, settings.queues)] if with_scheduled else []
-        worker = Worker(self.store, settings, burst=True, services=services)
-        timed_out = threading.Event()
-
-        def stop() -> None:
-            timed_out.set()
-            worker.request_stop()  # graceful: stop claiming
-            worker.request_stop()  # at once: stop running jobs
-
-        timer = threading.Timer(timeout, stop)
-        timer.daemon = True
-        timer.start()
-        try:
-            worker.run(install_signals=False)
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while True:
+            pull = PullForward(self.store, settings.queues)
+            timed_out = self._run_once(settings, deadline, [pull] if with_scheduled else [])
+            if timed_out or not with_scheduled:
+                break
+            # The burst worker stops when nothing is ready; jobs sent back to wait for a later
+            # time (retries, deferrals) in its last moments are pulled forward for another run.
+            if not self._all((JobState.REQUESTED,), settings.queues):
+                break
+            pull.run_once(datetime.now(UTC))
         result = self._result(finished_before)
-        if timed_out.is_set():
+        if timed_out:
             raise AssertionError(
                 f"corequeue_worker.drain() did not finish within {timeout:g}s "
                 f"(with_scheduled={with_scheduled}). Still waiting:\n"
@@ -127,13 +124,33 @@ class TestWorker:
             )
         return result
 
+    def _run_once(self, settings: Settings, deadline: float, services: list[Service]) -> bool:
+        """One burst run of a real worker. Returns whether it was stopped at the deadline."""
+        worker = Worker(self.store, settings, burst=True, services=services)
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            worker.request_stop()  # graceful: stop claiming
+            worker.request_stop()  # at once: stop running jobs
+
+        timer = threading.Timer(max(deadline - time.monotonic(), 0.0), stop)
+        timer.daemon = True
+        timer.start()
+        try:
+            worker.run(install_signals=False)
+        finally:
+            timer.cancel()
+        return timed_out.is_set()
+
     # -- reading the outcome ----------------------------------------------------------------
 
-    def _all(self, states: tuple[JobState, ...]) -> list[JobRecord]:
+    def _all(self, states: tuple[JobState, ...], queues: Sequence[str] = ()) -> list[JobRecord]:
         out: list[JobRecord] = []
         before: int | None = None
         while True:
-            page = self.store.job_list(JobFilter(states=states), limit=500, before_id=before)
+            query = JobFilter(states=states, queues=tuple(queues))
+            page = self.store.job_list(query, limit=500, before_id=before)
             out += page
             if len(page) < 500:
                 break
@@ -193,12 +210,14 @@ def _listing(records: Sequence[JobRecord]) -> str:
 
 
 def test_settings(store: Store, base: Settings | None = None, **changes: Any) -> Settings:
-    """Settings for a test worker on ``store``: quick polling, short grace period."""
+    """Settings for a test worker on ``store``: one child process (jobs run one at a time, in
+    order), quick polling, a short grace period. ``changes`` override any of them."""
     from corequeue.config import load_settings
 
     settings = base if base is not None else load_settings()
     defaults: dict[str, Any] = {
         "database_url": store.url.render_as_string(hide_password=False),
+        "max_processes": 1,
         "poll_interval": 0.2,
         "grace_period": 5.0,
         "stats_every": 3600.0,

@@ -23,12 +23,9 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 APP_JOBS = '''
 """The application under test in the pytester runs."""
 
-import itertools
-
 from corequeue import DeferJob, Job, register_job
 
 calls = []
-_counter = itertools.count()
 
 
 @register_job
@@ -52,7 +49,10 @@ class Boom(Job):
 
 @register_job
 class FailTwice(Job):
-    """Fails its first two runs in this process, then succeeds."""
+    """Fails its first two runs (counted in the file at ``path``), then succeeds."""
+
+    def __init__(self, path):
+        self.path = path
 
     def default_retries(self):
         return 2
@@ -61,8 +61,10 @@ class FailTwice(Job):
         return 30.0
 
     def run(self):
-        n = next(_counter)
-        calls.append(("FailTwice", n))
+        with open(self.path, "a+") as f:
+            f.seek(0)
+            n = len(f.read())
+            f.write("x")
         if n < 2:
             raise RuntimeError(f"attempt {n} failed")
         return n

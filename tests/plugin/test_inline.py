@@ -35,8 +35,8 @@ def test_inline_jobs_run_at_once_and_their_exceptions_reach_the_test(
             assert handle.error_message == "kept"
             assert run_jobs_inline.failed == [handle]
 
-        def test_retries_run_at_once_up_to_the_limit(run_jobs_inline):
-            handle = FailTwice().run_in_worker()
+        def test_retries_run_at_once_up_to_the_limit(run_jobs_inline, tmp_path):
+            handle = FailTwice(str(tmp_path / 'runs')).run_in_worker()
             assert handle.state == "succeeded"
             assert handle.result == 2
             assert handle.attempts == 3
