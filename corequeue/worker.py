@@ -442,8 +442,6 @@ class Worker:
                 self._outage(exc)
             except Exception:
                 log.exception("maintenance service %s failed; it will run again", service.name)
-            else:
-                self._recovered()
         self._check_cancelled()
         if mono >= self._next_stats:
             self._next_stats = mono + self.settings.stats_every
@@ -548,6 +546,7 @@ class Heartbeat:
 
     def run_once(self, now: datetime) -> None:
         self.worker._beat()
+        self.worker._recovered()  # a beat written proves the database is back
 
 
 class Rescuer:

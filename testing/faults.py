@@ -151,7 +151,16 @@ class Worker:
             return ""
 
     def children(self) -> list[int]:
-        return children(self.pid)
+        """The worker's job-running children (not multiprocessing's resource tracker)."""
+        out = []
+        for pid in children(self.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in cmdline:
+                out.append(pid)
+        return out
 
     def wait_children(self, count: int, *, timeout: float = 30.0) -> list[int]:
         """Wait until the worker has ``count`` live child processes; returns their pids."""

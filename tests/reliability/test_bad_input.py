@@ -1,0 +1,163 @@
+"""Bad input: each gets a clear error (asserted as the user sees it) and no other job is
+affected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from corequeue import enqueue_many
+from corequeue.core.errors import JobParamsError
+from corequeue.store import schema
+from corequeue.store.queries import Store
+from testing.faults import run_cli
+from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
+from tests.reliability_jobs import RaiseBase, Touch, run_counts
+
+
+def _url(store: Store) -> str:
+    return store.url.render_as_string(hide_password=False)
+
+
+def test_unencodable_parameters_are_refused_at_enqueue(pg_store: Store, tmp_path: Path) -> None:
+    good = Touch(str(tmp_path / "runs.jsonl"), "good").run_in_worker()
+    with pytest.raises(JobParamsError) as info:
+        Touch(str(tmp_path / "runs.jsonl"), object()).run_in_worker()
+    assert "key" in str(info.value) and "object" in str(info.value)
+    with pytest.raises(JobParamsError):  # a batch is all or nothing
+        enqueue_many([Touch("x", 1), Touch("x", {1, 2})])
+    assert state_counts(pg_store) == {"requested": 1}
+    assert good.refresh().state.value == "requested"
+
+
+def test_bad_rows_and_base_exceptions_fail_only_their_own_job(
+    pg_store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs.jsonl")
+    good = enqueue_many([Touch(log, i) for i in range(5)])
+    unknown, not_json, truncated, not_object = enqueue_many(
+        [Touch(log, f"bad-{i}") for i in range(4)]
+    )
+    system_exit = RaiseBase("SystemExit").run_in_worker()
+    interrupt = RaiseBase("KeyboardInterrupt").run_in_worker()
+    jobs = schema.jobs
+    with pg_store.engine.begin() as conn:
+        for job_id, values in (
+            (unknown.id, {"name": "tests.reliability_jobs.NoSuchJob"}),
+            (not_json.id, {"params": "not json"}),
+            (truncated.id, {"params": '{"args": ["x"'}),
+            (not_object.id, {"params": "[1, 2]"}),
+        ):
+            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
+    worker = spawn(_url(pg_store), "--burst")
+    assert worker.wait_exit(60) == 0, worker.log()
+
+    assert run_counts(log) == {i: 1 for i in range(5)}
+    assert all(pg_store.job_get(h.id).state.value == "succeeded" for h in good)  # type: ignore[union-attr]
+    attempts = attempts_by_job(pg_store)
+    expected = {
+        unknown.id: (
+            "corequeue.core.errors.UnknownJobError",
+            "no job is registered as 'tests.reliability_jobs.NoSuchJob': make sure the module "
+            "that defines it is importable by the worker (--import MODULE, or `imports` in "
+            "[tool.corequeue]) and that the class is decorated with @register_job",
+        ),
+        not_json.id: (
+            "corequeue.core.errors.JobParamsError",
+            f"job {not_json.id} (tests.reliability_jobs.Touch) has unusable parameters: stored "
+            "value is not valid JSON (Expecting value: line 1 column 1 (char 0)): 'not json'; "
+            "it may be corrupt or truncated, so the job cannot run: fix or delete it",
+        ),
+        truncated.id: (
+            "corequeue.core.errors.JobParamsError",
+            f"job {truncated.id} (tests.reliability_jobs.Touch) has unusable parameters: stored "
+            "value is not valid JSON (Expecting ',' delimiter: line 1 column 14 (char 13)): "
+            '\'{"args": ["x"\'; it may be corrupt or truncated, so the job cannot run: fix or '
+            "delete it",
+        ),
+        not_object.id: (
+            "corequeue.core.errors.JobParamsError",
+            f"job {not_object.id} (tests.reliability_jobs.Touch) has unusable parameters: "
+            "stored parameters must be an object with 'args' and 'kwargs', got '[1, 2]'",
+        ),
+        system_exit.id: ("SystemExit", "4"),
+        interrupt.id: ("KeyboardInterrupt", "interrupted inside the job"),
+    }
+    for job_id, (error_type, message) in expected.items():
+        (row,) = attempts[job_id]
+        assert (row.outcome, row.error_type, row.error_message) == ("errored", error_type, message)
+        job = pg_store.job_get(job_id)
+        assert job is not None and job.state.value == "failed"
+        assert job.error == f"{error_type}: {message}"
+    assert state_counts(pg_store) == {"succeeded": 5, "failed": 6}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-processes", "0", "max_processes = 0 (--max-processes) must be an integer >= 1"),
+        (
+            "--heartbeat-timeout",
+            "abc",
+            "heartbeat_timeout = 'abc' (--heartbeat-timeout) is not a duration: use seconds or "
+            "text like '30s', '15m', '12h', '7d'",
+        ),
+        (
+            "--grace-period",
+            "-1",
+            "grace_period = '-1' (--grace-period) is not a duration: use seconds or text like "
+            "'30s', '15m', '12h', '7d'",
+        ),
+    ],
+)
+def test_an_invalid_option_is_one_clear_line(
+    pg_store: Store, tmp_path: Path, flag: str, value: str, message: str
+) -> None:
+    job = Touch(str(tmp_path / "runs.jsonl"), "x").run_in_worker()
+    result = run_cli(["run", "--database-url", _url(pg_store), "--burst", flag, value])
+    assert result.returncode == 1
+    assert result.stderr == f"corequeue: error: {message}\n"
+    assert job.refresh().state.value == "requested"
+
+
+def test_a_database_url_that_points_nowhere_exits_with_one_line() -> None:
+    # Decision: at start-up an unreachable database is an error (exit 1, one line) rather than
+    # a silent wait: a typo in a URL must be seen. Once running, the worker rides out outages.
+    result = run_cli(["run", "--database-url", "postgresql://postgres@127.0.0.1:1/x"], timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "corequeue: error: database unavailable at postgresql://postgres@127.0.0.1:1/x: "
+        'connection failed: connection to server at "127.0.0.1", port 1 failed: '
+        "Connection refused\n"
+    )
+    bad = run_cli(["run", "--database-url", "mysql://x@y/z"])
+    assert bad.returncode == 1
+    assert bad.stderr == (
+        "corequeue: error: unsupported database 'mysql' in 'mysql://x@y/z': corequeue runs on "
+        "sqlite:/// and postgresql:// URLs\n"
+    )
+
+
+def test_an_outdated_schema_is_refused_with_run_migrate(pg_store: Store, tmp_path: Path) -> None:
+    job = Touch(str(tmp_path / "runs.jsonl"), "x").run_in_worker()
+    meta = schema.meta
+    with pg_store.engine.begin() as conn:
+        conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="0"))
+    try:
+        result = run_cli(["run", "--database-url", _url(pg_store), "--burst"])
+    finally:
+        with pg_store.engine.begin() as conn:
+            conn.execute(
+                sa.update(meta)
+                .where(meta.c.key == "schema_version")
+                .values(value=str(schema.SCHEMA_VERSION))
+            )
+    where = pg_store.url.render_as_string(hide_password=True)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"corequeue: error: the corequeue tables in {where} are at schema version 0, this "
+        f"corequeue needs {schema.SCHEMA_VERSION}: run `corequeue migrate`\n"
+    )
+    assert job.refresh().state.value == "requested"

@@ -1,0 +1,90 @@
+"""Several hundred short jobs across three workers while workers are SIGKILLed and restarted at
+random: every job ends succeeded, its result recorded exactly once, and the only jobs that ran
+more than once were running on a killed worker (cross-checked with the ``lost`` attempts)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from corequeue import enqueue_many
+from corequeue.store.queries import Store
+from testing.faults import Worker, alive, wait_for
+from tests.reliability.conftest import Spawner, attempts_by_job, state_counts, worker_id_of
+from tests.reliability_jobs import Touch, runs
+
+JOBS = 400
+KILLS = 5
+
+
+def test_sigkilled_workers_lose_nothing_and_rerun_only_their_own_jobs(
+    pg_store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    url = pg_store.url.render_as_string(hide_password=False)
+    log = str(tmp_path / "runs.jsonl")
+    handles = enqueue_many([Touch(log, i, 0.05) for i in range(JOBS)], retries=3)
+    key_of = {h.id: i for i, h in enumerate(handles)}
+    rng = random.Random(4)
+    args = ("--max-processes", "2", "--max-pending-per-process", "2")
+
+    live: list[Worker] = []
+    ids: dict[int, str] = {}  # worker pid -> worker id
+
+    def start() -> None:
+        worker = spawn(url, *args)
+        ids[worker.pid] = worker_id_of(pg_store, worker.pid)
+        live.append(worker)
+
+    for _ in range(3):
+        start()
+    killed: list[Worker] = []
+    for _ in range(KILLS):
+        # Kill once the victim is mid-job (it has started runs since it came up).
+        target = len(runs(log)) + rng.randint(15, 40)
+        wait_for(lambda t=target: len(runs(log)) >= t, timeout=60, what="more runs")
+        victim = rng.choice(live)
+        orphans = victim.children()
+        victim.kill()
+        live.remove(victim)
+        killed.append(victim)
+        # Its children die with it (no orphan finishing a job that will be rescued).
+        wait_for(lambda o=orphans: not any(map(alive, o)), timeout=10, what="orphans to die")
+        start()
+
+    wait_for(
+        lambda: state_counts(pg_store)["succeeded"] == JOBS,
+        timeout=120,
+        what=f"all {JOBS} jobs to succeed",
+    )
+    assert state_counts(pg_store) == {"succeeded": JOBS}
+
+    killed_pids = {w.pid for w in killed}
+    killed_ids = {ids[pid] for pid in killed_pids}
+    attempts = attempts_by_job(pg_store)
+    runs_by_key: defaultdict[int, list[dict[str, object]]] = defaultdict(list)
+    for r in runs(log):
+        runs_by_key[int(r["key"])].append(r)  # type: ignore[call-overload]
+
+    rescued = 0
+    for job_id, key in key_of.items():
+        rows = attempts[job_id]
+        outcomes = Counter(a.outcome for a in rows)
+        assert outcomes["succeeded"] == 1, rows  # the result was recorded exactly once
+        assert set(outcomes) <= {"succeeded", "lost"}, rows
+        lost = [a for a in rows if a.outcome == "lost"]
+        assert {a.worker_id for a in lost} <= killed_ids, lost  # no live worker's job rescued
+        rescued += len(lost)
+        job_runs = runs_by_key[key]
+        assert job_runs, f"job {job_id} succeeded without running"
+        by_survivors = [r for r in job_runs if r["worker"] not in killed_pids]
+        assert len(by_survivors) <= 1, job_runs
+        if len(job_runs) > 1:
+            # Run again only because it was running on a killed worker.
+            assert lost, (job_runs, rows)
+            assert len(job_runs) <= 1 + len(lost)
+    reran = sum(1 for key in key_of.values() if len(runs_by_key[key]) > 1)
+    print(f"{JOBS} jobs, {KILLS} workers killed, {rescued} attempts rescued, {reran} jobs rerun")
+    assert rescued >= 1  # the kills did hit running jobs
+    for worker in live:
+        assert worker.returncode is None
