@@ -202,7 +202,8 @@ class Monitor:
         found: dict[int, dict[str, int]] = {}
         with self.store._errors(), self._connect() as conn:
             for minute, state, n in conn.execute(query):
-                found.setdefault(int(minute), {})[state] = int(n)
+                row = found.setdefault(int(minute), {})
+                row[state] = row.get(state, 0) + int(n)
         out = []
         for i in range(minutes):
             at = start + timedelta(minutes=i)
@@ -221,7 +222,7 @@ class Monitor:
         if self.store.is_postgresql:
             return sa.func.floor(sa.extract("epoch", column) / 60)
         # SQLite keeps naive UTC text; strftime('%s') reads it as UTC.
-        return sa.cast(sa.func.strftime("%s", column), sa.Integer) / 60
+        return sa.cast(sa.func.strftime("%s", column), sa.Integer) // 60
 
     def timings(
         self, *, now: datetime, window: timedelta = timedelta(hours=1), sample: int = 2000

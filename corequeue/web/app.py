@@ -177,7 +177,7 @@ class Dashboard:
             request,
             ctx,
             "login.html",
-            {"error": None, "next": _here(request)},
+            {"error": None, "next": _here(request), "hide_nav": True},
             status=401,
             headers=headers,
         )
@@ -512,7 +512,7 @@ class Dashboard:
             request,
             ctx,
             "login.html",
-            {"error": None, "next": request.query_params.get("next", "")},
+            {"error": None, "next": request.query_params.get("next", ""), "hide_nav": True},
         )
 
     def do_login(self, request: Request, ctx: Context) -> Response:
@@ -526,7 +526,11 @@ class Dashboard:
                 request,
                 ctx,
                 "login.html",
-                {"error": "That token is not right.", "next": _field(ctx.form, "next") or ""},
+                {
+                    "error": "That token is not right.",
+                    "next": _field(ctx.form, "next") or "",
+                    "hide_nav": True,
+                },
                 status=401,
             )
         ctx.session = self.guard.new_session(authenticated=True, now=int(time.time()))

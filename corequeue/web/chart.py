@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from corequeue.store.monitoring import MinuteBucket
 
-WIDTH, HEIGHT = 760, 200
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 24
+WIDTH, HEIGHT = 1100, 230
+LEFT, RIGHT, TOP, BOTTOM = 44, 24, 10, 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +56,13 @@ class Chart:
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest of 1, 2, 5 x 10^k that is >= value (at least 4, so ticks stay whole)."""
-    if value <= 4:
-        return 4
-    magnitude = 1
+    """The top of the y axis: four equal whole steps of 1, 2, 3 or 5 x 10^k covering ``value``."""
+    step = 1
     while True:
-        for step in (1, 2, 5):
-            if step * magnitude >= value:
-                return step * magnitude
-        magnitude *= 10
+        for factor in (1, 2, 3, 5):
+            if 4 * factor * step >= value:
+                return 4 * factor * step
+        step *= 10
 
 
 def throughput_chart(buckets: Sequence[MinuteBucket], *, label_every: int = 15) -> Chart:
