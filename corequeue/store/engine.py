@@ -13,6 +13,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from corequeue.core.errors import ConfigError, DatabaseUnavailable, SchemaError
 
 DEFAULT_DATABASE_URL = "sqlite:///corequeue.sqlite3"
+#: Execution option for connections that only read (see ``Store.read``).
+READ_ONLY = "corequeue_read_only"
 SUPPORTED = ("sqlite", "postgresql")
 
 
@@ -79,7 +81,10 @@ def setup_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (marked READ_ONLY) take a deferred transaction: under WAL they see the last
+        # commit and never wait for a writer, even one holding a long transaction.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such column")

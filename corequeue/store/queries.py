@@ -24,7 +24,7 @@ from corequeue.core import lifecycle
 from corequeue.core.errors import InvalidTransition, SchemaError, UniqueViolation
 from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
 from corequeue.store import schema
-from corequeue.store.engine import create_engine, translate_errors
+from corequeue.store.engine import READ_ONLY, create_engine, translate_errors
 from corequeue.store.records import (
     AttemptEnd,
     AttemptRecord,
@@ -96,6 +96,12 @@ class Store:
     def _begin(self) -> Any:
         return self.engine.begin()
 
+    def read(self) -> Connection:
+        """A connection for reads only (use it as a context manager). On SQLite its
+        transactions are deferred, so a read never waits behind a writer; write through
+        ``engine.begin()``, which takes the write lock up front."""
+        return self.engine.connect().execution_options(**{READ_ONLY: True})
+
     def _errors(self) -> Any:
         return translate_errors(self.url)
 
@@ -103,7 +109,7 @@ class Store:
 
     def schema_version(self) -> int | None:
         """The schema version recorded in the database, or None when there are no tables."""
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             if not sa.inspect(conn).has_table(meta.name):
                 return None
             value = conn.execute(
@@ -129,7 +135,7 @@ class Store:
                 f"the corequeue tables in {where} are at schema version {found}, newer than this "
                 f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
             )
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             present = set(sa.inspect(conn).get_table_names())
         missing = [t.name for t in schema.metadata.sorted_tables if t.name not in present]
         if missing:
@@ -330,7 +336,7 @@ class Store:
         """Which (job id, lease) pairs are still running under that lease."""
         if not pairs:
             return set()
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             return self._leases_held(conn, pairs, lock=False)
 
     def _leases_held(
@@ -392,7 +398,7 @@ class Store:
     # -- single-job actions (people, the dashboard) --------------------------------------------
 
     def job_get(self, job_id: int) -> JobRecord | None:
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             row = conn.execute(sa.select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).first()
         return _job_record(row) if row is not None else None
 
@@ -503,12 +509,12 @@ class Store:
         query = query.where(*_filter_clauses(filter or JobFilter()))
         if before_id is not None:
             query = query.where(jobs.c.id < before_id)
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             return [_job_record(r) for r in conn.execute(query)]
 
     def attempt_list(self, job_id: int) -> list[AttemptRecord]:
         query = sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             return [
                 AttemptRecord(
                     id=r.id,
@@ -533,7 +539,7 @@ class Store:
         )
         if queues:
             query = query.where(jobs.c.queue.in_(list(queues)))
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             value = conn.execute(query).scalar()
         if value is None:
             return None
@@ -546,7 +552,7 @@ class Store:
             .group_by(jobs.c.queue, jobs.c.state)
             .order_by(jobs.c.queue, jobs.c.state)
         )
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             return [(q, JobState(s), int(n)) for q, s, n in conn.execute(query)]
 
     def job_prune_many(self, *, finished_before: datetime, batch: int = 5000) -> int:
@@ -596,7 +602,7 @@ class Store:
             conn.execute(sa.delete(workers).where(workers.c.id == worker_id))
 
     def worker_list(self) -> list[WorkerRecord]:
-        with self._errors(), self.engine.connect() as conn:
+        with self._errors(), self.read() as conn:
             rows = conn.execute(sa.select(workers).order_by(workers.c.started_at)).all()
         return [
             WorkerRecord(

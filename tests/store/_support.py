@@ -1,0 +1,108 @@
+"""Builders shared by the store tests (and importable by spawned processes)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from corequeue.core import lifecycle
+from corequeue.core.states import Outcome
+from corequeue.store.queries import Store
+from corequeue.store.records import AttemptEnd, ClaimedJob, NewJob
+
+#: The tests' clock: every ``now`` is an offset from here, never the real time.
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+EMPTY_PARAMS = '{"args":[],"kwargs":{}}'
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def new_job(
+    name: str = "tests.Job",
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    run_at: datetime = T0,
+    retries: int = 0,
+    unique_key: str = "",
+    params: str = EMPTY_PARAMS,
+    timeout: float | None = None,
+    source: str = "tests/store/_support.py:1",
+) -> NewJob:
+    return NewJob(
+        name=name,
+        params=params,
+        queue=queue,
+        priority=priority,
+        run_at=run_at,
+        max_attempts=retries + 1,
+        timeout=timeout,
+        unique_key=unique_key,
+        source=source,
+    )
+
+
+def insert(store: Store, *jobs: NewJob, now: datetime = T0) -> list[int]:
+    return [i.id for i in store.job_insert_many(list(jobs), now=now)]
+
+
+def claim(
+    store: Store,
+    *,
+    now: datetime = T0,
+    limit: int = 100,
+    queues: Sequence[str] = (),
+    worker: str = "worker-1",
+    lease: str | None = None,
+) -> list[ClaimedJob]:
+    return store.job_claim_many(
+        queues=queues,
+        limit=limit,
+        lease=lease or uuid.uuid4().hex,
+        worker_id=worker,
+        now=now,
+    )
+
+
+def ending(
+    job: ClaimedJob,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    retry_delay: float = 0.0,
+    worker: str = "worker-1",
+    **fields: Any,
+) -> AttemptEnd:
+    """The ending a worker would persist for ``job``, decided by the core from what it holds."""
+    change = lifecycle.finish(
+        job.snapshot(), outcome, lease=job.lease, now=now, retry_delay=retry_delay
+    )
+    return AttemptEnd(
+        job_id=job.id,
+        lease=job.lease,
+        attempt=job.attempts,
+        outcome=outcome,
+        change=change,
+        worker_id=worker,
+        started_at=job.started_at,
+        finished_at=now,
+        **fields,
+    )
+
+
+def enqueue_unique_in_process(url: str, key: str, barrier: Any, results: Any) -> None:
+    """Run in a spawned process: wait for the others, then enqueue one job under ``key``."""
+    store = Store.from_url(url)
+    try:
+        barrier.wait(timeout=60)
+        (inserted,) = store.job_insert_many([new_job(unique_key=key)], now=T0)
+        results.put((inserted.id, inserted.inserted))
+    except BaseException as exc:
+        results.put(("error", repr(exc)))
+        raise
+    finally:
+        store.dispose()
