@@ -12,7 +12,7 @@ import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from corequeue import app, registry
@@ -22,6 +22,7 @@ from corequeue.core.errors import ConfigError, CorequeueError
 from corequeue.job import Job
 from corequeue.store.queries import Store
 from corequeue.store.schedule_queries import (
+    ScheduleRow,
     ScheduleSpec,
     schedule_fire,
     schedule_list,
@@ -158,76 +159,114 @@ def load_definitions(settings: Settings) -> list[ScheduleDefinition]:
 
 
 class Scheduler:
-    """The worker service that fires schedules; ``run_once(now)`` is one tick."""
+    """The worker service that fires schedules; ``run_once(now)`` is one tick.
+
+    Every ``resync_every`` seconds (and at the first tick) it makes the stored schedules agree
+    with its definitions (:func:`schedule_sync_many`); between syncs it reads the stored rows only
+    when one of its schedules may be due. A definition whose stored row holds another worker's
+    newer definition is not fired by this worker.
+    """
 
     name = "scheduler"
     interval = 0.25  # ticks are cheap: the database is read only when something is due
+    resync_every = 30.0
+    #: A stored schedule that no worker configured with it touched for this long is deleted.
+    stale_after = timedelta(seconds=90)
 
     def __init__(self, store: Store, definitions: Sequence[ScheduleDefinition]) -> None:
         self.store = store
         self.definitions = list(definitions)
-        self._synced = False
-        self._next_check: datetime | None = None
-        self._resync_every = 30.0
+        self._loaded_at: datetime | None = None  # the first tick: when this configuration began
         self._last_sync: datetime | None = None
+        self._next_check: datetime | None = None
+        self._deferred: frozenset[str] = frozenset()
 
     def run_once(self, now: datetime) -> None:
-        if (
-            not self._synced
-            or self._last_sync is None
-            or (now - self._last_sync).total_seconds() >= self._resync_every
+        if self._last_sync is None or not (
+            0 <= (now - self._last_sync).total_seconds() < self.resync_every
         ):
-            schedule_sync_many(self.store, [d.spec for d in self.definitions], now=now)
-            self._synced = True
-            self._last_sync = now
-            self._next_check = None
-        if not self.definitions or (self._next_check is not None and now < self._next_check):
+            self._sync(now)
+        active = [d for d in self.definitions if d.name not in self._deferred]
+        if not active or (self._next_check is not None and now < self._next_check):
             return
         rows = {r.name: r for r in schedule_list(self.store)}
         next_checks = []
-        for definition in self.definitions:
+        for definition in active:
             row = rows.get(definition.name)
-            if row is None:
-                continue
+            if row is None or (row.job, row.expression, row.timezone) != (
+                definition.job,
+                definition.cron.expression,
+                definition.cron.timezone,
+            ):
+                continue  # not stored yet, or changed by another worker: the next sync decides
             decision = cron.due(
                 definition.cron, last=row.last_occurrence, now=now, first_seen=row.first_seen_at
             )
             next_checks.append(decision.next_check)
             if decision.last is None or decision.last == row.last_occurrence:
                 continue
-            job_row = None
-            if decision.enqueue is not None:
-                job_row = app.prepare(
-                    definition.build_job(),
-                    now=now,
-                    source=f"schedule {definition.name}",
-                    delay=decision.enqueue,
-                    queue=definition.queue,
-                    priority=definition.priority,
-                ).row
-            job_id = schedule_fire(
-                self.store,
-                definition.spec,
-                seen_last=row.last_occurrence,
-                new_last=decision.last,
-                job=job_row,
-                now=now,
-            )
-            if job_id is not None:
-                log.info(
-                    "schedule %s fired occurrence %s: job_id=%d",
-                    definition.name,
-                    decision.enqueue,
-                    job_id,
-                )
-            if decision.skipped:
-                log.warning(
-                    "schedule %s: %d missed occurrence(s) not enqueued (missed=%s)",
-                    definition.name,
-                    decision.skipped,
-                    definition.cron.missed,
-                )
+            self._fire(definition, row, decision, now)
         self._next_check = min(next_checks) if next_checks else None
+
+    def _sync(self, now: datetime) -> None:
+        if self._loaded_at is None:
+            self._loaded_at = now
+        result = schedule_sync_many(
+            self.store,
+            [d.spec for d in self.definitions],
+            now=now,
+            loaded_at=self._loaded_at,
+            stale_after=self.stale_after,
+        )
+        for name in sorted(result.deferred - self._deferred):
+            log.warning(
+                "schedule %s: a worker started later stores another definition of it; "
+                "this worker leaves it to that one (restart it to apply its own)",
+                name,
+            )
+        self._deferred = result.deferred
+        self._last_sync = now
+        self._next_check = None
+
+    def _fire(
+        self, definition: ScheduleDefinition, row: ScheduleRow, decision: cron.Due, now: datetime
+    ) -> None:
+        assert decision.last is not None
+        job_row = None
+        if decision.enqueue is not None:
+            job_row = app.prepare(
+                definition.build_job(),
+                now=now,
+                source=f"schedule {definition.name}",
+                delay=decision.enqueue,
+                queue=definition.queue,
+                priority=definition.priority,
+            ).row
+        fired = schedule_fire(
+            self.store,
+            definition.spec,
+            seen_last=row.last_occurrence,
+            seen_first_seen=row.first_seen_at,
+            new_last=decision.last,
+            job=job_row,
+            now=now,
+        )
+        if fired is None:
+            return  # another worker decided this tick's occurrences
+        if fired.job_id is not None and decision.enqueue is not None:
+            log.info(
+                "schedule %s fired occurrence %s: job_id=%d",
+                definition.name,
+                decision.enqueue.isoformat(),
+                fired.job_id,
+            )
+        if decision.skipped:
+            log.warning(
+                "schedule %s: %d missed occurrence(s) not enqueued (missed=%s)",
+                definition.name,
+                decision.skipped,
+                definition.cron.missed,
+            )
 
 
 def worker_services(store: Store, settings: Settings) -> list[Scheduler]:
@@ -260,6 +299,9 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     for name in sorted(definitions.keys() | stored.keys()):
         d = definitions.get(name)
         row = stored.get(name)
+        # The last run: when the last job a schedule enqueued started (or, still waiting, when
+        # it is to run). Not the stored last occurrence: under `skip` that may be one skipped.
+        last_run = row and (row.last_job_started_at or row.last_job_run_at)
         data.append(
             {
                 "name": name,
@@ -269,7 +311,8 @@ def cmd_schedules(args: argparse.Namespace) -> int:
                 "missed": d.cron.missed if d else None,
                 "configured": d is not None,
                 "next_run": cron.next_occurrence(d.cron, now).isoformat() if d else None,
-                "last_run": row.last_occurrence.isoformat()
+                "last_run": last_run.isoformat() if last_run else None,
+                "last_occurrence": row.last_occurrence.isoformat()
                 if row and row.last_occurrence
                 else None,
                 "last_job_id": row.last_job_id if row else None,
@@ -277,7 +320,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             }
         )
     widths = (20, 16, 16, 20, 20)
-    rows = [("name", "cron", "zone", "next run (UTC)", "last run", "outcome")]
+    rows = [("name", "cron", "zone", "next run (UTC)", "last run (UTC)", "outcome")]
     for item in data:
         rows.append(
             (

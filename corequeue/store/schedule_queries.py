@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from corequeue.store.queries import Store
 from corequeue.store.records import NewJob
@@ -26,6 +28,8 @@ class ScheduleRow:
     last_job_id: int | None
     updated_at: datetime
     last_job_state: str | None = None
+    last_job_run_at: datetime | None = None
+    last_job_started_at: datetime | None = None
     last_job_finished_at: datetime | None = None
 
 
@@ -39,40 +43,101 @@ class ScheduleSpec:
     timezone: str
 
 
-def schedule_sync_many(store: Store, specs: Sequence[ScheduleSpec], *, now: datetime) -> None:
-    """Make the stored schedules match ``specs``: insert new ones, reset changed ones (a changed
-    expression, zone or job starts afresh from ``now``: the old one never fires again), and
-    delete the ones no longer configured."""
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What :func:`schedule_sync_many` found."""
+
+    #: Configured schedules whose stored row holds another, newer definition (a worker started
+    #: after this one with a changed expression, zone or job): this worker must not fire them.
+    deferred: frozenset[str] = frozenset()
+
+
+def schedule_sync_many(
+    store: Store,
+    specs: Sequence[ScheduleSpec],
+    *,
+    now: datetime,
+    loaded_at: datetime | None = None,
+    stale_after: timedelta = timedelta(seconds=90),
+) -> SyncResult:
+    """Make the stored schedules agree with ``specs`` (this worker's configuration, loaded at
+    ``loaded_at``, default ``now``). Every write is a compare-and-set on the row as read, so
+    workers syncing at the same time do each change once.
+
+    * A new schedule is inserted, first seen ``now`` (its occurrences after ``now`` fire).
+    * A schedule stored with this definition is marked alive (``updated_at``): workers
+      configured with a schedule keep touching it, by syncing and by firing.
+    * A schedule stored with another definition (expression, zone or job) is reset: first seen
+      ``now``, never fired, so the old definition never fires again and the new one fires from
+      ``now`` on. Unless the stored definition is newer than this configuration (first seen after
+      ``loaded_at``: a worker started later wrote it) and alive: then it is left alone and
+      reported in :attr:`SyncResult.deferred` (an old worker during a rolling deploy must not
+      bring the old definition back).
+    * A stored schedule that is not in ``specs`` and that no worker configured with it touched
+      for ``stale_after`` is deleted. Not at once: workers may run different configurations
+      (one imports a module declaring schedules, another does not), and a worker cannot tell
+      "removed" from "someone else's".
+    """
+    loaded = now if loaded_at is None else loaded_at
+    cutoff = now - stale_after
     wanted = {s.name: s for s in specs}
+    deferred: set[str] = set()
     with store._errors(), store.engine.begin() as conn:
         rows = {r.name: r for r in conn.execute(sa.select(schedules))}
-        for name in rows.keys() - wanted.keys():
-            conn.execute(sa.delete(schedules).where(schedules.c.name == name))
-        for name, spec in wanted.items():
+        for name in sorted(rows.keys() - wanted.keys()):
+            unwanted = rows[name]
+            if unwanted.updated_at < cutoff:
+                conn.execute(
+                    sa.delete(schedules).where(
+                        schedules.c.name == name, schedules.c.updated_at == unwanted.updated_at
+                    )
+                )
+        for name, spec in sorted(wanted.items()):
             row = rows.get(name)
             values = {"job": spec.job, "expression": spec.expression, "timezone": spec.timezone}
             if row is None:
-                conn.execute(
-                    sa.insert(schedules).values(
-                        name=name, first_seen_at=now, updated_at=now, **values
-                    )
-                )
-            elif (row.job, row.expression, row.timezone) != (
+                insert = (
+                    pg_insert(schedules) if store.is_postgresql else sqlite_insert(schedules)
+                ).values(name=name, first_seen_at=now, updated_at=now, **values)
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+                continue
+            same_row = sa.and_(
+                schedules.c.name == name,
+                schedules.c.job == row.job,
+                schedules.c.expression == row.expression,
+                schedules.c.timezone == row.timezone,
+            )
+            if (row.job, row.expression, row.timezone) == (
                 spec.job,
                 spec.expression,
                 spec.timezone,
             ):
                 conn.execute(
                     sa.update(schedules)
-                    .where(schedules.c.name == name)
-                    .values(first_seen_at=now, last_occurrence=None, updated_at=now, **values)
+                    .where(same_row, schedules.c.updated_at < now)
+                    .values(updated_at=now)
                 )
+            elif row.first_seen_at > loaded and row.updated_at >= cutoff:
+                deferred.add(name)
+            else:
+                conn.execute(
+                    sa.update(schedules)
+                    .where(same_row, schedules.c.first_seen_at == row.first_seen_at)
+                    .values(
+                        first_seen_at=now,
+                        last_occurrence=None,
+                        last_job_id=None,
+                        updated_at=now,
+                        **values,
+                    )
+                )
+    return SyncResult(deferred=frozenset(deferred))
 
 
 def schedule_list(store: Store) -> list[ScheduleRow]:
     """Every stored schedule with the state of the job its last occurrence enqueued."""
     query = (
-        sa.select(schedules, jobs.c.state, jobs.c.finished_at)
+        sa.select(schedules, jobs.c.state, jobs.c.run_at, jobs.c.started_at, jobs.c.finished_at)
         .select_from(schedules.outerjoin(jobs, jobs.c.id == schedules.c.last_job_id))
         .order_by(schedules.c.name)
     )
@@ -88,10 +153,19 @@ def schedule_list(store: Store) -> list[ScheduleRow]:
                 last_job_id=r.last_job_id,
                 updated_at=r.updated_at,
                 last_job_state=r.state,
+                last_job_run_at=r.run_at,
+                last_job_started_at=r.started_at,
                 last_job_finished_at=r.finished_at,
             )
             for r in conn.execute(query)
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """An occurrence's compare-and-set won by this worker."""
+
+    job_id: int | None  # the job enqueued (or the waiting one holding its unique key); None: none
 
 
 def schedule_fire(
@@ -99,13 +173,16 @@ def schedule_fire(
     spec: ScheduleSpec,
     *,
     seen_last: datetime | None,
+    seen_first_seen: datetime | None = None,
     new_last: datetime,
     job: NewJob | None,
     now: datetime,
-) -> int | None:
+) -> Fired | None:
     """Move the schedule's last occurrence from ``seen_last`` to ``new_last`` and, if that
-    compare-and-set wins, insert ``job`` in the same transaction. Returns the new job's id, or
-    None when another worker got there first (or there was no job to insert)."""
+    compare-and-set wins, insert ``job`` in the same transaction. The set also requires the
+    stored definition to be ``spec`` and, given ``seen_first_seen``, the row to be the one read
+    (not reset or re-created since). Returns the new job's id, or None when another worker got
+    there first (or there was no job to insert)."""
     last_matches = (
         schedules.c.last_occurrence.is_(None)
         if seen_last is None
@@ -120,15 +197,22 @@ def schedule_fire(
                 schedules.c.timezone == spec.timezone,
                 schedules.c.job == spec.job,
                 last_matches,
+                *(
+                    ()
+                    if seen_first_seen is None
+                    else (schedules.c.first_seen_at == seen_first_seen,)
+                ),
             )
             .values(last_occurrence=new_last, updated_at=now)
         ).rowcount
-        if not won or job is None:
+        if not won:
             return None
+        if job is None:
+            return Fired(job_id=None)
         (inserted,) = store.job_insert_many([job], now=now, connection=conn)
         conn.execute(
             sa.update(schedules)
             .where(schedules.c.name == spec.name)
             .values(last_job_id=inserted.id)
         )
-        return inserted.id
+        return Fired(job_id=inserted.id)
