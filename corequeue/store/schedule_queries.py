@@ -141,7 +141,7 @@ def schedule_list(store: Store) -> list[ScheduleRow]:
         .select_from(schedules.outerjoin(jobs, jobs.c.id == schedules.c.last_job_id))
         .order_by(schedules.c.name)
     )
-    with store._errors(), store.engine.connect() as conn:
+    with store._errors(), store.read() as conn:
         return [
             ScheduleRow(
                 name=r.name,

@@ -1,4 +1,6 @@
-"""A schedule declared in Python, for worker processes (``--import tests.scheduler.python_schedules``).
+"""A schedule declared in Python, for worker processes.
+
+Workers import it with ``--import tests.scheduler.python_schedules``.
 
 Only worker processes import this module: in the test process it would add the schedule to
 every later ``load_definitions`` call.
