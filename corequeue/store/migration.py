@@ -12,6 +12,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from corequeue.core.errors import SchemaError
 from corequeue.store import schema
 
 #: UPGRADES[v] takes a database at version v to version v + 1.
@@ -41,7 +42,14 @@ def upgrade(conn: Connection) -> tuple[int | None, int]:
         return None, schema.SCHEMA_VERSION
     version = before
     while version < schema.SCHEMA_VERSION:
-        UPGRADES[version](conn)
+        step = UPGRADES.get(version)
+        if step is None:
+            raise SchemaError(
+                f"the corequeue tables are at schema version {version}, which this corequeue "
+                f"cannot upgrade to {schema.SCHEMA_VERSION}: back up the data, then drop the "
+                "corequeue_* tables and run `corequeue migrate` again"
+            )
+        step(conn)
         version += 1
     if version != before:
         conn.execute(

@@ -1,0 +1,110 @@
+"""The claim query keeps an ordered scan of the small partial index however much finished
+history piles up (PostgreSQL; the statement is the one ``Store.job_claim_many`` runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from corequeue.store.queries import Store
+from tests.store._support import T0, at, claim, insert, new_job
+
+FINISHED_ROWS = 200_000
+#: A backlog, due over ten minutes: the claims below run at T0 + 5 min, half of it ready.
+WAITING_ROWS = 2_000
+
+
+@pytest.fixture(scope="module")
+def crowded_store(postgres_url: str) -> Iterator[Store]:
+    """PostgreSQL with 200k finished jobs and a backlog of 2,000 waiting ones, analyzed.
+
+    (Plans are PostgreSQL's; on SQLite claims are serialized by its write lock.)
+    """
+    store = Store.from_url(postgres_url)
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, finished_at, attempts, max_attempts, unique_key, source, result)
+                SELECT 'tests.Done', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
+                    i % 5, 'succeeded', '{"args":[],"kwargs":{}}', :t0, :t0, :t0, 1, 1, '', '',
+                    'null'
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"t0": T0, "n": FINISHED_ROWS},
+        )
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, attempts, max_attempts, unique_key, source)
+                SELECT 'tests.Waiting', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
+                    i % 5, 'requested', '{"args":[],"kwargs":{}}',
+                    :t0 + (i % 600) * interval '1 second', :t0, 0, 1, '', ''
+                FROM generate_series(1, :waiting) AS i
+                """
+            ),
+            {"t0": T0, "waiting": WAITING_ROWS},
+        )
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE corequeue_jobs"))
+    try:
+        yield store
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        store.dispose()
+
+
+def explain(store: Store, statement: sa.Update) -> tuple[str, list[dict[str, Any]]]:
+    """EXPLAIN (not ANALYZE: nothing is claimed) the statement: its text and all plan nodes."""
+    with store.engine.connect() as conn:
+        compiled = statement.compile(
+            dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        # The raw values suit psycopg as they are (UTCDateTime passes aware datetimes through).
+        sql, params = str(compiled), compiled.params
+        text = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}", params).all())
+        (plan,) = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).scalar_one()
+        conn.rollback()
+    nodes: list[dict[str, Any]] = []
+    pending = [plan["Plan"]]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        pending.extend(node.get("Plans", []))
+    return text, nodes
+
+
+@pytest.mark.parametrize("queues", [[], ["mail"], ["mail", "default"]], ids=repr)
+@pytest.mark.parametrize("limit", [1, 10, 100])
+def test_the_claim_walks_the_ready_index_in_order(
+    crowded_store: Store, queues: list[str], limit: int
+) -> None:
+    statement = crowded_store.claim_statement(
+        queues=queues, limit=limit, lease="L" * 32, worker_id="w", now=at(300)
+    )
+    text, nodes = explain(crowded_store, statement)
+    on_jobs = [n for n in nodes if n.get("Relation Name") == "corequeue_jobs"]
+    scans = {(n["Node Type"], n.get("Index Name")) for n in on_jobs}
+    assert ("Index Scan", "ix_corequeue_jobs_ready") in scans, text
+    assert not any(n["Node Type"] == "Seq Scan" for n in on_jobs), text
+    assert not any("Hash" in n["Node Type"] or n["Node Type"] == "Sort" for n in nodes), text
+    assert any(n["Node Type"] == "LockRows" for n in nodes), text  # FOR UPDATE SKIP LOCKED
+
+
+def test_the_claim_on_the_crowded_table_takes_the_right_jobs(crowded_store: Store) -> None:
+    (urgent,) = insert(crowded_store, new_job(priority=99), now=T0)
+    first, *rest = claim(crowded_store, limit=3, now=at(300))
+    assert first.id == urgent
+    # Then the seeded jobs of the highest priority (i % 5 == 4) that are due earliest
+    # (i % 600 == 4, so T0 + 4 s): i = 4 and i = 604, the oldest first.
+    assert [(j.priority, j.run_at) for j in rest] == [(4, at(4)), (4, at(4))]
+    assert [j.id - FINISHED_ROWS for j in rest] == [4, 604]
