@@ -16,18 +16,18 @@ from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
 
 #: Functions whose inclusive share of the parent's main thread we report.
 WATCH = {
-    "job_claim_many": "claim (store.job_claim_many)",
-    "job_next_run_at": "next run_at look-up (store.job_next_run_at)",
-    "job_finish_many": "record results (store.job_finish_many)",
-    "_log_ends": "per-job logging (worker._log_ends)",
-    "_decide": "lifecycle decision (worker._decide)",
-    "submit": "hand-off to children (pool.submit: pickle + send)",
-    "collect": "results from children (pool.collect: recv + unpickle)",
-    "wait": "waiting (pool.wait: select)",
-    "_maintain": "maintenance ticks (worker._maintain)",
-    "do_execute": "in the driver: SQL round trips (cursor.execute)",
-    "do_executemany": "in the driver: SQL round trips (executemany)",
-    "do_commit": "in the driver: COMMIT round trips (fsync wait)",
+    "Store.job_claim_many": "claim (store.job_claim_many)",
+    "Store.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
+    "Store.job_finish_many": "record results (store.job_finish_many)",
+    "Worker._log_ends": "per-job logging (worker._log_ends)",
+    "Worker._decide": "lifecycle decision (worker._decide)",
+    "ProcessPool.submit": "hand-off to children (pool.submit: pickle + send)",
+    "ProcessPool.collect": "results from children (pool.collect: recv + unpickle)",
+    "ProcessPool.wait": "waiting for children (pool.wait: select)",
+    "Worker._maintain": "maintenance ticks (worker._maintain)",
+    "DefaultDialect.do_execute": "in the driver: SQL round trips (cursor.execute)",
+    "DefaultDialect.do_executemany": "in the driver: SQL round trips (executemany)",
+    "DefaultDialect.do_commit": "in the driver: COMMIT round trips (fsync wait)",
     "run_task": "running jobs in the parent (should be 0)",
 }
 
@@ -52,7 +52,7 @@ def summarize(raw: str) -> dict[str, Any]:
             continue
         count = int(n)
         total += count
-        names = [re.sub(r" \(.*$", "", f).rpartition(".")[2] for f in frames[1:]]
+        names = [re.sub(r" \(.*$", "", f) for f in frames[1:]]
         for name in set(names):
             if name in WATCH:
                 inclusive[WATCH[name]] += count
