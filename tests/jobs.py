@@ -50,6 +50,17 @@ class Record(Job):
 
 
 @register_job
+class Echo(Job):
+    """Returns its parameter, as the worker decoded it."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def run(self) -> Any:
+        return self.value
+
+
+@register_job
 class Add(Job):
     def __init__(self, a: int, b: int):
         self.a, self.b = a, b
