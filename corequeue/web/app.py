@@ -7,9 +7,10 @@ credentials, checks the CSRF token of every POST, refuses actions in read-only m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,7 +106,7 @@ class Dashboard:
         env.filters.update(ts=format_ts, secs=format_seconds, pretty=pretty_json)
         env.globals.update(states=list(JobState), action_states=ACTION_STATES)
         self.templates = Jinja2Templates(env=env)
-        self._names_cache: tuple[float, list[str]] = (0.0, [])
+        self._options_cache: tuple[float, tuple[list[str], list[str]]] = (-1e9, ([], []))
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -294,12 +295,14 @@ class Dashboard:
 
     # -- history --------------------------------------------------------------------------
 
-    def job_names(self) -> list[str]:
-        at, names = self._names_cache
+    def filter_options(self) -> tuple[list[str], list[str]]:
+        """Queue and job names for the filter form; cached for 30 s (they scan the table)."""
+        at, options = self._options_cache
         if time.monotonic() - at > 30:
-            names = self.monitor.distinct_names()
-            self._names_cache = (time.monotonic(), names)
-        return names
+            queues = sorted({q for q, _, _ in self.store.job_count_many()})
+            options = (queues, self.monitor.distinct_names())
+            self._options_cache = (time.monotonic(), options)
+        return options
 
     def page_jobs(self, request: Request, ctx: Context) -> Response:
         params = request.query_params
@@ -323,7 +326,7 @@ class Dashboard:
             "older": _qs(form, before=str(page[-1].id)) if has_older and page else None,
             "first": _qs(form) if has_newer else None,
         }
-        queues = sorted({q for q, _, _ in self.store.job_count_many()})
+        queues, names = self.filter_options()
         return self.render(
             request,
             ctx,
@@ -335,7 +338,7 @@ class Dashboard:
                 "links": links,
                 "problems": problems,
                 "queues": queues,
-                "names": self.job_names(),
+                "names": names,
                 "filtered": bool(query) or bool(filt.states),
             },
         )
@@ -732,8 +735,19 @@ def build_app(
     """See :func:`corequeue.web.create_app`."""
     from starlette.middleware import Middleware
 
+    store = _resolve_store(database)
+    owned = isinstance(database, str | URL)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:  # an engine this app made from a URL: close its connections
+                store.dispose()
+
     dash = Dashboard(
-        _resolve_store(database),
+        store,
         token=token,
         read_only=read_only,
         secret=secret,
@@ -761,6 +775,8 @@ def build_app(
         Route("/logout", e(Dashboard.do_logout, public=True), methods=["POST"], name="logout"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    application = Starlette(
+        routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan
+    )
     application.state.dashboard = dash
     return application

@@ -200,3 +200,11 @@ def test_app_mounts_under_a_prefix(store: Store, seeded: Seeded) -> None:
         assert client.get("/admin/queue/static/style.css").status_code == 200
         assert client.get(f"/admin/queue/jobs/{seeded.failed}").status_code == 200
         assert store.job_get(seeded.failed).state is JobState.FAILED  # type: ignore[union-attr]
+
+
+def test_app_from_a_url_opens_and_closes_its_own_engine(database_url: str) -> None:
+    with TestClient(create_app(database_url)) as client:
+        assert client.get("/jobs").status_code == 200
+        dashboard = client.app.state.dashboard  # type: ignore[attr-defined]
+        assert dashboard.store.engine.pool.checkedin() >= 1
+    assert dashboard.store.engine.pool.checkedin() == 0  # disposed at shutdown
