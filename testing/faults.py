@@ -30,9 +30,15 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "it") -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 60.0,
+    what: str = "it",
+    detail: Callable[[], str] | None = None,
+) -> Any:
     """Poll ``condition`` until it returns something truthy (returned); AssertionError naming
-    ``what`` after ``timeout`` seconds."""
+    ``what`` (and ``detail()``, e.g. the workers' logs) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     interval = 0.02
     while True:
@@ -40,7 +46,8 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 60.0, what: str =
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            more = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{more}")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.2)
 

@@ -39,11 +39,22 @@ def test_sigkilled_workers_lose_nothing_and_rerun_only_their_own_jobs(
     for _ in range(3):
         start()
     killed: list[Worker] = []
-    for _ in range(KILLS):
-        # Kill once the victim is mid-job (it has started runs since it came up).
-        target = len(runs(log)) + rng.randint(15, 40)
-        wait_for(lambda t=target: len(runs(log)) >= t, timeout=60, what="more runs")
-        victim = rng.choice(live)
+    for k in range(KILLS):
+        # Kill a random worker at random points spread over the run (while jobs remain).
+        target = int(JOBS * (0.1 + 0.14 * k)) + rng.randint(0, 20)
+        wait_for(
+            lambda t=target: len(runs(log)) >= t,
+            timeout=60,
+            what="more runs",
+            detail=lambda: f"{state_counts(pg_store)}\n{spawn.logs()}",
+        )
+        # The victim is a worker that is running jobs (its children have come up).
+        busy = wait_for(
+            lambda: [w for w in live if any(r["worker"] == w.pid for r in runs(log))],
+            timeout=60,
+            what="a busy worker to kill",
+        )
+        victim = rng.choice(busy)
         orphans = victim.children()
         victim.kill()
         live.remove(victim)
@@ -56,6 +67,7 @@ def test_sigkilled_workers_lose_nothing_and_rerun_only_their_own_jobs(
         lambda: state_counts(pg_store)["succeeded"] == JOBS,
         timeout=120,
         what=f"all {JOBS} jobs to succeed",
+        detail=lambda: f"{state_counts(pg_store)}\n{spawn.logs()}",
     )
     assert state_counts(pg_store) == {"succeeded": JOBS}
 

@@ -58,6 +58,7 @@ def _run_through_outage(
         lambda: state_counts(store)["succeeded"] == JOBS,
         timeout=120,
         what=f"all {JOBS} jobs to succeed after the outage",
+        detail=lambda: f"{state_counts(store)}\n{spawn.logs()}",
     )
     assert worker.returncode is None
     # Nothing lost and nothing run twice: each job ran once and has one succeeded attempt.
