@@ -97,6 +97,14 @@ class Worker:
         clock: Clock = utcnow,
         services: Sequence[Service] = (),
     ) -> None:
+        if settings.heartbeat_timeout <= 2 * settings.heartbeat_interval:
+            # A warning, not an error: a lone worker (tests) may space its beats out freely.
+            log.warning(
+                "heartbeat_timeout (%gs) should be more than twice heartbeat_interval (%gs): "
+                "other workers may rescue this worker's jobs as lost while it is alive",
+                settings.heartbeat_timeout,
+                settings.heartbeat_interval,
+            )
         self.store = store
         self.settings = settings
         self.burst = burst

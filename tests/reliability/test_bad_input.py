@@ -116,7 +116,18 @@ def test_an_invalid_option_is_one_clear_line(
     pg_store: Store, tmp_path: Path, flag: str, value: str, message: str
 ) -> None:
     job = Touch(str(tmp_path / "runs.jsonl"), "x").run_in_worker()
-    result = run_cli(["run", "--database-url", _url(pg_store), "--burst", flag, value])
+    result = run_cli(
+        [
+            "run",
+            "--database-url",
+            _url(pg_store),
+            "--burst",
+            "--heartbeat-interval",
+            "0.5",
+            flag,
+            value,
+        ]
+    )
     assert result.returncode == 1
     assert result.stderr == f"corequeue: error: {message}\n"
     assert job.refresh().state.value == "requested"
