@@ -38,13 +38,16 @@ def runs(path: str | Path) -> list[dict[str, Any]]:
 
 @register_job(alias="record")
 class Record(Job):
-    """Records its run and returns its key."""
+    """Records its run (after sleeping ``sleep`` seconds) and returns its key."""
 
-    def __init__(self, path: str, key: Any):
+    def __init__(self, path: str, key: Any, sleep: float = 0.0):
         self.path = path
         self.key = key
+        self.sleep = sleep
 
     def run(self) -> Any:
+        if self.sleep:
+            time.sleep(self.sleep)
         record(self.path, self.key)
         return self.key
 

@@ -13,12 +13,12 @@ import pytest
 import corequeue
 from corequeue import JobFailed, JobState, JobTimeout, Outcome
 from corequeue.store.queries import Store
-from tests.e2e.harness import WorkerFactory
+from tests.e2e.harness import WorkerFactory, wait_for
 from tests.jobs import Add, DeferTimes, DelayedRetry, Fail, Record, Sleep, runs
 
 
-def all_finished(store: Store, ids: list[int]) -> bool:
-    return all(store.job_get(i).state.is_final for i in ids)  # type: ignore[union-attr]
+def finished_count(store: Store) -> int:
+    return sum(n for _, state, n in store.job_count_many() if state.is_final)
 
 
 def states(store: Store, ids: list[int]) -> Counter[str]:
@@ -43,17 +43,18 @@ def test_two_workers_at_once_never_run_a_job_twice(
     store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
 ) -> None:
     path = str(tmp_path / "runs.jsonl")
-    handles = corequeue.enqueue_many(Record(path, i) for i in range(300))
+    both = [workers(database_url, "--poll-interval", "0.1") for _ in range(2)]
+    wait_for(lambda: len(store.worker_list()) == 2, what="both workers to register")
 
-    first = workers(database_url, "--burst")
-    second = workers(database_url, "--burst")
+    handles = corequeue.enqueue_many(Record(path, i, sleep=0.01) for i in range(300))
 
-    assert first.wait_exit() == 0, first.log()
-    assert second.wait_exit() == 0, second.log()
+    wait_for(lambda: finished_count(store) == 300, what="all 300 jobs to finish")
+    assert [worker.stop() for worker in both] == [0, 0]
     recorded = runs(path)
     assert sorted(r["key"] for r in recorded) == list(range(300))  # each exactly once
     assert states(store, [h.id for h in handles]) == {"succeeded": 300}
-    for worker in (first, second):
+    assert {r["ppid"] for r in recorded} == {both[0].pid, both[1].pid}  # both took part
+    for worker in both:
         assert "database is locked" not in worker.log()
         assert "Traceback" not in worker.log()
 
