@@ -202,7 +202,11 @@ class Store:
         return [Inserted(job_id, True) for job_id in result.scalars()]
 
     def _insert_unique(self, conn: Connection, row: dict[str, Any]) -> Inserted:
-        held = sa.and_(jobs.c.unique_key != "", jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        # Literal SQL, not bound parameters: PostgreSQL matches this WHERE to the partial unique
+        # index when planning, and a generic plan (psycopg prepares a statement after 5 runs on
+        # a connection) with $n parameters in it matches no index and the INSERT fails.
+        active = ", ".join(f"'{s.value}'" for s in ACTIVE_STATES)
+        held = sa.text(f"unique_key <> '' AND state IN ({active})")
         target: dict[str, Any] = {
             "index_elements": [jobs.c.name, jobs.c.unique_key],
             "index_where": held,
