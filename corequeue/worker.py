@@ -228,6 +228,7 @@ class Worker:
                 if (
                     self.burst
                     and got == 0
+                    and self._outage_since is None  # "nothing ready" only if the claim ran
                     and not self.pool.running
                     and not self._ends
                     and not self._releases

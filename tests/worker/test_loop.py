@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+from corequeue.config import Settings
+from corequeue.core.errors import DatabaseUnavailable
 from corequeue.store.queries import Store
+from corequeue.worker import Worker
 from tests.e2e.harness import WorkerFactory
 from tests.jobs import Add, Record, Sleep, runs
 
@@ -61,3 +65,29 @@ def test_ready_jobs_are_claimed_without_waiting_for_a_poll(
     assert [h.wait(timeout=60) for h in handles] == list(range(60))
     assert sorted(r["key"] for r in runs(path)) == list(range(60))
     assert worker.stop() == 0
+
+
+class FlakyStore(Store):
+    """A store whose first claims fail as if the database were down."""
+
+    outages = 3
+
+    def job_claim_many(self, **kwargs: Any) -> Any:
+        if self.outages:
+            self.outages -= 1
+            raise DatabaseUnavailable("database unavailable (simulated)")
+        return super().job_claim_many(**kwargs)
+
+
+def test_burst_does_not_mistake_an_outage_for_nothing_ready(
+    store: Store, database_url: str
+) -> None:
+    handle = Add(20, 22).run_in_worker()
+    flaky = FlakyStore(store.engine)
+    settings = Settings(database_url=database_url, imports=("tests.jobs",), max_processes=1)
+
+    code = Worker(flaky, settings, burst=True).run(install_signals=False)
+
+    assert code == 0
+    assert flaky.outages == 0
+    assert handle.wait(timeout=5) == 42
