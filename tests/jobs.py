@@ -124,6 +124,18 @@ class DeferTimes(Job):
         return "done"
 
 
+@register_job
+class EnqueueRecord(Job):
+    """Enqueues a Record job from inside the worker's child process."""
+
+    def __init__(self, path: str, key: Any):
+        self.path = path
+        self.key = key
+
+    def run(self) -> int:
+        return Record(self.path, self.key).run_in_worker(priority=1).id
+
+
 class WrapResult:
     """Middleware (configured by dotted path): wraps every job's return value."""
 

@@ -208,7 +208,7 @@ def test_jobs_list_filters_and_pages_newest_first(
     assert out.strip() == "no jobs"
 
 
-def test_jobs_cancel_then_retry(store: Store, database_url: str, cli: Cli) -> None:
+def test_jobs_cancel_retry_and_delete(store: Store, database_url: str, cli: Cli) -> None:
     url = ("--database-url", database_url)
     handle = Add(1, 1).run_in_worker()
 
@@ -226,6 +226,11 @@ def test_jobs_cancel_then_retry(store: Store, database_url: str, cli: Cli) -> No
 
     code, _, err = cli("jobs", "retry", *url, "999999")
     assert (code, err.strip()) == (1, "corequeue: error: no job with id 999999")
+
+    assert cli_json(cli, "jobs", "delete", *url, str(handle.id)) == {"deleted": handle.id}
+    assert store.job_get(handle.id) is None
+    code, _, err = cli("jobs", "delete", *url, str(handle.id))
+    assert (code, err.strip()) == (1, f"corequeue: error: no job with id {handle.id}")
 
 
 def test_jobs_show_after_a_worker_ran_them(
@@ -289,6 +294,15 @@ def test_an_unimportable_import_is_one_clear_error(database_url: str, tmp_path: 
         ["run", "--database-url", database_url, "--import", "broken_jobs"], cwd=tmp_path
     )
     assert_one_clear_line(broken, "cannot import module 'broken_jobs'", "half-deployed")
+
+
+def test_a_bad_middleware_path_is_one_clear_error(database_url: str, tmp_path: Path) -> None:
+    result = run_cli(
+        ["run", "--database-url", database_url, "--import", "tests.jobs", "--burst"],
+        cwd=tmp_path,
+        env={"COREQUEUE_MIDDLEWARE": "tests.jobs.NoSuchMiddleware"},
+    )
+    assert_one_clear_line(result, "module 'tests.jobs' has no attribute 'NoSuchMiddleware'")
 
 
 def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:

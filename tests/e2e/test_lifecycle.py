@@ -14,7 +14,16 @@ import corequeue
 from corequeue import JobFailed, JobState, JobTimeout, Outcome
 from corequeue.store.queries import Store
 from tests.e2e.harness import WorkerFactory, wait_for
-from tests.jobs import Add, DeferTimes, DelayedRetry, Fail, Record, Sleep, runs
+from tests.jobs import (
+    Add,
+    DeferTimes,
+    DelayedRetry,
+    EnqueueRecord,
+    Fail,
+    Record,
+    Sleep,
+    runs,
+)
 
 
 def finished_count(store: Store) -> int:
@@ -299,3 +308,29 @@ def test_a_retry_runs_as_soon_as_its_delay_passes(
     first, second = runs(path)
     assert second["at"] - first["at"] >= 1.0
     assert worker.stop() == 0
+
+
+def test_a_job_can_enqueue_another_job(
+    store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "runs.jsonl")
+    parent = EnqueueRecord(path, "child").run_in_worker()
+
+    worker = workers(database_url, "--burst")
+
+    assert worker.wait_exit() == 0, worker.log()
+    child_id = parent.wait(timeout=5)
+    child = store.job_get(child_id)
+    assert child is not None
+    assert (child.name, child.state) == ("tests.jobs.Record", JobState.SUCCEEDED)
+    assert child.source.endswith("tests/jobs.py:" + str(child_source_line()))
+    assert [r["key"] for r in runs(path)] == ["child"]
+
+
+def child_source_line() -> int:
+    import inspect
+
+    from tests import jobs
+
+    lines, start = inspect.getsourcelines(jobs.EnqueueRecord.run)
+    return start + next(i for i, line in enumerate(lines) if "run_in_worker" in line)
