@@ -155,10 +155,10 @@ def test_the_source_of_each_job_is_the_enqueue_call(store: Store) -> None:
     (bulk,) = corequeue.enqueue_many([Add(1, 2)])
     bulk_line = line + 1
 
-    assert handle.refresh().record is not None
-    assert handle.record.source == f"{__file__}:{line}"
-    assert bulk.refresh().record is not None
-    assert bulk.record.source == f"{__file__}:{bulk_line}"
+    single_job, bulk_job = store.job_get(handle.id), store.job_get(bulk.id)
+    assert single_job is not None and bulk_job is not None
+    assert single_job.source == f"{__file__}:{line}"
+    assert bulk_job.source == f"{__file__}:{bulk_line}"
 
 
 def test_enqueue_options_and_class_defaults_are_stored(store: Store) -> None:
