@@ -334,3 +334,17 @@ def child_source_line() -> int:
 
     lines, start = inspect.getsourcelines(jobs.EnqueueRecord.run)
     return start + next(i for i, line in enumerate(lines) if "run_in_worker" in line)
+
+
+def test_a_worker_serves_only_the_queues_it_is_given(
+    store: Store, database_url: str, workers: WorkerFactory
+) -> None:
+    mail = Add(1, 1).run_in_worker(queue="mail")
+    other = Add(2, 2).run_in_worker(queue="reports")
+    default = Add(3, 3).run_in_worker()
+
+    worker = workers(database_url, "--burst", "--queue", "mail", "--queue", "default")
+
+    assert worker.wait_exit() == 0, worker.log()
+    assert (mail.wait(timeout=5), default.wait(timeout=5)) == (2, 6)
+    assert other.refresh().state is JobState.REQUESTED
