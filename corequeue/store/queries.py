@@ -55,6 +55,45 @@ _CLAIM_COLUMNS = [
 ]
 
 
+#: A batch of attempt endings in one round trip (PostgreSQL). Each array holds one value per
+#: ending; the UPDATE's WHERE is the compare-and-set (still running, same lease).
+_FINISH_POSTGRESQL = sa.text(
+    """
+WITH v AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:leases AS text[]), CAST(:states AS text[]),
+        CAST(:attempts AS int[]), CAST(:max_attempts AS int[]), CAST(:new_leases AS text[]),
+        CAST(:run_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
+        CAST(:results AS text[]), CAST(:errors AS text[]), CAST(:numbers AS int[]),
+        CAST(:outcomes AS text[]), CAST(:worker_ids AS text[]),
+        CAST(:started_ats AS timestamptz[]), CAST(:ended_ats AS timestamptz[]),
+        CAST(:error_types AS text[]), CAST(:error_messages AS text[]),
+        CAST(:tracebacks AS text[])
+    ) AS v(id, lease, state, attempts, max_attempts, new_lease, run_at, finished_at, result,
+           error, number, outcome, worker_id, started_at, ended_at, error_type, error_message,
+           traceback)
+),
+done AS (
+    UPDATE corequeue_jobs AS j
+    SET state = v.state, attempts = v.attempts, max_attempts = v.max_attempts,
+        lease = v.new_lease, run_at = v.run_at, finished_at = v.finished_at,
+        result = v.result, error = v.error
+    FROM v
+    WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
+    RETURNING j.id, v.lease
+),
+recorded AS (
+    INSERT INTO corequeue_attempts (job_id, attempt, outcome, lease, worker_id, started_at,
+                                    finished_at, error_type, error_message, traceback)
+    SELECT v.id, v.number, v.outcome, v.lease, v.worker_id, v.started_at, v.ended_at,
+           v.error_type, v.error_message, v.traceback
+    FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
+)
+SELECT id FROM done
+"""
+)
+
+
 class _ArrayOf(ColumnElement[Any]):
     """PostgreSQL's ``ARRAY(SELECT ...)``: the claim's subquery, evaluated once."""
 
@@ -241,11 +280,48 @@ class Store:
         """
         if limit <= 0:
             return []
+        with self._errors(), self._begin() as conn:
+            return self._claim(
+                conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+            )
+
+    def job_finish_and_claim_many(
+        self,
+        ends: Sequence[AttemptEnd],
+        *,
+        queues: Sequence[str],
+        limit: int,
+        lease: str,
+        worker_id: str,
+        now: datetime,
+    ) -> tuple[list[int], list[ClaimedJob]]:
+        """:meth:`job_finish_many` then :meth:`job_claim_many` in one transaction (one commit
+        for a worker's whole cycle). Returns (ids whose ending was applied, claimed jobs)."""
+        with self._errors(), self._begin() as conn:
+            applied = self._finish(conn, ends) if ends else []
+            claimed = (
+                self._claim(
+                    conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+                )
+                if limit > 0
+                else []
+            )
+        return applied, claimed
+
+    def _claim(
+        self,
+        conn: Connection,
+        *,
+        queues: Sequence[str],
+        limit: int,
+        lease: str,
+        worker_id: str,
+        now: datetime,
+    ) -> list[ClaimedJob]:
         stmt = self.claim_statement(
             queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
         )
-        with self._errors(), self._begin() as conn:
-            rows = conn.execute(stmt).all()
+        rows = conn.execute(stmt).all()
         claimed = [
             ClaimedJob(
                 id=r.id,
@@ -304,23 +380,59 @@ class Store:
         if not ends:
             return []
         with self._errors(), self._begin() as conn:
-            held = self._leases_held(conn, [(e.job_id, e.lease) for e in ends], lock=True)
-            # One ending per attempt: a duplicate in the batch is refused like a late one.
-            applied = []
-            for e in ends:
-                if (e.job_id, e.lease) in held:
-                    held.discard((e.job_id, e.lease))
-                    applied.append(e)
-            self._apply_changes(
-                conn,
-                [
-                    (e.job_id, e.lease, e.change, {"result": e.result, "error": _error_line(e)})
-                    for e in applied
-                ],
-            )
-            if applied:
-                conn.execute(sa.insert(attempts), [_attempt_row(e) for e in applied])
+            return self._finish(conn, ends)
+
+    def _finish(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
+        # One ending per attempt: a duplicate in the batch is refused like a late one.
+        unique: list[AttemptEnd] = []
+        seen: set[tuple[int, str]] = set()
+        for e in ends:
+            if (e.job_id, e.lease) not in seen:
+                seen.add((e.job_id, e.lease))
+                unique.append(e)
+        if self.is_postgresql:
+            return self._finish_postgresql(conn, unique)
+        held = self._leases_held(conn, [(e.job_id, e.lease) for e in unique], lock=True)
+        applied = [e for e in unique if (e.job_id, e.lease) in held]
+        self._apply_changes(
+            conn,
+            [
+                (e.job_id, e.lease, e.change, {"result": e.result, "error": _error_line(e)})
+                for e in applied
+            ],
+        )
+        if applied:
+            conn.execute(sa.insert(attempts), [_attempt_row(e) for e in applied])
         return [e.job_id for e in applied]
+
+    def _finish_postgresql(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
+        """The same compare-and-set writes as on SQLite, as ONE statement for the whole batch:
+        the endings travel as arrays, the job UPDATE re-checks state and lease, and only the
+        attempts whose job row was updated get their attempt row."""
+        rows = conn.execute(
+            _FINISH_POSTGRESQL,
+            {
+                "ids": [e.job_id for e in ends],
+                "leases": [e.lease for e in ends],
+                "states": [e.change.state.value for e in ends],
+                "attempts": [e.change.attempts for e in ends],
+                "max_attempts": [e.change.max_attempts for e in ends],
+                "new_leases": [e.change.lease for e in ends],
+                "run_ats": [e.change.run_at for e in ends],
+                "finished_ats": [e.change.finished_at for e in ends],
+                "results": [e.result for e in ends],
+                "errors": [_error_line(e) for e in ends],
+                "numbers": [e.attempt for e in ends],
+                "outcomes": [e.outcome.value for e in ends],
+                "worker_ids": [e.worker_id for e in ends],
+                "started_ats": [e.started_at for e in ends],
+                "ended_ats": [e.finished_at for e in ends],
+                "error_types": [e.error_type for e in ends],
+                "error_messages": [e.error_message for e in ends],
+                "tracebacks": [e.traceback for e in ends],
+            },
+        ).all()
+        return [r.id for r in rows]
 
     def job_release_many(self, claimed: Sequence[ClaimedJob], *, now: datetime) -> list[int]:
         """Give back claimed jobs that never started: waiting again, attempt not counted."""
