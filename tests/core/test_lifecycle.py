@@ -155,6 +155,18 @@ def test_release_under_another_lease_is_refused() -> None:
         lifecycle.release(running(lease="L1"), lease="L0", now=NOW)
 
 
+def test_interrupt_by_shutdown_requeues_now_without_using_the_attempt() -> None:
+    change = lifecycle.interrupt(running(attempts=1, max_attempts=1), lease="L1", now=NOW)
+    assert change == Change(R, 0, 1, None, NOW, None)
+
+
+def test_interrupt_under_another_lease_is_refused() -> None:
+    with pytest.raises(StaleLease):
+        lifecycle.interrupt(running(lease="L1"), lease="L0", now=NOW)
+    with pytest.raises(StaleLease):
+        lifecycle.interrupt(final(F), lease="L1", now=NOW)
+
+
 @pytest.mark.parametrize("job", [waiting(), running()], ids=["requested", "running"])
 def test_cancel_ends_a_waiting_or_running_job(job: JobSnapshot) -> None:
     change = lifecycle.cancel(job, now=NOW)
