@@ -198,7 +198,10 @@ class Worker:
             events = self.pool.collect()
             events += self.pool.check_timeouts()
             self._handle(events)
-            self._flush()
+            if self._stopping or self._stop_now or self._outage_since is not None:
+                self._flush()
+            elif self._releases:
+                self._flush_releases()
             now = self.clock()
             self._maintain(now)
             if self._stop_now:
@@ -221,7 +224,7 @@ class Worker:
             elif self._outage_since is None or time.monotonic() >= self._outage_retry_at:
                 # During an outage a claim doubles as the probe that notices the database is
                 # back (with nothing to flush, nothing else would), at a capped backoff.
-                asked = self.pool.free_slots()
+                asked = self._claim_size()
                 got = self._claim(asked, now)
                 if asked and got == asked:
                     continue  # more may be ready: claim again before waiting
@@ -256,25 +259,53 @@ class Worker:
             candidates.append(self._outage_retry_at - mono)
         return min(max(min(candidates), 0.0), 60.0)
 
+    def _claim_size(self) -> int:
+        """How many jobs to claim now: every free slot, but only once half the slots are free
+        or a child has nothing queued, so claims (and commits) come in batches while every
+        child still has work."""
+        free = self.pool.free_slots()
+        capacity = self.settings.max_processes * self.settings.max_pending_per_process
+        if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
+            return free
+        return 0
+
     def _claim(self, limit: int, now: datetime) -> int:
+        """Record the buffered endings and claim up to ``limit`` jobs, in one transaction."""
+        ends, self._ends = self._ends, []
         if limit <= 0:
             # Every slot is busy: a finishing job wakes us; a stale "next ready" time must
             # not (once past, it would make the loop spin until a slot frees up).
             self._next_ready = None
+        if limit <= 0 and not ends:
             return 0
         lease = uuid.uuid4().hex
         try:
-            claimed = self.store.job_claim_many(
-                queues=self.queues, limit=limit, lease=lease, worker_id=self.id, now=now
+            applied, claimed = self.store.job_finish_and_claim_many(
+                ends,
+                queues=self.queues,
+                limit=max(limit, 0),
+                lease=lease,
+                worker_id=self.id,
+                now=now,
             )
-            if len(claimed) < limit:
-                self._next_ready = self.store.job_next_run_at(self.queues)
         except DatabaseUnavailable as exc:
+            self._ends = ends + self._ends
             self._outage(exc)
             return 0
         self._recovered()
-        if not claimed:
+        self._log_ends(ends, set(applied))
+        if limit <= 0:
             return 0
+        if claimed:
+            self._submit(claimed)
+        if len(claimed) < limit:
+            try:
+                self._next_ready = self.store.job_next_run_at(self.queues)
+            except DatabaseUnavailable as exc:
+                self._outage(exc)
+        return len(claimed)
+
+    def _submit(self, claimed: Sequence[ClaimedJob]) -> None:
         tasks = []
         for job in claimed:
             self.claimed[job.id] = job
@@ -288,7 +319,6 @@ class Worker:
             )
         self.counters.claimed += len(claimed)
         self.pool.submit(tasks)
-        return len(claimed)
 
     # -- results ----------------------------------------------------------------------------
 
@@ -360,19 +390,29 @@ class Worker:
                     self._ends = ends + self._ends
                     raise
                 self._log_ends(ends, applied)
-            if self._releases:
-                releases, self._releases = self._releases, []
-                try:
-                    self.store.job_release_many(releases, now=self.clock())
-                except DatabaseUnavailable:
-                    self._releases = releases + self._releases
-                    raise
-                self.counters.released += len(releases)
-                log.info("released %d unstarted job(s) back to the queue", len(releases))
+            self._release()
         except DatabaseUnavailable as exc:
             self._outage(exc)
             return
         self._recovered()
+
+    def _flush_releases(self) -> None:
+        try:
+            self._release()
+        except DatabaseUnavailable as exc:
+            self._outage(exc)
+
+    def _release(self) -> None:
+        if not self._releases:
+            return
+        releases, self._releases = self._releases, []
+        try:
+            self.store.job_release_many(releases, now=self.clock())
+        except DatabaseUnavailable:
+            self._releases = releases + self._releases
+            raise
+        self.counters.released += len(releases)
+        log.info("released %d unstarted job(s) back to the queue", len(releases))
 
     def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
         c = self.counters

@@ -110,6 +110,10 @@ class ProcessPool:
                 free += max(room, 0)
         return free
 
+    def has_idle_child(self) -> bool:
+        """Whether a child that accepts work has nothing queued (it would sit idle)."""
+        return any(self._accepting(c) and not c.pending for c in self.children)
+
     @property
     def running(self) -> int:
         return sum(len(c.pending) for c in self.children)
