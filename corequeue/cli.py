@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--heartbeat-timeout", metavar="S")
     run.add_argument("--grace-period", metavar="S")
     run.add_argument("--poll-interval", metavar="S")
+    run.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        help="PostgreSQL: wait for the WAL flush on the worker's own commits (default on)",
+    )
     run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
 
     enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
@@ -180,12 +185,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         heartbeat_timeout=args.heartbeat_timeout,
         grace_period=args.grace_period,
         poll_interval=args.poll_interval,
+        synchronous_commit=args.synchronous_commit,
     )
     import_modules(settings.imports)
     from corequeue.middleware import build_chain
 
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
-    store = open_store(settings)
+    open_store(settings)  # for what the worker's own process enqueues
+    store = Store.from_url(
+        settings.database_url, worker=True, synchronous_commit=settings.synchronous_commit
+    )
     services = _worker_services(store, settings)
     worker = Worker(store, settings, burst=args.burst, services=services)
     return worker.run()

@@ -29,6 +29,9 @@ class Settings:
     heartbeat_timeout: float = 60.0
     grace_period: float = 30.0
     poll_interval: float = 1.0
+    #: PostgreSQL: whether the worker's own commits (claims, results, heartbeats) wait for the
+    #: WAL flush. Enqueues never change: they commit in the application's transaction.
+    synchronous_commit: bool = True
     schedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
 
@@ -66,8 +69,20 @@ _INTS = {"max_processes", "max_jobs_per_process", "max_pending_per_process"}
 _LISTS = {"imports", "queues", "middleware"}
 
 
+_BOOLS = {"synchronous_commit"}
+_TRUE = {"1", "true", "on", "yes"}
+_FALSE = {"0", "false", "off", "no"}
+
+
 def coerce(key: str, value: Any, source: str) -> Any:
     """One setting's value, converted and checked. Raises ConfigError naming key and source."""
+    if key in _BOOLS:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{key} = {value!r} ({source}) must be on or off (true or false)")
     if key in _DURATIONS:
         return parse_duration(value, key=key, source=source)
     if key in _INTS:
@@ -93,9 +108,7 @@ def coerce(key: str, value: Any, source: str) -> Any:
         return value.strip()
     if key == "schedule":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            raise ConfigError(
-                f"schedule ({source}) must be tables: [tool.corequeue.schedule.NAME]"
-            )
+            raise ConfigError(f"schedule ({source}) must be tables: [tool.corequeue.schedule.NAME]")
         return value
     raise ConfigError(f"unknown setting {key!r} ({source})")
 

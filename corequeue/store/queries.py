@@ -19,6 +19,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from corequeue.core import lifecycle
 from corequeue.core.errors import InvalidTransition, SchemaError, UniqueViolation
@@ -97,7 +98,8 @@ SELECT id FROM done
 class _ArrayOf(ColumnElement[Any]):
     """PostgreSQL's ``ARRAY(SELECT ...)``: the claim's subquery, evaluated once."""
 
-    inherit_cache = False
+    inherit_cache = True
+    _traverse_internals = [("select", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, select: sa.Select[Any]) -> None:
         self.select = select
@@ -120,6 +122,7 @@ class Store:
         self.engine = engine
         self.dialect: str = engine.dialect.name
         self.url: URL = engine.url
+        self._claim_statements: dict[tuple[str, ...], sa.Update] = {}
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
@@ -318,10 +321,22 @@ class Store:
         worker_id: str,
         now: datetime,
     ) -> list[ClaimedJob]:
-        stmt = self.claim_statement(
-            queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
-        )
-        rows = conn.execute(stmt).all()
+        key = tuple(queues)
+        stmt = self._claim_statements.get(key)
+        if stmt is None:
+            # Built once per queue list with bound parameters: the worker's hot path neither
+            # rebuilds nor recompiles it.
+            stmt = self.claim_statement(
+                queues=queues,
+                limit=sa.bindparam("c_limit", type_=sa.Integer),
+                lease=sa.bindparam("c_lease", type_=sa.String),
+                worker_id=sa.bindparam("c_worker", type_=sa.String),
+                now=sa.bindparam("c_now", type_=schema.UTCDateTime),
+            )
+            self._claim_statements[key] = stmt
+        rows = conn.execute(
+            stmt, {"c_limit": limit, "c_lease": lease, "c_worker": worker_id, "c_now": now}
+        ).all()
         claimed = [
             ClaimedJob(
                 id=r.id,
@@ -342,7 +357,7 @@ class Store:
         return claimed
 
     def claim_statement(
-        self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
+        self, *, queues: Sequence[str], limit: Any, lease: Any, worker_id: Any, now: Any
     ) -> sa.Update:
         """The UPDATE that :meth:`job_claim_many` runs (tests EXPLAIN it).
 
@@ -363,7 +378,12 @@ class Store:
         # lifecycle.claim's decision, as one statement: one more attempt, under the new lease.
         return (
             sa.update(jobs)
-            .where(picked, jobs.c.state == JobState.REQUESTED.value)
+            # No second "state = 'requested'" here: the rows were picked and locked in this
+            # statement (SKIP LOCKED on PostgreSQL; SQLite writers are serialized), so their
+            # state cannot change before the UPDATE; and that condition would match the
+            # partial index's predicate and make the planner walk the whole ready index
+            # (filtering on id) instead of fetching the picked ids by primary key.
+            .where(picked)
             .values(
                 state=JobState.RUNNING.value,
                 lease=lease,
