@@ -35,7 +35,7 @@ def kind(statement: str) -> str:
 def main(argv: list[str]) -> int:
     from corequeue import app
     from corequeue.config import load_settings
-    from corequeue.worker import Worker
+    from corequeue.worker import Worker, worker_store
 
     url = argv[0]
     logging.basicConfig(
@@ -48,7 +48,8 @@ def main(argv: list[str]) -> int:
     )
     import benchmarks.jobs  # noqa: F401
 
-    store = app.configure(url)
+    app.configure(url)
+    store = worker_store(settings)
     stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     started: dict[int, float] = {}
 

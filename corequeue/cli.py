@@ -172,7 +172,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from corequeue.worker import Worker
+    from corequeue.worker import Worker, worker_store
 
     settings = settings_from(
         args,
@@ -192,9 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
     open_store(settings)  # for what the worker's own process enqueues
-    store = Store.from_url(
-        settings.database_url, worker=True, synchronous_commit=settings.synchronous_commit
-    )
+    store = worker_store(settings)
     services = _worker_services(store, settings)
     worker = Worker(store, settings, burst=args.burst, services=services)
     return worker.run()

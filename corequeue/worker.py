@@ -45,6 +45,14 @@ OUTAGE_BACKOFF_MAX = 5.0
 OUTAGE_LOG_EVERY = 10.0
 
 
+def worker_store(settings: Settings) -> Store:
+    """The store a worker runs on: its own engine, with the worker's connection settings
+    (see ``store.engine.create_engine(worker=True)``)."""
+    return Store.from_url(
+        settings.database_url, worker=True, synchronous_commit=settings.synchronous_commit
+    )
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -264,7 +272,7 @@ class Worker:
         or a child has nothing queued, so claims (and commits) come in batches while every
         child still has work."""
         free = self.pool.free_slots()
-        capacity = self.settings.max_processes * self.settings.max_pending_per_process
+        capacity = self.settings.max_processes * self.pool.max_pending
         if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
             return free
         return 0

@@ -25,6 +25,11 @@ from corequeue.executor.task import Task, TaskResult
 
 _ctx = multiprocessing.get_context("spawn")
 
+#: Work to keep queued per child, in seconds of the jobs' mean duration (see max_pending).
+QUEUED_SECONDS = 0.05
+#: Tasks a child may have queued before any job's duration is known.
+INITIAL_PENDING = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Released:
@@ -72,7 +77,8 @@ class ProcessPool:
         self.config = config
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
-        self.max_pending = max_pending_per_process
+        self.max_pending_cap = max_pending_per_process
+        self._mean_duration: float | None = None  # moving average of job durations
         self.children: list[_Child] = []
         self.replaced = 0  # children that died with work and were replaced
         self.closing = False
@@ -98,6 +104,21 @@ class ProcessPool:
         return not (self.max_jobs_per_process and child.assigned >= self.max_jobs_per_process)
 
     # -- hand-off ---------------------------------------------------------------------------
+
+    @property
+    def max_pending(self) -> int:
+        """How many tasks a child may have queued: about :data:`QUEUED_SECONDS` of work at the
+        jobs' recent mean duration, between 1 and ``max_pending_per_process``. Fast jobs are
+        handed over (and claimed) in large batches; slow ones are not hoarded by one child
+        while other workers sit idle."""
+        cap = self.max_pending_cap
+        if self._mean_duration is None:
+            return min(cap, INITIAL_PENDING)
+        return max(1, min(cap, int(QUEUED_SECONDS / max(self._mean_duration, 1e-6))))
+
+    def _observe(self, duration: float) -> None:
+        mean = self._mean_duration
+        self._mean_duration = duration if mean is None else mean + 0.05 * (duration - mean)
 
     def free_slots(self) -> int:
         self.start()
@@ -187,6 +208,7 @@ class ProcessPool:
                         child.head_started = time.monotonic()
                 elif message[0] == "done":
                     result: TaskResult = message[1]
+                    self._observe(result.duration)
                     if child.pending and child.pending[0].job_id == result.job_id:
                         child.pending.popleft()
                     child.running = None
