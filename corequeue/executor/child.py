@@ -3,7 +3,8 @@
 Protocol on the pipe. Parent to child: ``("run", [Task, ...])``, ``("skip", [job ids])`` (drop
 these if not started yet: they were cancelled) or ``("stop",)``. Child to parent:
 ``("started", job id)`` before each task (the parent times the task from it), ``("done",
-TaskResult)`` after it, and ``("released", [job ids])`` with the tasks it dropped unstarted
+TaskResult)`` after it (or, when the next task starts at once, ``("next", TaskResult, next job
+id)``: both in one message), and ``("released", [job ids])`` with the tasks it dropped unstarted
 (on skip, or all of them when told to stop).
 
 The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux): a SIGKILLed worker leaves no
@@ -23,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from corequeue.executor.task import Task, run_task
+from corequeue.executor.task import Task, TaskResult, run_task
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +52,12 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     chain = build_chain(config.middleware)
     codecs = app.codecs()
     tasks: deque[Task] = deque()
+    finished: TaskResult | None = None  # the last result, not sent yet
     while True:
         if not tasks or conn.poll():
+            if finished is not None:
+                conn.send(("done", finished))
+                finished = None
             try:
                 message = conn.recv()
             except EOFError:
@@ -70,8 +75,11 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
             tasks.extend(message[1])
             continue
         task = tasks.popleft()
-        conn.send(("started", task.job_id))
-        conn.send(("done", run_task(task, chain, codecs=codecs)))
+        if finished is None:
+            conn.send(("started", task.job_id))
+        else:  # one message: the last task's result, and that this one starts now
+            conn.send(("next", finished, task.job_id))
+        finished = run_task(task, chain, codecs=codecs)
 
 
 def _die_with_parent() -> None:

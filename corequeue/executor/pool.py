@@ -206,13 +206,20 @@ class ProcessPool:
                     if child.pending and child.pending[0].job_id == message[1]:
                         child.running = message[1]
                         child.head_started = time.monotonic()
-                elif message[0] == "done":
+                elif message[0] in ("done", "next"):
                     result: TaskResult = message[1]
                     self._observe(result.duration)
                     if child.pending and child.pending[0].job_id == result.job_id:
                         child.pending.popleft()
                     child.running = None
                     events.append(result)
+                    if (
+                        message[0] == "next"
+                        and child.pending
+                        and child.pending[0].job_id == message[2]
+                    ):
+                        child.running = message[2]
+                        child.head_started = time.monotonic()
                 elif message[0] == "released":
                     ids = set(message[1])
                     gone = tuple(t for t in child.pending if t.job_id in ids)
