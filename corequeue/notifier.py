@@ -28,21 +28,27 @@ class WakeUp:
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
         self._pending = False
+        self._closed = False
         self._lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._r
 
     def set(self) -> None:
+        # Under the lock, and never after close(): the file descriptor number of a closed
+        # pipe is soon reused (by a database socket, say), and a stray byte written there by
+        # a late thread would corrupt that connection.
         with self._lock:
-            if self._pending:
+            if self._pending or self._closed:
                 return
             self._pending = True
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._w, b"x")
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._w, b"x")
 
     def clear(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._pending = False
             try:
                 while os.read(self._r, 4096):
@@ -51,8 +57,12 @@ class WakeUp:
                 pass
 
     def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._r)
+            os.close(self._w)
 
 
 class Notifier(threading.Thread):

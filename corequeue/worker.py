@@ -588,6 +588,7 @@ class Worker:
             )
         if self.notifier is not None:
             self.notifier.stop()
+            self.notifier.join(timeout=5)
         with contextlib.suppress(CorequeueError):
             self.store.worker_delete(self.id)
         self.wake.close()
