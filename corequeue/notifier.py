@@ -73,11 +73,11 @@ class Notifier(threading.Thread):
         self.reconnect_max = reconnect_max
         self.degraded = True  # until the first LISTEN succeeds
         self.listening = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._conn: Any = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         conn = self._conn
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -87,7 +87,7 @@ class Notifier(threading.Thread):
         import psycopg
 
         delay = 0.1
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
                     self._conn = conn
@@ -98,13 +98,13 @@ class Notifier(threading.Thread):
                     self.listening.set()
                     delay = 0.1
                     self.wake.set()  # catch up on anything enqueued while we were away
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.wake.set()
                         # A cheap liveness check: a dead connection raises here.
                         conn.execute("SELECT 1")
             except Exception as exc:
-                if self._stop.is_set():
+                if self._halt.is_set():
                     break
                 if not self.degraded:
                     log.warning(
@@ -115,7 +115,7 @@ class Notifier(threading.Thread):
                     )
                 self.degraded = True
                 self.listening.clear()
-                self._stop.wait(delay)
+                self._halt.wait(delay)
                 delay = min(delay * 2, self.reconnect_max)
             finally:
                 self._conn = None

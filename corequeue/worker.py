@@ -525,6 +525,24 @@ class Worker:
         if gone:
             self._handle(self.pool.cancel(gone))
 
+    def _rescue_orphans(self, now: datetime) -> None:
+        """Jobs the database says this worker runs, but that it does not hold (a result
+        committed without waiting for the flush and forgotten by a database crash): record
+        them lost, so they are retried instead of staying ``running`` forever."""
+        held = {(j.id, j.lease) for j in self.claimed.values()}
+        held |= {(e.job_id, e.lease) for e in self._ends}
+        held |= {(j.id, j.lease) for j in self._releases}
+        for end in self.store.job_orphan_rescue_many(
+            worker_id=self.id, held=held, now=now, retry_delay=retry_delay_for
+        ):
+            log.warning(
+                "job_id=%d attempt=%d was recorded as running here but this worker no longer "
+                "held it: lost, now %s",
+                end.job_id,
+                end.attempt,
+                end.change.state.value,
+            )
+
     def _beat(self) -> None:
         stats = self.counters.as_dict()
         stats.update(
@@ -605,6 +623,7 @@ class Heartbeat:
     def run_once(self, now: datetime) -> None:
         self.worker._beat()
         self.worker._recovered()  # a beat written proves the database is back
+        self.worker._rescue_orphans(now)
 
 
 class Rescuer:

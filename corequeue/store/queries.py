@@ -90,6 +90,18 @@ SELECT id FROM done
 )
 
 
+_RESCUE_COLUMNS = [
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.lease,
+    jobs.c.worker_id,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.run_at,
+    jobs.c.started_at,
+]
+
+
 class _ArrayOf(ColumnElement[Any]):
     """PostgreSQL's ``ARRAY(SELECT ...)``: the claim's subquery, evaluated once."""
 
@@ -769,16 +781,7 @@ class Store:
         expired_before = now - timedelta(seconds=heartbeat_timeout)
         alive = sa.select(workers.c.id).where(workers.c.last_beat_at >= expired_before)
         query = (
-            sa.select(
-                jobs.c.id,
-                jobs.c.name,
-                jobs.c.lease,
-                jobs.c.worker_id,
-                jobs.c.attempts,
-                jobs.c.max_attempts,
-                jobs.c.run_at,
-                jobs.c.started_at,
-            )
+            sa.select(*_RESCUE_COLUMNS)
             .where(
                 jobs.c.state == JobState.RUNNING.value,
                 sa.or_(jobs.c.worker_id.is_(None), jobs.c.worker_id.not_in(alive)),
@@ -789,44 +792,81 @@ class Store:
         )
         if self.is_postgresql:
             query = query.with_for_update(skip_locked=True, of=jobs)
+        why = f"stopped heartbeating for more than {heartbeat_timeout:g}s while running this job"
         with self._errors(), self._begin() as conn:
-            rows = conn.execute(query).all()
-            ends = []
-            for r in rows:
-                snap = lifecycle.JobSnapshot(
-                    JobState.RUNNING, r.attempts, r.max_attempts, r.lease, r.run_at
-                )
-                change = lifecycle.finish(
-                    snap,
-                    Outcome.LOST,
-                    lease=r.lease,
-                    now=now,
-                    retry_delay=retry_delay(r.name, r.attempts),
-                )
-                ends.append(
-                    AttemptEnd(
-                        job_id=r.id,
-                        lease=r.lease,
-                        attempt=r.attempts,
-                        outcome=Outcome.LOST,
-                        change=change,
-                        worker_id=r.worker_id,
-                        started_at=r.started_at,
-                        finished_at=now,
-                        error_type="WorkerLost",
-                        error_message=(
-                            f"worker {r.worker_id} stopped heartbeating for more than "
-                            f"{heartbeat_timeout:g}s while running this job"
-                        ),
-                    )
-                )
-            self._apply_changes(
-                conn, [(e.job_id, e.lease, e.change, {"error": _error_line(e)}) for e in ends]
+            ends = self._record_lost(
+                conn, conn.execute(query).all(), now=now, retry_delay=retry_delay, why=why
             )
-            if ends:
-                conn.execute(sa.insert(attempts), [_attempt_row(e) for e in ends])
             conn.execute(sa.delete(workers).where(workers.c.last_beat_at < expired_before))
-            if ends and self.is_postgresql:
+        return ends
+
+    def job_orphan_rescue_many(
+        self,
+        *,
+        worker_id: str,
+        held: set[tuple[int, str]],
+        now: datetime,
+        retry_delay: Callable[[str, int], float],
+    ) -> list[AttemptEnd]:
+        """Record ``lost`` the jobs the database says ``worker_id`` runs but that it does not
+        hold (``held``: its (id, lease) pairs): an attempt whose result was committed
+        asynchronously and forgotten by a database crash, say. Returns what was recorded."""
+        query = sa.select(*_RESCUE_COLUMNS).where(
+            jobs.c.state == JobState.RUNNING.value, jobs.c.worker_id == worker_id
+        )
+        if self.is_postgresql:
+            query = query.with_for_update(skip_locked=True)
+        with self._errors(), self._begin() as conn:
+            rows = [r for r in conn.execute(query).all() if (r.id, r.lease) not in held]
+            return self._record_lost(
+                conn,
+                rows,
+                now=now,
+                retry_delay=retry_delay,
+                why="no longer held this attempt (its result was never recorded)",
+            )
+
+    def _record_lost(
+        self,
+        conn: Connection,
+        rows: Sequence[Any],
+        *,
+        now: datetime,
+        retry_delay: Callable[[str, int], float],
+        why: str,
+    ) -> list[AttemptEnd]:
+        ends = []
+        for r in rows:
+            snap = lifecycle.JobSnapshot(
+                JobState.RUNNING, r.attempts, r.max_attempts, r.lease, r.run_at
+            )
+            change = lifecycle.finish(
+                snap,
+                Outcome.LOST,
+                lease=r.lease,
+                now=now,
+                retry_delay=retry_delay(r.name, r.attempts),
+            )
+            ends.append(
+                AttemptEnd(
+                    job_id=r.id,
+                    lease=r.lease,
+                    attempt=r.attempts,
+                    outcome=Outcome.LOST,
+                    change=change,
+                    worker_id=r.worker_id,
+                    started_at=r.started_at,
+                    finished_at=now,
+                    error_type="WorkerLost",
+                    error_message=f"worker {r.worker_id} {why}",
+                )
+            )
+        self._apply_changes(
+            conn, [(e.job_id, e.lease, e.change, {"error": _error_line(e)}) for e in ends]
+        )
+        if ends:
+            conn.execute(sa.insert(attempts), [_attempt_row(e) for e in ends])
+            if self.is_postgresql:
                 conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
         return ends
 
