@@ -78,9 +78,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         names = ", ".join(t.name for t in reversed(schema.metadata.sorted_tables))
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.execute(
-            sa.insert(schema.meta).values(
-                key="schema_version", value=str(schema.SCHEMA_VERSION)
-            )
+            sa.insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
         )
     store.dispose()
     return url
