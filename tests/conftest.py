@@ -33,7 +33,7 @@ def _admin_url() -> str:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL database for this test session."""
     admin = normalize_url(_admin_url())
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"cq_test_{uuid.uuid4().hex[:10]}"
     try:
         with engine.connect() as conn:
