@@ -21,8 +21,9 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.queries import Store, _filter_clauses, _job_record
 from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
+from corequeue.store.schedule_queries import ScheduleRow, schedule_list
 
-jobs, attempts, schedules = schema.jobs, schema.attempts, schema.schedules
+jobs, attempts = schema.jobs, schema.attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +119,6 @@ class WorkerStatus:
     alive: bool
     beat_age: float
     running: list[RunningJob] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRow:
-    """A row of corequeue_schedules, with the state of the last job it enqueued."""
-
-    name: str
-    job: str
-    expression: str
-    timezone: str
-    first_seen_at: datetime
-    last_occurrence: datetime | None
-    last_job_id: int | None
-    updated_at: datetime
-    last_job_state: JobState | None
-    last_job_finished_at: datetime | None
 
 
 class Monitor:
@@ -284,29 +269,7 @@ class Monitor:
 
     def schedule_rows(self) -> list[ScheduleRow]:
         """Every stored schedule, by name, with its last job's state (None once pruned)."""
-        last = jobs.alias("last_job")
-        query = (
-            sa.select(schedules, last.c.state, last.c.finished_at.label("last_finished_at"))
-            .select_from(schedules.outerjoin(last, last.c.id == schedules.c.last_job_id))
-            .order_by(schedules.c.name)
-        )
-        with self.store._errors(), self._connect() as conn:
-            rows = conn.execute(query).all()
-        return [
-            ScheduleRow(
-                name=r.name,
-                job=r.job,
-                expression=r.expression,
-                timezone=r.timezone,
-                first_seen_at=r.first_seen_at,
-                last_occurrence=r.last_occurrence,
-                last_job_id=r.last_job_id,
-                updated_at=r.updated_at,
-                last_job_state=JobState(r.state) if r.state is not None else None,
-                last_job_finished_at=r.last_finished_at,
-            )
-            for r in rows
-        ]
+        return schedule_list(self.store)
 
     def delayed_jobs(self, *, now: datetime, limit: int = 100) -> tuple[list[JobRecord], int]:
         """Waiting jobs whose run_at is in the future, soonest first, and how many there are."""
