@@ -118,13 +118,21 @@ class Job:
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
 
-def arg_names(job: Job) -> list[str]:
+def arg_names(job: Job) -> tuple[str, ...]:
     """Names of the positional constructor arguments, for error messages."""
-    try:
-        params = list(inspect.signature(type(job).__init__).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return []
-    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    cls = type(job)
+    names = _ARG_NAMES.get(cls)
+    if names is None:
+        try:
+            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        except (TypeError, ValueError):
+            params = []
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = _ARG_NAMES[cls] = tuple(p.name for p in params if p.kind in kinds)
+    return names
+
+
+_ARG_NAMES: dict[type[Job], tuple[str, ...]] = {}
 
 
 def resolve_run_at(delay: Delay | None, now: datetime) -> datetime:
