@@ -215,6 +215,12 @@ class Store:
         if not new_jobs:
             return []
         with self._errors():
+            if connection is None and len(new_jobs) == 1 and self.is_postgresql:
+                # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
+                with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                ) as conn:
+                    return self._insert(conn, new_jobs, now)
             if connection is None:
                 with self._begin() as conn:
                     return self._insert(conn, new_jobs, now)
@@ -237,16 +243,20 @@ class Store:
             plain = []
             out.append(self._insert_unique(conn, row))
         out.extend(self._insert_plain(conn, plain))
-        if self.is_postgresql:
-            for queue in sorted({j.queue for j in new_jobs}):
-                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
         return out
+
+    def _returning(self) -> list[ColumnElement[Any]]:
+        # PostgreSQL: each inserted row also NOTIFYs its queue, in the same statement
+        # (delivered at commit; duplicates within a transaction are sent once).
+        if self.is_postgresql:
+            return [jobs.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, jobs.c.queue)]
+        return [jobs.c.id]
 
     def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
         if not rows:
             return []
         result = conn.execute(
-            sa.insert(jobs).returning(jobs.c.id, sort_by_parameter_order=True), rows
+            sa.insert(jobs).returning(*self._returning(), sort_by_parameter_order=True), rows
         )
         return [Inserted(job_id, True) for job_id in result.scalars()]
 
@@ -265,7 +275,7 @@ class Store:
             stmt = postgresql.insert(jobs).values(row).on_conflict_do_nothing(**target)
         else:
             stmt = sqlite.insert(jobs).values(row).on_conflict_do_nothing(**target)
-        stmt = stmt.returning(jobs.c.id)
+        stmt = stmt.returning(*self._returning())
         existing_query = sa.select(jobs.c.id).where(
             jobs.c.name == row["name"], jobs.c.unique_key == row["unique_key"], held
         )
