@@ -63,12 +63,16 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 120.0
+    args: Sequence[str],
+    *,
+    cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m corequeue ARGS`` to completion (cwd = repository root)."""
+    """``python -m corequeue ARGS`` to completion (cwd: the repository root by default)."""
     return subprocess.run(
         [sys.executable, "-m", "corequeue", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=clean_env(env),
         capture_output=True,
         text=True,

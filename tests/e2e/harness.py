@@ -15,62 +15,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from testing.faults import ROOT, clean_env, run_cli, wait_for
 
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a corequeue subprocess: no inherited COREQUEUE_* settings, the
-    repository importable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COREQUEUE_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def wait_for(
-    condition: Callable[[], Any], *, timeout: float = 60.0, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned) or fail after
-    ``timeout`` seconds naming ``what``."""
-    deadline = time.monotonic() + timeout
-    interval = 0.02
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.25)
-
-
-def run_cli(
-    args: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 120.0,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m corequeue ARGS`` to completion; returns the completed process."""
-    return subprocess.run(
-        [sys.executable, "-m", "corequeue", *args],
-        cwd=cwd,
-        env=clean_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+__all__ = ["ROOT", "WorkerFactory", "WorkerProcess", "clean_env", "run_cli", "wait_for", "workers"]
 
 
 class WorkerProcess:
