@@ -217,9 +217,7 @@ class Store:
         with self._errors():
             if connection is None and len(new_jobs) == 1 and self.is_postgresql:
                 # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
-                with self.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
-                ) as conn:
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     return self._insert(conn, new_jobs, now)
             if connection is None:
                 with self._begin() as conn:
