@@ -77,6 +77,17 @@ def create_engine(
         setup_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # A server that stops answering (a network path that drops packets rather than refusing)
+    # must not hang a worker: bounded connects, and TCP keepalives on idle connections.
+    connect_args = kwargs.setdefault("connect_args", {})
+    for key, value in (
+        ("connect_timeout", 10),
+        ("keepalives", 1),
+        ("keepalives_idle", 30),
+        ("keepalives_interval", 10),
+        ("keepalives_count", 3),
+    ):
+        connect_args.setdefault(key, value)
     # enqueue_many: up to 5,000 rows per INSERT (12 columns each stay under PostgreSQL's
     # 65,535 parameters), so 10,000 jobs take two statements.
     kwargs.setdefault("insertmanyvalues_page_size", 5000)
