@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from corequeue import registry
 from corequeue.core.errors import JobParamsError
@@ -17,9 +16,11 @@ from corequeue.job import DeferJob, Job
 from corequeue.middleware import RunJob
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
-    """What a child needs to run one attempt; it needs no database connection for it."""
+class Task(NamedTuple):
+    """What a child needs to run one attempt; it needs no database connection for it.
+
+    (Named tuples: they cross the pipe to and from the children once per job, and pickle
+    faster than dataclasses.)"""
 
     job_id: int
     lease: str
@@ -29,8 +30,7 @@ class Task:
     timeout: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
+class TaskResult(NamedTuple):
     """How an attempt ended, as the child saw it."""
 
     job_id: int

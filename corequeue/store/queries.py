@@ -57,22 +57,23 @@ _CLAIM_COLUMNS = [
 
 
 #: A batch of attempt endings in one round trip (PostgreSQL): the endings travel as one JSON
-#: document (json.dumps is far cheaper than binding a dozen arrays); the UPDATE's WHERE is the
-#: compare-and-set (still running, same lease).
+#: document (json.dumps is far cheaper than binding a dozen arrays; times as epoch seconds);
+#: the UPDATE's WHERE is the compare-and-set (still running, same lease).
 _FINISH_POSTGRESQL = sa.text(
     """
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:endings AS json)) AS v(
         id bigint, lease text, state text, attempts int, max_attempts int, new_lease text,
-        run_at timestamptz, finished_at timestamptz, result text, error text, number int,
-        outcome text, worker_id text, started_at timestamptz, ended_at timestamptz,
+        run_at float8, finished_at float8, result text, error text, number int,
+        outcome text, worker_id text, started_at float8, ended_at float8,
         error_type text, error_message text, traceback text
     )
 ),
 done AS (
     UPDATE corequeue_jobs AS j
     SET state = v.state, attempts = v.attempts, max_attempts = v.max_attempts,
-        lease = v.new_lease, run_at = v.run_at, finished_at = v.finished_at,
+        lease = v.new_lease, run_at = to_timestamp(v.run_at),
+        finished_at = to_timestamp(v.finished_at),
         result = v.result, error = v.error
     FROM v
     WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
@@ -81,7 +82,8 @@ done AS (
 recorded AS (
     INSERT INTO corequeue_attempts (job_id, attempt, outcome, lease, worker_id, started_at,
                                     finished_at, error_type, error_message, traceback)
-    SELECT v.id, v.number, v.outcome, v.lease, v.worker_id, v.started_at, v.ended_at,
+    SELECT v.id, v.number, v.outcome, v.lease, v.worker_id, to_timestamp(v.started_at),
+           to_timestamp(v.ended_at),
            v.error_type, v.error_message, v.traceback
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
 )
@@ -454,15 +456,15 @@ class Store:
                 "attempts": change.attempts,
                 "max_attempts": change.max_attempts,
                 "new_lease": change.lease,
-                "run_at": _iso(change.run_at),
-                "finished_at": _iso(change.finished_at),
+                "run_at": _epoch(change.run_at),
+                "finished_at": _epoch(change.finished_at),
                 "result": e.result,
                 "error": _error_line(e),
                 "number": e.attempt,
                 "outcome": e.outcome.value,
                 "worker_id": e.worker_id,
-                "started_at": _iso(e.started_at),
-                "ended_at": _iso(e.finished_at),
+                "started_at": _epoch(e.started_at),
+                "ended_at": _epoch(e.finished_at),
                 "error_type": e.error_type,
                 "error_message": e.error_message,
                 "traceback": e.traceback,
@@ -879,8 +881,8 @@ class Store:
         return ends
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
 def _lease_matches() -> ColumnElement[bool]:
