@@ -19,6 +19,9 @@ from corequeue.store.queries import NOTIFY_CHANNEL
 
 log = logging.getLogger("corequeue.notifier")
 
+#: The LISTEN connection's application_name (visible in pg_stat_activity).
+APPLICATION_NAME = "corequeue-listen"
+
 
 class WakeUp:
     """A pipe the worker's wait() watches; ``set()`` makes it readable (debounced)."""
@@ -45,16 +48,19 @@ class WakeUp:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._w, b"x")
 
-    def clear(self) -> None:
+    def clear(self) -> bool:
+        """Drain the pipe. Returns whether it had been set."""
         with self._lock:
             if self._closed:
-                return
+                return False
+            was_set = self._pending
             self._pending = False
             try:
                 while os.read(self._r, 4096):
                     pass
             except BlockingIOError:
                 pass
+            return was_set
 
     def close(self) -> None:
         with self._lock:
@@ -89,7 +95,9 @@ class Notifier(threading.Thread):
         delay = 0.1
         while not self._halt.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=5, application_name=APPLICATION_NAME
+                ) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     if self.degraded:

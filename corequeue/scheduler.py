@@ -181,16 +181,18 @@ class Scheduler:
         self._next_check: datetime | None = None
         self._deferred: frozenset[str] = frozenset()
 
-    def run_once(self, now: datetime) -> None:
+    def run_once(self, now: datetime) -> bool:
+        """One tick. Returns whether it enqueued a job."""
         if self._last_sync is None or not (
             0 <= (now - self._last_sync).total_seconds() < self.resync_every
         ):
             self._sync(now)
         active = [d for d in self.definitions if d.name not in self._deferred]
         if not active or (self._next_check is not None and now < self._next_check):
-            return
+            return False
         rows = {r.name: r for r in schedule_list(self.store)}
         next_checks = []
+        enqueued = False
         for definition in active:
             row = rows.get(definition.name)
             if row is None or (row.job, row.expression, row.timezone) != (
@@ -205,8 +207,9 @@ class Scheduler:
             next_checks.append(decision.next_check)
             if decision.last is None or decision.last == row.last_occurrence:
                 continue
-            self._fire(definition, row, decision, now)
+            enqueued = self._fire(definition, row, decision, now) or enqueued
         self._next_check = min(next_checks) if next_checks else None
+        return enqueued
 
     def _sync(self, now: datetime) -> None:
         if self._loaded_at is None:
@@ -230,7 +233,8 @@ class Scheduler:
 
     def _fire(
         self, definition: ScheduleDefinition, row: ScheduleRow, decision: cron.Due, now: datetime
-    ) -> None:
+    ) -> bool:
+        """Fire (or skip) the decided occurrence. Returns whether this worker enqueued a job."""
         assert decision.last is not None
         job_row = None
         if decision.enqueue is not None:
@@ -252,7 +256,7 @@ class Scheduler:
             now=now,
         )
         if fired is None:
-            return  # another worker decided this tick's occurrences
+            return False  # another worker decided this tick's occurrences
         if fired.job_id is not None and decision.enqueue is not None:
             log.info(
                 "schedule %s fired occurrence %s: job_id=%d",
@@ -267,6 +271,7 @@ class Scheduler:
                 decision.skipped,
                 definition.cron.missed,
             )
+        return fired.job_id is not None
 
 
 def worker_services(store: Store, settings: Settings) -> list[Scheduler]:

@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, Protocol
 
+from sqlalchemy.engine import URL
+
 from corequeue import registry
 from corequeue.config import Settings
 from corequeue.core import lifecycle
@@ -75,7 +77,9 @@ class Service(Protocol):
     name: str
     interval: float
 
-    def run_once(self, now: datetime) -> None: ...
+    def run_once(self, now: datetime) -> bool | None:
+        """One round; returns True when it may have made jobs ready to claim."""
+        ...
 
 
 @dataclass
@@ -104,7 +108,10 @@ class Worker:
         burst: bool = False,
         clock: Clock = utcnow,
         services: Sequence[Service] = (),
+        listen_url: URL | None = None,
     ) -> None:
+        """``listen_url``: where to LISTEN for enqueue notifications (PostgreSQL; default the
+        store's database)."""
         if settings.heartbeat_timeout <= 2 * settings.heartbeat_interval:
             # A warning, not an error: a lone worker (tests) may space its beats out freely.
             log.warning(
@@ -114,6 +121,7 @@ class Worker:
                 settings.heartbeat_interval,
             )
         self.store = store
+        self.listen_url = listen_url
         self.settings = settings
         self.burst = burst
         self.clock = clock
@@ -147,6 +155,8 @@ class Worker:
         ]
         self._next_run: dict[str, float] = {}
         self._next_ready: datetime | None = None
+        self._look = True  # whether a claim may find something: see _loop
+        self._next_poll = 0.0  # monotonic time of the next polling claim
         self._next_stats = time.monotonic() + settings.stats_every
 
     # -- signals ----------------------------------------------------------------------------
@@ -191,7 +201,7 @@ class Worker:
         )
         self.pool.start()
         if self.store.is_postgresql:
-            self.notifier = Notifier(self.store.url, self.wake)
+            self.notifier = Notifier(self.listen_url or self.store.url, self.wake)
             self.notifier.start()
         code = 0
         try:
@@ -232,10 +242,26 @@ class Worker:
             elif self._outage_since is None or time.monotonic() >= self._outage_retry_at:
                 # During an outage a claim doubles as the probe that notices the database is
                 # back (with nothing to flush, nothing else would), at a capped backoff.
-                asked = self._claim_size()
+                mono = time.monotonic()
+                due = (
+                    self._look
+                    or mono >= self._next_poll
+                    or (self._next_ready is not None and now >= self._next_ready)
+                    or self._outage_since is not None
+                )
+                asked = self._claim_size() if due else 0
+                if due and not asked:
+                    # Every slot is busy: a finishing job wakes us; a stale "next ready" time
+                    # must not (once past, it would make the loop spin until a slot frees up).
+                    self._next_ready = None
                 got = self._claim(asked, now)
                 if asked and got == asked:
                     continue  # more may be ready: claim again before waiting
+                if due:
+                    # Nothing more is ready: look again on a notification, a finished job, a
+                    # service that enqueued, the next delayed job's time, or the next poll.
+                    self._look = False
+                    self._next_poll = mono + self.settings.poll_interval
                 if (
                     self.burst
                     and got == 0
@@ -249,12 +275,15 @@ class Worker:
             timeout = self._wait_time(now)
             events = self.pool.wait(timeout, extra=[self.wake])
             self.counters.wakeups += 1
-            self.wake.clear()
+            if self.wake.clear():
+                self._look = True  # enqueue notification (or a stop request)
             self._handle(events)
 
     def _wait_time(self, now: datetime) -> float:
         mono = time.monotonic()
         candidates = [self.settings.poll_interval]
+        if not self._stopping and self._outage_since is None:
+            candidates.append(self._next_poll - mono)
         candidates += [t - mono for t in self._next_run.values()]
         if self._next_ready is not None:
             candidates.append((self._next_ready - now).total_seconds())
@@ -280,10 +309,6 @@ class Worker:
     def _claim(self, limit: int, now: datetime) -> int:
         """Record the buffered endings and claim up to ``limit`` jobs, in one transaction."""
         ends, self._ends = self._ends, []
-        if limit <= 0:
-            # Every slot is busy: a finishing job wakes us; a stale "next ready" time must
-            # not (once past, it would make the loop spin until a slot frees up).
-            self._next_ready = None
         if limit <= 0 and not ends:
             return 0
         lease = uuid.uuid4().hex
@@ -337,6 +362,8 @@ class Worker:
         worker's own shutdown killed these children, so their ``lost`` attempts are requeued
         without being counted (``lifecycle.interrupt``)."""
         now = self.clock()
+        if events:
+            self._look = True  # slots freed up
         for event in events:
             if isinstance(event, Released):
                 for task in event.tasks:
@@ -494,7 +521,8 @@ class Worker:
                 continue
             self._next_run[service.name] = mono + service.interval
             try:
-                service.run_once(now)
+                if service.run_once(now):
+                    self._look = True  # it made jobs ready (fired a schedule, rescued jobs)
             except DatabaseUnavailable as exc:
                 self._outage(exc)
             except Exception:
@@ -525,16 +553,17 @@ class Worker:
         if gone:
             self._handle(self.pool.cancel(gone))
 
-    def _rescue_orphans(self, now: datetime) -> None:
+    def _rescue_orphans(self, now: datetime) -> bool:
         """Jobs the database says this worker runs, but that it does not hold (a result
         committed without waiting for the flush and forgotten by a database crash): record
         them lost, so they are retried instead of staying ``running`` forever."""
         held = {(j.id, j.lease) for j in self.claimed.values()}
         held |= {(e.job_id, e.lease) for e in self._ends}
         held |= {(j.id, j.lease) for j in self._releases}
-        for end in self.store.job_orphan_rescue_many(
+        rescued = self.store.job_orphan_rescue_many(
             worker_id=self.id, held=held, now=now, retry_delay=retry_delay_for
-        ):
+        )
+        for end in rescued:
             log.warning(
                 "job_id=%d attempt=%d was recorded as running here but this worker no longer "
                 "held it: lost, now %s",
@@ -542,6 +571,7 @@ class Worker:
                 end.attempt,
                 end.change.state.value,
             )
+        return bool(rescued)
 
     def _beat(self) -> None:
         stats = self.counters.as_dict()
@@ -620,10 +650,10 @@ class Heartbeat:
         self.worker = worker
         self.interval = worker.settings.heartbeat_interval
 
-    def run_once(self, now: datetime) -> None:
+    def run_once(self, now: datetime) -> bool:
         self.worker._beat()
         self.worker._recovered()  # a beat written proves the database is back
-        self.worker._rescue_orphans(now)
+        return self.worker._rescue_orphans(now)
 
 
 class Rescuer:
@@ -635,7 +665,7 @@ class Rescuer:
         self.worker = worker
         self.interval = worker.settings.heartbeat_interval
 
-    def run_once(self, now: datetime) -> None:
+    def run_once(self, now: datetime) -> bool:
         ends = self.worker.store.job_rescue_many(
             now=now,
             heartbeat_timeout=self.worker.settings.heartbeat_timeout,
@@ -649,6 +679,7 @@ class Rescuer:
                 end.worker_id,
                 end.change.state.value,
             )
+        return bool(ends)
 
 
 class Pruner:

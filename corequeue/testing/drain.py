@@ -53,7 +53,8 @@ class PullForward:
         self.store = store
         self.queues = list(queues)
 
-    def run_once(self, now: datetime) -> None:
+    def run_once(self, now: datetime) -> bool:
+        """Pull waiting jobs forward to ``now``; returns whether any moved."""
         jobs = schema.jobs
         stmt = (
             sa.update(jobs)
@@ -63,7 +64,7 @@ class PullForward:
         if self.queues:
             stmt = stmt.where(jobs.c.queue.in_(self.queues))
         with self.store.engine.begin() as conn:
-            conn.execute(stmt)
+            return bool(conn.execute(stmt).rowcount)
 
 
 class TestWorker:
