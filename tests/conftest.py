@@ -71,7 +71,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{tmp_path / 'corequeue.sqlite3'}"
         Store.from_url(url).migrate()
         return url
-    url = str(request.getfixturevalue("postgres_url"))
+    return empty_postgres(str(request.getfixturevalue("postgres_url")))
+
+
+def empty_postgres(url: str) -> str:
+    """Migrate the PostgreSQL database at ``url`` and empty its corequeue tables; returns url."""
     store = Store.from_url(url)
     store.migrate()
     with store.engine.begin() as conn:

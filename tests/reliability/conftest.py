@@ -17,6 +17,7 @@ from corequeue import app
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from testing.faults import Worker
+from tests.conftest import empty_postgres
 
 #: Fast heartbeats for tests: a SIGKILLed worker's jobs are rescued about 3 s after its last beat.
 FAST = (
@@ -32,16 +33,7 @@ FAST = (
 @pytest.fixture
 def pg_url(postgres_url: str) -> str:
     """The session's PostgreSQL database, migrated, with empty tables."""
-    store = Store.from_url(postgres_url)
-    store.migrate()
-    with store.engine.begin() as conn:
-        names = ", ".join(t.name for t in reversed(schema.metadata.sorted_tables))
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        conn.execute(
-            sa.insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
-        )
-    store.dispose()
-    return postgres_url
+    return empty_postgres(postgres_url)
 
 
 @pytest.fixture
