@@ -32,7 +32,9 @@ class WakeUp:
         os.set_blocking(self._w, False)
         self._pending = False
         self._closed = False
-        self._lock = threading.Lock()
+        # Reentrant: set() is also called from signal handlers, which run in the main thread,
+        # possibly while it is inside clear().
+        self._lock = threading.RLock()
 
     def fileno(self) -> int:
         return self._r
