@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy.engine import make_url
 
@@ -118,6 +118,7 @@ class Worker:
         log_path: Path,
         imports: Sequence[str] = ("tests.reliability_jobs",),
         env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.command = [
             sys.executable,
@@ -130,14 +131,15 @@ class Worker:
             *args,
         ]
         self.log_path = log_path
+        self.cwd = cwd
         self.env = clean_env(env)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Worker:
+    def start(self) -> Self:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

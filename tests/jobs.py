@@ -18,8 +18,8 @@ from typing import Any
 from corequeue import DeferJob, Job, register_job
 
 
-def record(path: str, key: Any, **extra: Any) -> None:
-    line = {"key": key, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **extra}
+def append_line(path: str, line: dict[str, Any]) -> None:
+    """Append ``line`` as one JSON line with a single write (safe across processes)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(line) + "\n").encode())
@@ -27,13 +27,20 @@ def record(path: str, key: Any, **extra: Any) -> None:
         os.close(fd)
 
 
+def record(path: str, key: Any, **extra: Any) -> None:
+    append_line(
+        path, {"key": key, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **extra}
+    )
+
+
 def runs(path: str | Path) -> list[dict[str, Any]]:
-    """The runs recorded in ``path``, in the order they happened (empty if none yet)."""
+    """The runs recorded in ``path``, in the order they happened (empty if none yet; a run
+    cut short by a kill mid-write is skipped)."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in map(str.strip, text.splitlines()) if line.endswith("}")]
 
 
 @register_job(alias="record")

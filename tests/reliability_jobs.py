@@ -8,7 +8,6 @@ One ``os.write`` on an O_APPEND file is atomic for lines this short, so workers 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import time
@@ -17,29 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from corequeue import Job, register_job
+from tests.jobs import append_line, runs
 
 
 def record(path: str, key: Any, **extra: Any) -> None:
-    line = {"key": key, "pid": os.getpid(), "worker": os.getppid(), "at": time.time(), **extra}
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(line) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def runs(path: str | Path) -> list[dict[str, Any]]:
-    """The runs recorded in ``path`` (a run cut short by a kill mid-write is skipped)."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in text.splitlines():
-        with_data = line.strip()
-        if with_data.endswith("}"):
-            out.append(json.loads(with_data))
-    return out
+    append_line(
+        path, {"key": key, "pid": os.getpid(), "worker": os.getppid(), "at": time.time(), **extra}
+    )
 
 
 def run_counts(path: str | Path) -> Counter[Any]:

@@ -14,19 +14,19 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from testing.faults import ROOT, clean_env, run_cli, wait_for
+from testing.faults import ROOT, Worker, clean_env, run_cli, wait_for
 
 __all__ = ["ROOT", "WorkerFactory", "WorkerProcess", "clean_env", "run_cli", "wait_for", "workers"]
 
 
-class WorkerProcess:
-    """One ``corequeue run`` process."""
+class WorkerProcess(Worker):
+    """One ``corequeue run`` process for lifecycle tests: it runs in the test's directory,
+    imports ``tests.jobs``, and :meth:`kill` takes its whole process group."""
 
     def __init__(
         self,
@@ -37,75 +37,11 @@ class WorkerProcess:
         env: Mapping[str, str] | None = None,
         imports: Sequence[str] = ("tests.jobs",),
     ) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "corequeue",
-            "run",
-            "--database-url",
-            database_url,
-            *(a for module in imports for a in ("--import", module)),
-            *args,
-        ]
-        self.log_path = log_path
-        self.cwd = cwd
-        self.env = clean_env(env)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        log = self.log_path.open("ab")
-        try:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=self.cwd,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: children are killed with it
-            )
-        finally:
-            log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "start() the worker first"
-        return self.process.pid
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    @property
-    def returncode(self) -> int | None:
-        assert self.process is not None
-        return self.process.poll()
+        super().__init__(database_url, *args, log_path=log_path, imports=imports, env=env, cwd=cwd)
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         """Wait for the worker to exit on its own (``--burst``); returns its exit code."""
-        assert self.process is not None
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"worker did not exit within {timeout:g}s; its log:\n{self.log()[-4000:]}"
-            ) from None
-
-    def wait_log(self, text: str, *, timeout: float = 60.0) -> None:
-        """Wait until the worker's log contains ``text``."""
-
-        def seen() -> bool:
-            if text in self.log():
-                return True
-            if self.returncode is not None:
-                raise AssertionError(
-                    f"worker exited ({self.returncode}) before logging {text!r}:\n{self.log()}"
-                )
-            return False
-
-        wait_for(seen, timeout=timeout, what=f"{text!r} in the worker's log")
+        return super().wait_exit(timeout)
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM, then SIGKILL (of its whole process group) after ``timeout`` seconds.
@@ -120,11 +56,8 @@ class WorkerProcess:
         return self.process.wait()
 
     def kill(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        """SIGKILL the worker's whole process group."""
+        self.cleanup()
 
 
 WorkerFactory = Callable[..., WorkerProcess]
