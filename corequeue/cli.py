@@ -388,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # That format shows no thread or process: do not look them up for every record (the
+    # worker writes a line per finished job).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = COMMANDS.get(args.command) or args.handler
     try:
         return int(handler(args))

@@ -33,6 +33,7 @@ from corequeue.executor.child import ChildConfig
 from corequeue.executor.pool import ProcessPool, Released
 from corequeue.executor.task import Task, TaskResult
 from corequeue.notifier import Notifier, WakeUp
+from corequeue.offload import Offload
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
 
@@ -135,6 +136,12 @@ class Worker:
         )
         self.wake = WakeUp()
         self.notifier: Notifier | None = None
+        # Database cycles (record endings, claim) run off the loop's thread on PostgreSQL.
+        self._cycles = Offload(threaded=store.is_postgresql)
+        self._cycle_ends: list[AttemptEnd] = []  # the endings the running cycle records
+        self._cycle_limit = 0  # how many jobs it claims
+        self._drained = False  # the last claim found nothing ready (burst mode exits on it)
+        self._closing = False
         self.counters = Counters()
         self.started_at = clock()
         self.claimed: dict[int, ClaimedJob] = {}
@@ -216,13 +223,16 @@ class Worker:
             events = self.pool.collect()
             events += self.pool.check_timeouts()
             self._handle(events)
+            self._finish_cycle()
             if self._stopping or self._stop_now or self._outage_since is not None:
+                self._settle()
                 self._flush()
             elif self._releases:
                 self._flush_releases()
             now = self.clock()
             self._maintain(now)
             if self._stop_now:
+                self._settle()
                 self._handle(self.pool.kill_all("the worker was stopped at once"), interrupted=True)
                 self._flush()
                 return 1
@@ -239,7 +249,9 @@ class Worker:
                     )
                     self._flush()
                     return 0
-            elif self._outage_since is None or time.monotonic() >= self._outage_retry_at:
+            elif not self._cycles.busy and (
+                self._outage_since is None or time.monotonic() >= self._outage_retry_at
+            ):
                 # During an outage a claim doubles as the probe that notices the database is
                 # back (with nothing to flush, nothing else would), at a capped backoff.
                 mono = time.monotonic()
@@ -250,21 +262,24 @@ class Worker:
                     or self._outage_since is not None
                 )
                 asked = self._claim_size() if due else 0
-                if due and not asked:
-                    # Every slot is busy: a finishing job wakes us; a stale "next ready" time
-                    # must not (once past, it would make the loop spin until a slot frees up).
-                    self._next_ready = None
-                got = self._claim(asked, now)
-                if asked and got == asked:
-                    continue  # more may be ready: claim again before waiting
                 if due:
-                    # Nothing more is ready: look again on a notification, a finished job, a
-                    # service that enqueued, the next delayed job's time, or the next poll.
+                    if not asked:
+                        # Every slot is busy: a finishing job wakes us; a stale "next ready"
+                        # time must not (once past, it would make the loop spin until a slot
+                        # frees up).
+                        self._next_ready = None
+                    # Look again on a notification, a finished job, a service that enqueued,
+                    # the next delayed job's time, the next poll, or a claim that filled up.
                     self._look = False
                     self._next_poll = mono + self.settings.poll_interval
+                if asked or self._ends:
+                    self._start_cycle(asked, now)
+                    if not self._cycles.threaded:
+                        self._finish_cycle()
                 if (
                     self.burst
-                    and got == 0
+                    and self._drained
+                    and not self._cycles.busy
                     and self._outage_since is None  # "nothing ready" only if the claim ran
                     and not self.pool.running
                     and not self._ends
@@ -273,7 +288,7 @@ class Worker:
                     log.info("burst: nothing ready, exiting")
                     return 0
             timeout = self._wait_time(now)
-            events = self.pool.wait(timeout, extra=[self.wake])
+            events = self.pool.wait(timeout, extra=[self.wake, self._cycles.done])
             self.counters.wakeups += 1
             if self.wake.clear():
                 self._look = True  # enqueue notification (or a stop request)
@@ -281,6 +296,8 @@ class Worker:
 
     def _wait_time(self, now: datetime) -> float:
         mono = time.monotonic()
+        if self._look and not self._cycles.busy and not self._stopping:
+            return 0.0  # a claim filled up, or slots freed up meanwhile: claim again now
         candidates = [self.settings.poll_interval]
         if not self._stopping and self._outage_since is None:
             candidates.append(self._next_poll - mono)
@@ -306,37 +323,66 @@ class Worker:
             return free
         return 0
 
-    def _claim(self, limit: int, now: datetime) -> int:
-        """Record the buffered endings and claim up to ``limit`` jobs, in one transaction."""
+    def _start_cycle(self, limit: int, now: datetime) -> None:
+        """Record the buffered endings and claim up to ``limit`` jobs, in one transaction, in
+        the background (:class:`Offload`); :meth:`_finish_cycle` applies the outcome."""
         ends, self._ends = self._ends, []
-        if limit <= 0 and not ends:
-            return 0
+        self._cycle_ends, self._cycle_limit = ends, limit
+        if limit > 0:
+            self._drained = False
+        store, queues, worker_id = self.store, self.queues, self.id
         lease = uuid.uuid4().hex
-        try:
-            applied, claimed = self.store.job_finish_and_claim_many(
-                ends,
-                queues=self.queues,
-                limit=max(limit, 0),
-                lease=lease,
-                worker_id=self.id,
-                now=now,
+
+        def cycle() -> tuple[list[int], list[ClaimedJob], datetime | None, Exception | None]:
+            applied, claimed = store.job_finish_and_claim_many(
+                ends, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
             )
-        except DatabaseUnavailable as exc:
+            next_ready, error = None, None
+            if limit > 0 and len(claimed) < limit:
+                try:
+                    next_ready = store.job_next_run_at(queues)
+                except DatabaseUnavailable as exc:  # the claim committed: keep what it got
+                    error = exc
+            return applied, claimed, next_ready, error
+
+        self._cycles.start(cycle)
+
+    def _finish_cycle(self, timeout: float | None = 0.0) -> None:
+        """Apply the outcome of the database cycle if it has finished (waiting up to
+        ``timeout``): log the endings, hand the claimed jobs to the children."""
+        outcome = self._cycles.take(timeout)
+        if outcome is None:
+            return
+        value, exc = outcome
+        ends, limit = self._cycle_ends, self._cycle_limit
+        self._cycle_ends, self._cycle_limit = [], 0
+        if isinstance(exc, DatabaseUnavailable):
             self._ends = ends + self._ends
             self._outage(exc)
-            return 0
+            return
+        if exc is not None:
+            raise exc
+        applied, claimed, next_ready, error = value
         self._recovered()
         self._log_ends(ends, set(applied))
-        if limit <= 0:
-            return 0
         if claimed:
-            self._submit(claimed)
-        if len(claimed) < limit:
-            try:
-                self._next_ready = self.store.job_next_run_at(self.queues)
-            except DatabaseUnavailable as exc:
-                self._outage(exc)
-        return len(claimed)
+            if self._stopping or self._closing:
+                self._releases.extend(claimed)  # claimed as the worker began to stop
+            else:
+                self._submit(claimed)
+        if limit > 0:
+            if len(claimed) >= limit:
+                self._look = True  # more may be ready
+            elif error is not None:
+                self._outage(error)
+            else:
+                self._next_ready = next_ready
+                self._drained = not claimed
+
+    def _settle(self) -> None:
+        """Wait for the running database cycle, if any, and apply its outcome."""
+        if self._cycles.busy:
+            self._finish_cycle(timeout=None)
 
     def _submit(self, claimed: Sequence[ClaimedJob]) -> None:
         tasks = []
@@ -351,7 +397,9 @@ class Worker:
                 job.attempts,
             )
         self.counters.claimed += len(claimed)
-        self.pool.submit(tasks)
+        left = self.pool.submit(tasks)
+        for task in left:  # no child could take them: back to the queue, attempt not counted
+            self._releases.append(self.claimed.pop(task.job_id))
 
     # -- results ----------------------------------------------------------------------------
 
@@ -479,16 +527,30 @@ class Worker:
             quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
             level = logging.INFO if quiet else logging.WARNING
             if log.isEnabledFor(level):
-                job = f"job_id={end.job_id} name={end.name} queue={end.queue} attempt={end.attempt}"
                 detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
-                log.log(
-                    level,
-                    "finished %s outcome=%s state=%s duration_ms=%.1f%s",
-                    job,
-                    end.outcome.value,
-                    job_state,
-                    duration_ms,
-                    detail,
+                # makeRecord + handle: Logger.log would also walk the stack for the caller's
+                # file and line, once per job, for a format that does not show them.
+                log.handle(
+                    log.makeRecord(
+                        log.name,
+                        level,
+                        __file__,
+                        0,
+                        "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s "
+                        "duration_ms=%.1f%s",
+                        (
+                            end.job_id,
+                            end.name,
+                            end.queue,
+                            end.attempt,
+                            end.outcome.value,
+                            job_state,
+                            duration_ms,
+                            detail,
+                        ),
+                        None,
+                        "_log_ends",
+                    )
                 )
 
     # -- outages ----------------------------------------------------------------------------
@@ -519,6 +581,9 @@ class Worker:
             due = self._next_run.get(service.name, 0.0)
             if mono < due:
                 continue
+            # Services see the worker's state as persisted (the heartbeat's orphan check must
+            # know the jobs a running cycle claims): they wait for it.
+            self._settle()
             self._next_run[service.name] = mono + service.interval
             try:
                 if service.run_once(now):
@@ -613,6 +678,11 @@ class Worker:
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        self._closing = True
+        try:
+            self._settle()  # jobs it claimed go back unstarted, its endings are recorded below
+        except Exception:
+            log.exception("the last database cycle failed")
         # Children still holding tasks (an error ended the loop) finish their running task or
         # are killed; what they report is recorded before anything is called unstarted.
         self._handle(self.pool.close(), interrupted=True)
@@ -637,6 +707,7 @@ class Worker:
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier.join(timeout=5)
+        self._cycles.close()
         with contextlib.suppress(CorequeueError):
             self.store.worker_delete(self.id)
         self.wake.close()

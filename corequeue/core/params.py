@@ -146,16 +146,23 @@ def encode_value(value: Any, *, name: str = "value", codecs: Sequence[Codec] = (
     return json.dumps(_encode_top(value, name, (*codecs, *BUILTIN_CODECS)), separators=(",", ":"))
 
 
+#: Built once: json.loads(text, parse_constant=...) builds a decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_BUILTIN_BY_TAG = {c.tag: c for c in BUILTIN_CODECS}
+
+
 def decode_value(text: str, *, codecs: Sequence[Codec] = ()) -> Any:
     """Decode what :func:`encode_value` made. Raises JobParamsError on corrupt text."""
     try:
-        raw = json.loads(text, parse_constant=_refuse_constant)
+        if not isinstance(text, str):
+            raise TypeError(f"expected JSON text, got {type(text).__name__}")
+        raw = _DECODER.decode(text)
     except (TypeError, ValueError, RecursionError) as exc:
         raise JobParamsError(
             f"stored value is not valid JSON ({exc}): {text[:80]!r}; it may be corrupt or "
             "truncated, so the job cannot run: fix or delete it"
         ) from exc
-    by_tag = {c.tag: c for c in (*BUILTIN_CODECS, *codecs)}
+    by_tag = {**_BUILTIN_BY_TAG, **{c.tag: c for c in codecs}} if codecs else _BUILTIN_BY_TAG
     try:
         return _decode(raw, by_tag)
     except JobParamsError:

@@ -1,11 +1,13 @@
 """The child process: receives tasks from the worker, runs them one by one, sends results.
 
-Protocol on the pipe. Parent to child: ``("run", [Task, ...])``, ``("skip", [job ids])`` (drop
-these if not started yet: they were cancelled) or ``("stop",)``. Child to parent:
-``("started", job id)`` before each task (the parent times the task from it), ``("done",
-TaskResult)`` after it (or, when the next task starts at once, ``("next", TaskResult, next job
-id)``: both in one message), and ``("released", [job ids])`` with the tasks it dropped unstarted
-(on skip, or all of them when told to stop).
+Protocol on the pipe (pickled plain tuples, framed as ``multiprocessing`` connections frame
+them). Parent to child: ``("run", [task fields, ...])``, ``("skip", [job ids])`` (drop these if
+not started yet: they were cancelled) or ``("stop",)``. Child to parent: ``("started", job id)``
+before each task (the parent times the task from it), ``("done", result fields)`` after it (or,
+when the next task starts at once, ``("next", result fields, next job id)``: both in one
+message), and ``("released", [job ids])`` with the tasks it dropped unstarted (on skip, or all
+of them when told to stop). Each result is written as soon as its task ends, so a child that
+dies later loses none.
 
 The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux): a SIGKILLed worker leaves no
 orphan running a job that another worker will rescue and run again.
@@ -18,11 +20,14 @@ import importlib
 import logging
 import multiprocessing
 import os
+import pickle
+import select
 import signal
 import sys
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 from corequeue.executor.task import Task, TaskResult, run_task
 
@@ -53,32 +58,38 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     codecs = app.codecs()
     tasks: deque[Task] = deque()
     finished: TaskResult | None = None  # the last result, not sent yet
+    inbox = select.poll()  # kept: Connection.poll() builds a selector on every call
+    inbox.register(conn.fileno(), select.POLLIN)
+
+    def send(message: tuple[Any, ...]) -> None:
+        conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
     while True:
-        if not tasks or conn.poll():
+        if not tasks or inbox.poll(0):
             if finished is not None:
-                conn.send(("done", finished))
+                send(("done", finished.wire()))
                 finished = None
             try:
                 message = conn.recv()
             except EOFError:
                 return
             if message[0] == "stop":
-                conn.send(("released", [t.job_id for t in tasks]))
+                send(("released", [t.job_id for t in tasks]))
                 return
             if message[0] == "skip":
                 skip = set(message[1])
                 dropped = [t.job_id for t in tasks if t.job_id in skip]
                 if dropped:
                     tasks = deque(t for t in tasks if t.job_id not in skip)
-                    conn.send(("released", dropped))
+                    send(("released", dropped))
                 continue
-            tasks.extend(message[1])
+            tasks.extend(map(Task._make, message[1]))
             continue
         task = tasks.popleft()
         if finished is None:
-            conn.send(("started", task.job_id))
+            send(("started", task.job_id))
         else:  # one message: the last task's result, and that this one starts now
-            conn.send(("next", finished, task.job_id))
+            send(("next", finished.wire(), task.job_id))
         finished = run_task(task, chain, codecs=codecs)
 
 

@@ -9,13 +9,18 @@ results never makes a job look older than it is.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
+import os
+import pickle
+import select
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -38,10 +43,16 @@ class Released:
     tasks: tuple[Task, ...]
 
 
+#: Bytes read from a child's pipe at once (its results, many per read under load).
+READ_SIZE = 1 << 18
+
+
 @dataclass
 class _Child:
     process: BaseProcess
     conn: Connection
+    sock: socket.socket  # the same pipe, for reads that never block (MSG_DONTWAIT)
+    inbox: bytearray = field(default_factory=bytearray)  # bytes read, not a whole message yet
     pending: deque[Task] = field(default_factory=deque)
     head_started: float = 0.0  # monotonic time the child reported starting the head task
     running: int | None = None  # job id of the head task once the child started it
@@ -82,6 +93,10 @@ class ProcessPool:
         self.children: list[_Child] = []
         self.replaced = 0  # children that died with work and were replaced
         self.closing = False
+        # One poll object for the pool's whole life (multiprocessing's wait() builds a selector
+        # and registers every file descriptor on each call).
+        self._poller = select.poll()
+        self._extra: dict[int, Any] = {}  # registered waitables of the caller, by fd
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -96,7 +111,22 @@ class ProcessPool:
         )
         process.start()
         child_conn.close()
-        return _Child(process, parent_conn)
+        # Pipe() is a socketpair on Unix: a duplicate descriptor as a socket object lets the
+        # parent read whatever has arrived in one call, without blocking.
+        sock = socket.socket(fileno=os.dup(parent_conn.fileno()))
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self._poller.register(process.sentinel, select.POLLIN)
+        return _Child(process, parent_conn, sock)
+
+    def _forget(self, child: _Child) -> None:
+        """Stop watching a child that is gone or leaving, and close its pipe."""
+        for fd in (child.sock.fileno(), child.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poller.unregister(fd)
+        child.sock.close()
+        child.conn.close()
+        if child in self.children:
+            self.children.remove(child)
 
     def _accepting(self, child: _Child) -> bool:
         if child.stopping:
@@ -142,24 +172,29 @@ class ProcessPool:
     def tasks(self) -> list[Task]:
         return [t for c in self.children for t in c.pending]
 
-    def submit(self, tasks: Sequence[Task]) -> None:
-        """Hand tasks to the least-loaded children, one message per child."""
-        batches: dict[int, list[Task]] = {}
+    def submit(self, tasks: Sequence[Task]) -> list[Task]:
+        """Hand tasks to the least-loaded children, one message per child. Returns the tasks
+        no child could take (every child stopping, or at its ``max_jobs_per_process``): the
+        caller gives them back. ``max_pending`` is a target here, not a limit: the tasks were
+        claimed for slots that were free then, and the mean duration may have moved since."""
+        self.start()
+        load = {id(c): len(c.pending) for c in self.children if self._accepting(c)}
+        room = {
+            id(c): (self.max_jobs_per_process - c.assigned if self.max_jobs_per_process else -1)
+            for c in self.children
+            if id(c) in load
+        }
+        batches: dict[int, list[Task]] = {key: [] for key in load}
+        left: list[Task] = []
         for task in tasks:
-            candidates = [c for c in self.children if self._accepting(c)]
-            candidates = [
-                c
-                for c in candidates
-                if len(c.pending) + len(batches.get(id(c), ())) < self.max_pending
-                and (
-                    not self.max_jobs_per_process
-                    or c.assigned + len(batches.get(id(c), ())) < self.max_jobs_per_process
-                )
-            ]
-            if not candidates:
-                raise RuntimeError("submit() given more tasks than free_slots() allowed")
-            child = min(candidates, key=lambda c: len(c.pending) + len(batches.get(id(c), ())))
-            batches.setdefault(id(child), []).append(task)
+            open_ = [key for key in load if room[key] != 0]
+            if not open_:
+                left.append(task)
+                continue
+            key = min(open_, key=load.__getitem__)
+            batches[key].append(task)
+            load[key] += 1
+            room[key] -= 1
         for child in self.children:
             batch = batches.get(id(child))
             if not batch:
@@ -168,24 +203,33 @@ class ProcessPool:
             child.assigned += len(batch)
             # A dead child's pipe refuses: wait() reports the death through its sentinel.
             with contextlib.suppress(OSError):
-                child.conn.send(("run", batch))
+                _send(child, ("run", [tuple(t) for t in batch]))
+        return left
 
     # -- events -----------------------------------------------------------------------------
 
     def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[TaskResult | Released]:
-        """Wait up to ``timeout`` for results, deaths or a ready ``extra`` waitable; return
-        what happened (results, and Released for tasks that will not run)."""
-        waitables: list[Any] = list(extra)
-        for child in self.children:
-            waitables.append(child.conn)
-            waitables.append(child.process.sentinel)
-        ready = set(wait(waitables, timeout)) if waitables else set()
+        """Wait up to ``timeout`` for results, deaths or a ready ``extra`` waitable (objects
+        with ``fileno()``); return what happened (results, and Released for tasks that will
+        not run)."""
+        wanted = {obj.fileno(): obj for obj in extra}
+        for fd in set(self._extra) - set(wanted):
+            self._poller.unregister(fd)
+            del self._extra[fd]
+        for fd, obj in wanted.items():
+            if fd not in self._extra:
+                self._poller.register(fd, select.POLLIN)
+                self._extra[fd] = obj
+        ms = None if timeout is None else math.ceil(max(timeout, 0.0) * 1000)
+        ready = {fd for fd, _ in self._poller.poll(ms)}
         return self.collect(ready)
 
-    def collect(self, ready: set[Any] | None = None) -> list[TaskResult | Released]:
+    def collect(self, ready: set[int] | None = None) -> list[TaskResult | Released]:
+        """What the children (those whose file descriptors are in ``ready``; all by default)
+        have reported."""
         events: list[TaskResult | Released] = []
         for child in list(self.children):
-            if ready is None or child.conn in ready or child.process.sentinel in ready:
+            if ready is None or child.sock.fileno() in ready or child.process.sentinel in ready:
                 events.extend(self._drain(child))
         self._retire_recycled()
         return events
@@ -199,35 +243,58 @@ class ProcessPool:
     def _read(self, child: _Child) -> list[TaskResult | Released]:
         """The messages ``child`` has sent so far (also after it died: the pipe keeps them)."""
         events: list[TaskResult | Released] = []
-        try:
-            while child.conn.poll():
-                message = child.conn.recv()
-                if message[0] == "started":
-                    if child.pending and child.pending[0].job_id == message[1]:
-                        child.running = message[1]
-                        child.head_started = time.monotonic()
-                elif message[0] in ("done", "next"):
-                    result: TaskResult = message[1]
-                    self._observe(result.duration)
-                    if child.pending and child.pending[0].job_id == result.job_id:
-                        child.pending.popleft()
-                    child.running = None
-                    events.append(result)
-                    if (
-                        message[0] == "next"
-                        and child.pending
-                        and child.pending[0].job_id == message[2]
-                    ):
-                        child.running = message[2]
-                        child.head_started = time.monotonic()
-                elif message[0] == "released":
-                    ids = set(message[1])
-                    gone = tuple(t for t in child.pending if t.job_id in ids)
-                    child.pending = deque(t for t in child.pending if t.job_id not in ids)
-                    events.append(Released(gone))
-        except (EOFError, OSError):
-            pass
+        inbox = child.inbox
+        while True:
+            try:
+                chunk = child.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # reset by a dying child: what arrived before is in the inbox
+                break
+            if not chunk:
+                break
+            inbox += chunk
+            if len(chunk) < READ_SIZE:
+                break
+        # Frames as multiprocessing.Connection writes them: a 4-byte big-endian signed length
+        # (-1: an 8-byte length follows), then the pickle.
+        pos, size = 0, len(inbox)
+        while size - pos >= 4:
+            n = int.from_bytes(inbox[pos : pos + 4], "big", signed=True)
+            start = pos + 4
+            if n == -1:
+                if size - pos < 12:
+                    break
+                n = int.from_bytes(inbox[pos + 4 : pos + 12], "big")
+                start = pos + 12
+            if size - start < n:
+                break
+            self._receive(child, pickle.loads(inbox[start : start + n]), events)
+            pos = start + n
+        del inbox[:pos]
         return events
+
+    def _receive(self, child: _Child, message: Any, events: list[TaskResult | Released]) -> None:
+        kind = message[0]
+        if kind == "started":
+            if child.pending and child.pending[0].job_id == message[1]:
+                child.running = message[1]
+                child.head_started = time.monotonic()
+        elif kind == "done" or kind == "next":
+            result = TaskResult.from_wire(message[1])
+            self._observe(result.duration)
+            if child.pending and child.pending[0].job_id == result.job_id:
+                child.pending.popleft()
+            child.running = None
+            events.append(result)
+            if kind == "next" and child.pending and child.pending[0].job_id == message[2]:
+                child.running = message[2]
+                child.head_started = time.monotonic()
+        elif kind == "released":
+            ids = set(message[1])
+            gone = tuple(t for t in child.pending if t.job_id in ids)
+            child.pending = deque(t for t in child.pending if t.job_id not in ids)
+            events.append(Released(gone))
 
     def _started(self, child: _Child) -> Task | None:
         """The task ``child`` is running (None when idle or not started yet)."""
@@ -252,8 +319,7 @@ class ProcessPool:
         """
         events: list[TaskResult | Released] = []
         child.process.join(timeout=5)
-        child.conn.close()
-        self.children.remove(child)
+        self._forget(child)
         if child.pending and not child.stopping:
             self.replaced += 1
         started = self._started(child) is not None
@@ -292,13 +358,12 @@ class ProcessPool:
             ):
                 child.stopping = True
                 with contextlib.suppress(OSError):
-                    child.conn.send(("stop",))
+                    _send(child, ("stop",))
                 child.process.join(timeout=5)
                 if child.process.is_alive():
                     child.process.kill()
                     child.process.join()
-                child.conn.close()
-                self.children.remove(child)
+                self._forget(child)
 
     def check_timeouts(self) -> list[TaskResult | Released]:
         """Kill children whose running task is past its timeout."""
@@ -338,7 +403,7 @@ class ProcessPool:
             queued = [t.job_id for t in child.pending if t.job_id in job_ids]
             if queued:
                 with contextlib.suppress(OSError):  # a dead child is reported by wait()
-                    child.conn.send(("skip", queued))
+                    _send(child, ("skip", queued))
         return events
 
     def _kill(self, child: _Child, outcome: Outcome, why: str) -> list[TaskResult | Released]:
@@ -361,7 +426,7 @@ class ProcessPool:
             if not child.stopping:
                 child.stopping = True
                 with contextlib.suppress(OSError):
-                    child.conn.send(("stop",))
+                    _send(child, ("stop",))
         return []
 
     def kill_all(self, why: str) -> list[TaskResult | Released]:
@@ -379,7 +444,7 @@ class ProcessPool:
             if not child.stopping:
                 child.stopping = True
                 with contextlib.suppress(OSError):
-                    child.conn.send(("stop",))
+                    _send(child, ("stop",))
         events: list[TaskResult | Released] = []
         deadline = time.monotonic() + timeout
         for child in list(self.children):
@@ -395,3 +460,7 @@ class ProcessPool:
                 events.extend(self._drain(child))
         self.children.clear()
         return events
+
+
+def _send(child: _Child, message: tuple[Any, ...]) -> None:
+    child.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))

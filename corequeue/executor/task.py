@@ -45,6 +45,18 @@ class TaskResult(NamedTuple):
     defer_delay: float = 0.0
     defer_counts: bool = False
 
+    def wire(self) -> tuple[Any, ...]:
+        """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
+        named tuple holding an enum, once per job on both sides."""
+        return (self[0], self[1], self[2].value, *self[3:])
+
+    @classmethod
+    def from_wire(cls, fields: tuple[Any, ...]) -> TaskResult:
+        return cls(fields[0], fields[1], _OUTCOMES[fields[2]], *fields[3:])
+
+
+_OUTCOMES = {o.value: o for o in Outcome}
+
 
 def _default_retry_delay(attempt: int) -> float:
     return exponential_backoff(attempt, 0.5)

@@ -38,7 +38,9 @@ class Inserted:
     inserted: bool  # False: an active job with the same unique key already existed
 
 
-@dataclass(frozen=True, slots=True)
+# ClaimedJob and AttemptEnd are built once per job on the worker's hot path: not frozen,
+# because a frozen dataclass's __init__ costs three times as much (treat them as read-only).
+@dataclass(slots=True)
 class ClaimedJob:
     """A job this worker now runs under ``lease``."""
 
@@ -60,7 +62,7 @@ class ClaimedJob:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptEnd:
     """How one attempt ended, and the change the core decided for its job."""
 
