@@ -132,6 +132,7 @@ class Store:
         self.dialect: str = engine.dialect.name
         self.url: URL = engine.url
         self._claim_statements: dict[tuple[str, ...], sa.Update] = {}
+        self._insert_one: sa.Insert | None = None
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
@@ -255,6 +256,13 @@ class Store:
     def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
         if not rows:
             return []
+        if len(rows) == 1:
+            # One row: a plain execute of a statement built once (executemany's machinery
+            # for ordered RETURNING, and rebuilding the statement, cost more than the INSERT).
+            if self._insert_one is None:
+                self._insert_one = sa.insert(jobs).returning(*self._returning())
+            job_id = conn.execute(self._insert_one, rows[0]).scalar_one()
+            return [Inserted(job_id, True)]
         result = conn.execute(
             sa.insert(jobs).returning(*self._returning(), sort_by_parameter_order=True), rows
         )
