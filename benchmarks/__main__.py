@@ -339,14 +339,15 @@ def report(out: dict[str, Any], systems: tuple[str, ...], backlogs: list[int]) -
             )
         spy = prof.get("py_spy")
         if isinstance(spy, dict):
-            lines.append(
-                f"  py-spy, worker parent main thread ({spy['samples']} samples, inclusive):"
-            )
-            for name, pct in spy["inclusive_pct"].items():
-                lines.append(f"    {pct:5.1f}%  {name}")
-            lines.append("  py-spy, top frames (self):")
-            for name, pct in spy["top_self_pct"].items():
-                lines.append(f"    {pct:5.1f}%  {name}")
+            for thread, part in spy["threads"].items():
+                lines.append(
+                    f"  py-spy, worker parent, {thread} ({part['samples']} samples, inclusive):"
+                )
+                for name, pct in part["inclusive_pct"].items():
+                    lines.append(f"    {pct:5.1f}%  {name}")
+                lines.append(f"  py-spy, {thread}, top frames (self):")
+                for name, pct in part["top_self_pct"].items():
+                    lines.append(f"    {pct:5.1f}%  {name}")
         elif spy:
             lines.append(f"  {spy}")
     return "\n".join(lines)

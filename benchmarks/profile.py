@@ -14,21 +14,29 @@ from typing import Any
 from benchmarks.harness import ROOT, Context, env_with_path, scratch_database, sqlalchemy_url
 from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
 
-#: Functions whose inclusive share of the parent's main thread we report.
+#: Functions whose inclusive share of a thread's samples we report.
 WATCH = {
-    "Store.job_claim_many": "claim (store.job_claim_many)",
+    "Store.job_finish_and_claim_many": "database cycle: endings + claim, one transaction",
+    "Store._finish": "  record endings (one JSON statement)",
+    "Store._claim": "  claim (UPDATE ... SKIP LOCKED) and its rows",
     "Store.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
-    "Store.job_finish_many": "record results (store.job_finish_many)",
+    "Worker._finish_cycle": "apply a finished cycle (log endings, hand off claimed)",
     "Worker._log_ends": "per-job logging (worker._log_ends)",
     "Worker._decide": "lifecycle decision (worker._decide)",
     "ProcessPool.submit": "hand-off to children (pool.submit: pickle + send)",
-    "ProcessPool.collect": "results from children (pool.collect: recv + unpickle)",
-    "ProcessPool.wait": "waiting for children (pool.wait: select)",
+    "ProcessPool.collect": "results from children (pool.collect: read + unpickle)",
+    "ProcessPool.wait": "waiting (pool.wait: poll)",
     "Worker._maintain": "maintenance ticks (worker._maintain)",
+    "Worker._settle": "waiting for the database cycle (worker._settle)",
     "DefaultDialect.do_execute": "in the driver: SQL round trips (cursor.execute)",
-    "DefaultDialect.do_executemany": "in the driver: SQL round trips (executemany)",
     "DefaultDialect.do_commit": "in the driver: COMMIT round trips (fsync wait)",
     "run_task": "running jobs in the parent (should be 0)",
+}
+
+#: A stack belongs to the first thread whose marker frame it contains (else "other").
+THREADS = {
+    "main thread": "Worker._loop",
+    "database thread": "Offload._serve",
 }
 
 
@@ -38,31 +46,37 @@ def find_py_spy() -> str | None:
 
 
 def summarize(raw: str) -> dict[str, Any]:
-    """Inclusive shares of the watched functions over the main thread's samples (py-spy raw
-    format: ``frame;frame;... count``, root first, the thread as the first frame)."""
-    total = 0
-    inclusive: Counter[str] = Counter()
-    leaf: Counter[str] = Counter()
+    """Per thread of the worker parent (main loop, database cycles), inclusive shares of the
+    watched functions over that thread's samples, and its top frames (py-spy raw format:
+    ``frame;frame;... count``, root first)."""
+    totals: Counter[str] = Counter()
+    inclusive: dict[str, Counter[str]] = {t: Counter() for t in THREADS}
+    leaf: dict[str, Counter[str]] = {t: Counter() for t in THREADS}
     for line in raw.splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        frames = stack.split(";")
-        if "MainThread" not in frames[0] and "process" not in frames[0]:
+        names = [re.sub(r" \(.*$", "", f) for f in stack.split(";")]
+        thread = next((t for t, marker in THREADS.items() if marker in names), None)
+        if thread is None:
             continue
         count = int(n)
-        total += count
-        names = [re.sub(r" \(.*$", "", f) for f in frames[1:]]
+        totals[thread] += count
         for name in set(names):
             if name in WATCH:
-                inclusive[WATCH[name]] += count
-        if frames[1:]:
-            leaf[re.sub(r":\d+\)$", ")", frames[-1])] += count
-    return {
-        "samples": total,
-        "inclusive_pct": {k: 100 * v / total for k, v in inclusive.most_common()} if total else {},
-        "top_self_pct": {k: 100 * v / total for k, v in leaf.most_common(12)} if total else {},
-    }
+                inclusive[thread][WATCH[name]] += count
+        leaf[thread][re.sub(r":\d+\)$", ")", stack.split(";")[-1])] += count
+    threads = {}
+    for t in THREADS:
+        total = totals[t]
+        if not total:
+            continue
+        threads[t] = {
+            "samples": total,
+            "inclusive_pct": {k: 100 * v / total for k, v in inclusive[t].most_common()},
+            "top_self_pct": {k: 100 * v / total for k, v in leaf[t].most_common(8)},
+        }
+    return {"threads": threads}
 
 
 def profile(ctx: Context, n: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ The benchmarks attach py-spy to this process for the Python side.
 from __future__ import annotations
 
 import json
-import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +21,8 @@ def kind(statement: str) -> str:
     text = " ".join(statement.split()).upper()
     if text.startswith("UPDATE COREQUEUE_JOBS SET STATE") and "SKIP LOCKED" in text:
         return "claim (UPDATE ... SKIP LOCKED)"
+    if text.startswith("WITH V AS") and "JSON_TO_RECORDSET" in text:
+        return "record endings (UPDATE + attempts, one JSON statement)"
     if text.startswith("SELECT COREQUEUE_JOBS.ID, COREQUEUE_JOBS.LEASE"):
         return "finish: lease check (SELECT ... FOR UPDATE)"
     if text.startswith("UPDATE COREQUEUE_JOBS SET"):
@@ -34,15 +36,15 @@ def kind(statement: str) -> str:
 
 def main(argv: list[str]) -> int:
     from corequeue import app
+    from corequeue.cli import configure_logging
     from corequeue.config import load_settings
     from corequeue.worker import Worker, worker_store
 
     url = argv[0]
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        filename=argv[1] if len(argv) > 1 else None,
-    )
+    if len(argv) > 1:  # the log file takes stderr, as when `corequeue run` is redirected
+        log_file = open(argv[1], "ab")  # noqa: SIM115
+        os.dup2(log_file.fileno(), sys.stderr.fileno())
+    configure_logging("INFO", buffered=True)  # as `corequeue run` does
     settings = load_settings(
         overrides={"database_url": url, "imports": ["benchmarks.jobs"], "max_processes": 2}
     )

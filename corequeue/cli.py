@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -381,16 +383,45 @@ COMMANDS = {
 }
 
 
+class LineFormatter(logging.Formatter):
+    """``asctime level logger message``, the timestamp text reused within a second (a busy
+    worker writes thousands of lines a second)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        return f"{self._text},{int(record.msecs):03d}"
+
+
+def configure_logging(level: str, *, buffered: bool = False) -> None:
+    """Log lines to stderr. ``buffered`` (the worker): block-buffered, and the worker flushes
+    the handlers each time round its loop, before it waits, so a busy worker writes its lines
+    by the batch instead of one write per line."""
+    stream: Any = sys.stderr
+    if buffered:
+        stream = io.TextIOWrapper(
+            open(sys.stderr.fileno(), "wb", buffering=1 << 16, closefd=False),  # noqa: SIM115
+            encoding=sys.stderr.encoding,
+            errors="backslashreplace",
+        )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(LineFormatter())
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
+    # The format shows no thread or process: do not look them up for every record.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # That format shows no thread or process: do not look them up for every record (the
-    # worker writes a line per finished job).
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    configure_logging(args.log_level, buffered=args.command == "run")
     handler = COMMANDS.get(args.command) or args.handler
     try:
         return int(handler(args))

@@ -56,6 +56,13 @@ def worker_store(settings: Settings) -> Store:
     )
 
 
+def flush_logs() -> None:
+    """Flush the root logger's handlers (the CLI's are block-buffered: see
+    ``cli.configure_logging``); the loop calls it before each wait."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -288,6 +295,7 @@ class Worker:
                     log.info("burst: nothing ready, exiting")
                     return 0
             timeout = self._wait_time(now)
+            flush_logs()
             events = self.pool.wait(timeout, extra=[self.wake, self._cycles.done])
             self.counters.wakeups += 1
             if self.wake.clear():
