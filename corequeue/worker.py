@@ -46,6 +46,8 @@ Clock = Callable[[], datetime]
 OUTAGE_BACKOFF_MIN = 0.5
 OUTAGE_BACKOFF_MAX = 5.0
 OUTAGE_LOG_EVERY = 10.0
+#: ``Worker._cycle_limit`` of a background call that looks up the next run_at (not a claim).
+LOOKUP = -1
 
 
 def worker_store(settings: Settings) -> Store:
@@ -146,7 +148,7 @@ class Worker:
         # Database cycles (record endings, claim) run off the loop's thread on PostgreSQL.
         self._cycles = Offload(threaded=store.is_postgresql)
         self._cycle_ends: list[AttemptEnd] = []  # the endings the running cycle records
-        self._cycle_limit = 0  # how many jobs it claims
+        self._cycle_limit = 0  # how many jobs it claims (LOOKUP: it is a next run_at look-up)
         self._drained = False  # the last claim found nothing ready (burst mode exits on it)
         self._closing = False
         self.counters = Counters()
@@ -281,8 +283,6 @@ class Worker:
                     self._next_poll = mono + self.settings.poll_interval
                 if asked or self._ends:
                     self._start_cycle(asked, now)
-                    if not self._cycles.threaded:
-                        self._finish_cycle()
                 if (
                     self.burst
                     and self._drained
@@ -341,19 +341,23 @@ class Worker:
         store, queues, worker_id = self.store, self.queues, self.id
         lease = uuid.uuid4().hex
 
-        def cycle() -> tuple[list[int], list[ClaimedJob], datetime | None, Exception | None]:
-            applied, claimed = store.job_finish_and_claim_many(
+        def cycle() -> tuple[list[int], list[ClaimedJob]]:
+            return store.job_finish_and_claim_many(
                 ends, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
             )
-            next_ready, error = None, None
-            if limit > 0 and len(claimed) < limit:
-                try:
-                    next_ready = store.job_next_run_at(queues)
-                except DatabaseUnavailable as exc:  # the claim committed: keep what it got
-                    error = exc
-            return applied, claimed, next_ready, error
 
-        self._cycles.start(cycle)
+        # Nothing running: the loop has nothing to do meanwhile (an idle worker picking up a
+        # job), so the cycle runs here, without the hand-offs to and from the thread.
+        if self._cycles.start(cycle, inline=not self.pool.running):
+            self._finish_cycle()
+
+    def _start_lookup(self) -> None:
+        """Look up when the next waiting job becomes ready, in the background (after a claim
+        that found fewer jobs than it asked for, once those are handed over)."""
+        store, queues = self.store, self.queues
+        self._cycle_ends, self._cycle_limit = [], LOOKUP
+        if self._cycles.start(lambda: store.job_next_run_at(queues), inline=not self.pool.running):
+            self._finish_cycle()
 
     def _finish_cycle(self, timeout: float | None = 0.0) -> None:
         """Apply the outcome of the database cycle if it has finished (waiting up to
@@ -364,32 +368,35 @@ class Worker:
         value, exc = outcome
         ends, limit = self._cycle_ends, self._cycle_limit
         self._cycle_ends, self._cycle_limit = [], 0
-        if isinstance(exc, DatabaseUnavailable):
+        if isinstance(exc, DatabaseUnavailable):  # nothing was recorded: keep the endings
             self._ends = ends + self._ends
             self._outage(exc)
             return
         if exc is not None:
             raise exc
-        applied, claimed, next_ready, error = value
+        if limit == LOOKUP:
+            self._next_ready = value
+            return
+        applied, claimed = value
         self._recovered()
         self._log_ends(ends, set(applied))
+        stopping = self._stopping or self._closing
         if claimed:
-            if self._stopping or self._closing:
+            if stopping:
                 self._releases.extend(claimed)  # claimed as the worker began to stop
             else:
                 self._submit(claimed)
         if limit > 0:
             if len(claimed) >= limit:
                 self._look = True  # more may be ready
-            elif error is not None:
-                self._outage(error)
             else:
-                self._next_ready = next_ready
                 self._drained = not claimed
+                if not stopping:
+                    self._start_lookup()
 
     def _settle(self) -> None:
-        """Wait for the running database cycle, if any, and apply its outcome."""
-        if self._cycles.busy:
+        """Wait for the database calls under way, if any, and apply their outcomes."""
+        while self._cycles.busy:
             self._finish_cycle(timeout=None)
 
     def _submit(self, claimed: Sequence[ClaimedJob]) -> None:

@@ -148,6 +148,11 @@ class Store:
     def _begin(self) -> Any:
         return self.engine.begin()
 
+    def _autocommit(self) -> Connection:
+        """A connection whose statements each commit by themselves: one round trip for a
+        statement that is atomic alone (no BEGIN and COMMIT round trips around it)."""
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
     def read(self) -> Connection:
         """A connection for reads only (use it as a context manager). On SQLite its
         transactions are deferred, so a read never waits behind a writer; write through
@@ -220,7 +225,7 @@ class Store:
         with self._errors():
             if connection is None and len(new_jobs) == 1 and self.is_postgresql:
                 # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
-                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                with self._autocommit() as conn:
                     return self._insert(conn, new_jobs, now)
             if connection is None:
                 with self._begin() as conn:
@@ -325,6 +330,12 @@ class Store:
     ) -> tuple[list[int], list[ClaimedJob]]:
         """:meth:`job_finish_many` then :meth:`job_claim_many` in one transaction (one commit
         for a worker's whole cycle). Returns (ids whose ending was applied, claimed jobs)."""
+        if not ends and self.is_postgresql:
+            # A claim alone is one statement (atomic by itself): the idle worker's pick-up.
+            with self._errors(), self._autocommit() as conn:
+                return [], self._claim(
+                    conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+                )
         with self._errors(), self._begin() as conn:
             applied = self._finish(conn, ends) if ends else []
             claimed = (
@@ -704,7 +715,7 @@ class Store:
         )
         if queues:
             query = query.where(jobs.c.queue.in_(list(queues)))
-        with self._errors(), self.read() as conn:
+        with self._errors(), self._autocommit() if self.is_postgresql else self.read() as conn:
             value = conn.execute(query).scalar()
         if value is None:
             return None
