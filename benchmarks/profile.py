@@ -16,18 +16,18 @@ from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
 
 #: Functions whose inclusive share of a thread's samples we report.
 WATCH = {
-    "Store.job_finish_and_claim_many": "database cycle: endings + claim, one transaction",
-    "Store._finish": "  record endings (one JSON statement)",
-    "Store._claim": "  claim (UPDATE ... SKIP LOCKED) and its rows",
+    "Store.job_finish_many": "record endings (one JSON statement)",
+    "Store.job_claim_many": "claim (UPDATE ... SKIP LOCKED) and its rows",
     "Store.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
-    "Worker._finish_cycle": "apply a finished cycle (log endings, hand off claimed)",
+    "Worker._take_claim": "apply a claim (hand the jobs to the children)",
+    "Worker._take_record": "apply recorded endings (log lines)",
     "Worker._log_ends": "per-job logging (worker._log_ends)",
     "Worker._decide": "lifecycle decision (worker._decide)",
     "ProcessPool.submit": "hand-off to children (pool.submit: pickle + send)",
     "ProcessPool.collect": "results from children (pool.collect: read + unpickle)",
     "ProcessPool.wait": "waiting (pool.wait: poll)",
     "Worker._maintain": "maintenance ticks (worker._maintain)",
-    "Worker._settle": "waiting for the database cycle (worker._settle)",
+    "Worker._settle": "waiting for the database lanes (worker._settle)",
     "DefaultDialect.do_execute": "in the driver: SQL round trips (cursor.execute)",
     "DefaultDialect.do_commit": "in the driver: COMMIT round trips (fsync wait)",
     "run_task": "running jobs in the parent (should be 0)",
@@ -36,7 +36,8 @@ WATCH = {
 #: A stack belongs to the first thread whose marker frame it contains (else "other").
 THREADS = {
     "main thread": "Worker._loop",
-    "database thread": "Offload._serve",
+    "claim lane": "Worker._start_claim.<locals>.claim",
+    "record lane": "Worker._start_record.<locals>.<lambda>",
 }
 
 

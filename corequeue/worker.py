@@ -46,7 +46,7 @@ Clock = Callable[[], datetime]
 OUTAGE_BACKOFF_MIN = 0.5
 OUTAGE_BACKOFF_MAX = 5.0
 OUTAGE_LOG_EVERY = 10.0
-#: ``Worker._cycle_limit`` of a background call that looks up the next run_at (not a claim).
+#: ``Worker._claim_limit`` of a claim-lane call that looks up the next run_at (not a claim).
 LOOKUP = -1
 
 
@@ -145,10 +145,12 @@ class Worker:
         )
         self.wake = WakeUp()
         self.notifier: Notifier | None = None
-        # Database cycles (record endings, claim) run off the loop's thread on PostgreSQL.
-        self._cycles = Offload(threaded=store.is_postgresql)
-        self._cycle_ends: list[AttemptEnd] = []  # the endings the running cycle records
-        self._cycle_limit = 0  # how many jobs it claims (LOOKUP: it is a next run_at look-up)
+        # Claims and the recording of endings run off the loop's thread on PostgreSQL, each in
+        # a lane of its own: children get their next batch while the last one is recorded.
+        self._claims = Offload(threaded=store.is_postgresql, name="corequeue-claim")
+        self._records = Offload(threaded=store.is_postgresql, name="corequeue-record")
+        self._claim_limit = 0  # how many jobs the running claim asks for (LOOKUP: a look-up)
+        self._recording: list[AttemptEnd] = []  # the endings being recorded
         self._drained = False  # the last claim found nothing ready (burst mode exits on it)
         self._closing = False
         self.counters = Counters()
@@ -232,7 +234,8 @@ class Worker:
             events = self.pool.collect()
             events += self.pool.check_timeouts()
             self._handle(events)
-            self._finish_cycle()
+            self._take_claim()
+            self._take_record()
             if self._stopping or self._stop_now or self._outage_since is not None:
                 self._settle()
                 self._flush()
@@ -258,13 +261,13 @@ class Worker:
                     )
                     self._flush()
                     return 0
-            elif not self._cycles.busy and (
-                self._outage_since is None or time.monotonic() >= self._outage_retry_at
-            ):
+            elif self._outage_since is None or time.monotonic() >= self._outage_retry_at:
                 # During an outage a claim doubles as the probe that notices the database is
                 # back (with nothing to flush, nothing else would), at a capped backoff.
+                if self._ends and not self._records.busy:
+                    self._start_record()
                 mono = time.monotonic()
-                due = (
+                due = not self._claims.busy and (
                     self._look
                     or mono >= self._next_poll
                     or (self._next_ready is not None and now >= self._next_ready)
@@ -281,12 +284,13 @@ class Worker:
                     # the next delayed job's time, the next poll, or a claim that filled up.
                     self._look = False
                     self._next_poll = mono + self.settings.poll_interval
-                if asked or self._ends:
-                    self._start_cycle(asked, now)
+                if asked:
+                    self._start_claim(asked, now)
                 if (
                     self.burst
                     and self._drained
-                    and not self._cycles.busy
+                    and not self._claims.busy
+                    and not self._records.busy
                     and self._outage_since is None  # "nothing ready" only if the claim ran
                     and not self.pool.running
                     and not self._ends
@@ -296,7 +300,9 @@ class Worker:
                     return 0
             timeout = self._wait_time(now)
             flush_logs()
-            events = self.pool.wait(timeout, extra=[self.wake, self._cycles.done])
+            events = self.pool.wait(
+                timeout, extra=[self.wake, self._claims.done, self._records.done]
+            )
             self.counters.wakeups += 1
             if self.wake.clear():
                 self._look = True  # enqueue notification (or a stop request)
@@ -304,7 +310,7 @@ class Worker:
 
     def _wait_time(self, now: datetime) -> float:
         mono = time.monotonic()
-        if self._look and not self._cycles.busy and not self._stopping:
+        if self._look and not self._claims.busy and not self._stopping:
             return 0.0  # a claim filled up, or slots freed up meanwhile: claim again now
         candidates = [self.settings.poll_interval]
         if not self._stopping and self._outage_since is None:
@@ -331,45 +337,40 @@ class Worker:
             return free
         return 0
 
-    def _start_cycle(self, limit: int, now: datetime) -> None:
-        """Record the buffered endings and claim up to ``limit`` jobs, in one transaction, in
-        the background (:class:`Offload`); :meth:`_finish_cycle` applies the outcome."""
-        ends, self._ends = self._ends, []
-        self._cycle_ends, self._cycle_limit = ends, limit
-        if limit > 0:
-            self._drained = False
+    def _start_claim(self, limit: int, now: datetime) -> None:
+        """Claim up to ``limit`` jobs in the claim lane; :meth:`_take_claim` hands them over."""
+        self._claim_limit = limit
+        self._drained = False
         store, queues, worker_id = self.store, self.queues, self.id
         lease = uuid.uuid4().hex
 
-        def cycle() -> tuple[list[int], list[ClaimedJob]]:
-            return store.job_finish_and_claim_many(
-                ends, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+        def claim() -> list[ClaimedJob]:
+            return store.job_claim_many(
+                queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
             )
 
         # Nothing running: the loop has nothing to do meanwhile (an idle worker picking up a
-        # job), so the cycle runs here, without the hand-offs to and from the thread.
-        if self._cycles.start(cycle, inline=not self.pool.running):
-            self._finish_cycle()
+        # job), so the claim runs here, without the hand-offs to and from the thread.
+        if self._claims.start(claim, inline=not self.pool.running):
+            self._take_claim()
 
     def _start_lookup(self) -> None:
-        """Look up when the next waiting job becomes ready, in the background (after a claim
+        """Look up when the next waiting job becomes ready, in the claim lane (after a claim
         that found fewer jobs than it asked for, once those are handed over)."""
         store, queues = self.store, self.queues
-        self._cycle_ends, self._cycle_limit = [], LOOKUP
-        if self._cycles.start(lambda: store.job_next_run_at(queues), inline=not self.pool.running):
-            self._finish_cycle()
+        self._claim_limit = LOOKUP
+        if self._claims.start(lambda: store.job_next_run_at(queues), inline=not self.pool.running):
+            self._take_claim()
 
-    def _finish_cycle(self, timeout: float | None = 0.0) -> None:
-        """Apply the outcome of the database cycle if it has finished (waiting up to
-        ``timeout``): log the endings, hand the claimed jobs to the children."""
-        outcome = self._cycles.take(timeout)
+    def _take_claim(self, timeout: float | None = 0.0) -> None:
+        """Apply the claim lane's outcome if it is in (waiting up to ``timeout``): hand the
+        claimed jobs to the children."""
+        outcome = self._claims.take(timeout)
         if outcome is None:
             return
         value, exc = outcome
-        ends, limit = self._cycle_ends, self._cycle_limit
-        self._cycle_ends, self._cycle_limit = [], 0
-        if isinstance(exc, DatabaseUnavailable):  # nothing was recorded: keep the endings
-            self._ends = ends + self._ends
+        limit, self._claim_limit = self._claim_limit, 0
+        if isinstance(exc, DatabaseUnavailable):
             self._outage(exc)
             return
         if exc is not None:
@@ -377,27 +378,50 @@ class Worker:
         if limit == LOOKUP:
             self._next_ready = value
             return
-        applied, claimed = value
+        claimed: list[ClaimedJob] = value
         self._recovered()
-        self._log_ends(ends, set(applied))
         stopping = self._stopping or self._closing
         if claimed:
             if stopping:
                 self._releases.extend(claimed)  # claimed as the worker began to stop
             else:
                 self._submit(claimed)
-        if limit > 0:
-            if len(claimed) >= limit:
-                self._look = True  # more may be ready
-            else:
-                self._drained = not claimed
-                if not stopping:
-                    self._start_lookup()
+        if len(claimed) >= limit:
+            self._look = True  # more may be ready
+        else:
+            self._drained = not claimed
+            if not stopping:
+                self._start_lookup()
+
+    def _start_record(self) -> None:
+        """Record the buffered endings in the record lane (compare-and-set on each lease)."""
+        ends, self._ends = self._ends, []
+        self._recording = ends
+        store = self.store
+        if self._records.start(lambda: store.job_finish_many(ends), inline=not self.pool.running):
+            self._take_record()
+
+    def _take_record(self, timeout: float | None = 0.0) -> None:
+        """Apply the record lane's outcome if it is in (waiting up to ``timeout``)."""
+        outcome = self._records.take(timeout)
+        if outcome is None:
+            return
+        value, exc = outcome
+        ends, self._recording = self._recording, []
+        if isinstance(exc, DatabaseUnavailable):  # nothing was recorded: keep the endings
+            self._ends = ends + self._ends
+            self._outage(exc)
+            return
+        if exc is not None:
+            raise exc
+        self._recovered()
+        self._log_ends(ends, set(value))
 
     def _settle(self) -> None:
         """Wait for the database calls under way, if any, and apply their outcomes."""
-        while self._cycles.busy:
-            self._finish_cycle(timeout=None)
+        while self._claims.busy or self._records.busy:
+            self._take_record(timeout=None)
+            self._take_claim(timeout=None)
 
     def _submit(self, claimed: Sequence[ClaimedJob]) -> None:
         tasks = []
@@ -638,7 +662,7 @@ class Worker:
         committed without waiting for the flush and forgotten by a database crash): record
         them lost, so they are retried instead of staying ``running`` forever."""
         held = {(j.id, j.lease) for j in self.claimed.values()}
-        held |= {(e.job_id, e.lease) for e in self._ends}
+        held |= {(e.job_id, e.lease) for e in (*self._ends, *self._recording)}
         held |= {(j.id, j.lease) for j in self._releases}
         rescued = self.store.job_orphan_rescue_many(
             worker_id=self.id, held=held, now=now, retry_delay=retry_delay_for
@@ -722,7 +746,8 @@ class Worker:
         if self.notifier is not None:
             self.notifier.stop()
             self.notifier.join(timeout=5)
-        self._cycles.close()
+        self._claims.close()
+        self._records.close()
         with contextlib.suppress(CorequeueError):
             self.store.worker_delete(self.id)
         self.wake.close()

@@ -143,12 +143,24 @@ def _encode_top(value: Any, path: str, codecs: Sequence[Codec]) -> Any:
 
 def encode_value(value: Any, *, name: str = "value", codecs: Sequence[Codec] = ()) -> str:
     """Encode one value (a job's result, say) as JSON text. Raises JobParamsError."""
+    if value is None:  # what most jobs return
+        return "null"
     return json.dumps(_encode_top(value, name, (*codecs, *BUILTIN_CODECS)), separators=(",", ":"))
 
 
 #: Built once: json.loads(text, parse_constant=...) builds a decoder on every call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _BUILTIN_BY_TAG = {c.tag: c for c in BUILTIN_CODECS}
+
+
+def _by_tag(codecs: tuple[Codec, ...]) -> Mapping[str, Codec]:
+    found = _BY_TAG.get(codecs)
+    if found is None:
+        found = _BY_TAG[codecs] = {**_BUILTIN_BY_TAG, **{c.tag: c for c in codecs}}
+    return found
+
+
+_BY_TAG: dict[tuple[Codec, ...], Mapping[str, Codec]] = {}
 
 
 def decode_value(text: str, *, codecs: Sequence[Codec] = ()) -> Any:
@@ -162,7 +174,9 @@ def decode_value(text: str, *, codecs: Sequence[Codec] = ()) -> Any:
             f"stored value is not valid JSON ({exc}): {text[:80]!r}; it may be corrupt or "
             "truncated, so the job cannot run: fix or delete it"
         ) from exc
-    by_tag = {**_BUILTIN_BY_TAG, **{c.tag: c for c in codecs}} if codecs else _BUILTIN_BY_TAG
+    if TAG not in text:  # nothing tagged (json.dumps never escapes "$"): plain JSON as is
+        return raw
+    by_tag = _by_tag(tuple(codecs))
     try:
         return _decode(raw, by_tag)
     except JobParamsError:

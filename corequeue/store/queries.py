@@ -313,39 +313,12 @@ class Store:
         """
         if limit <= 0:
             return []
-        with self._errors(), self._begin() as conn:
+        # PostgreSQL: the claim is one statement, atomic by itself (no BEGIN and COMMIT round
+        # trips around it: an idle worker's pick-up latency).
+        with self._errors(), self._autocommit() if self.is_postgresql else self._begin() as conn:
             return self._claim(
                 conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
             )
-
-    def job_finish_and_claim_many(
-        self,
-        ends: Sequence[AttemptEnd],
-        *,
-        queues: Sequence[str],
-        limit: int,
-        lease: str,
-        worker_id: str,
-        now: datetime,
-    ) -> tuple[list[int], list[ClaimedJob]]:
-        """:meth:`job_finish_many` then :meth:`job_claim_many` in one transaction (one commit
-        for a worker's whole cycle). Returns (ids whose ending was applied, claimed jobs)."""
-        if not ends and self.is_postgresql:
-            # A claim alone is one statement (atomic by itself): the idle worker's pick-up.
-            with self._errors(), self._autocommit() as conn:
-                return [], self._claim(
-                    conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
-                )
-        with self._errors(), self._begin() as conn:
-            applied = self._finish(conn, ends) if ends else []
-            claimed = (
-                self._claim(
-                    conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
-                )
-                if limit > 0
-                else []
-            )
-        return applied, claimed
 
     def _claim(
         self,
@@ -435,7 +408,8 @@ class Store:
         job is no longer running under its lease (rescued, cancelled) is refused."""
         if not ends:
             return []
-        with self._errors(), self._begin() as conn:
+        # PostgreSQL: one statement for the whole batch, atomic by itself.
+        with self._errors(), self._autocommit() if self.is_postgresql else self._begin() as conn:
             return self._finish(conn, ends)
 
     def _finish(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:

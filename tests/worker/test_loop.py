@@ -72,11 +72,11 @@ class FlakyStore(Store):
 
     outages = 3
 
-    def job_finish_and_claim_many(self, *args: Any, **kwargs: Any) -> Any:
+    def job_claim_many(self, *args: Any, **kwargs: Any) -> Any:
         if self.outages:
             self.outages -= 1
             raise DatabaseUnavailable("database unavailable (simulated)")
-        return super().job_finish_and_claim_many(*args, **kwargs)
+        return super().job_claim_many(*args, **kwargs)
 
 
 def test_burst_does_not_mistake_an_outage_for_nothing_ready(
