@@ -330,9 +330,13 @@ class Worker:
     def _claim_size(self) -> int:
         """How many jobs to claim now: every free slot, but only once half the slots are free
         or a child has nothing queued, so claims (and commits) come in batches while every
-        child still has work."""
+        child still has work. Nothing while as many endings as there are slots wait to be
+        recorded: a database slower to record than the children are to run must not let the
+        endings (and the parent's memory) pile up, nor jobs stay ``running`` long after."""
         free = self.pool.free_slots()
         capacity = self.settings.max_processes * self.pool.max_pending
+        if len(self._ends) + len(self._recording) >= max(capacity, 1):
+            return 0
         if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
             return free
         return 0
@@ -416,6 +420,7 @@ class Worker:
             raise exc
         self._recovered()
         self._log_ends(ends, set(value))
+        self._look = True  # a claim held back by unrecorded endings may go ahead
 
     def _settle(self) -> None:
         """Wait for the database calls under way, if any, and apply their outcomes."""

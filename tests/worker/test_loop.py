@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from corequeue.config import Settings
 from corequeue.core.errors import DatabaseUnavailable
 from corequeue.store.queries import Store
@@ -91,3 +93,20 @@ def test_burst_does_not_mistake_an_outage_for_nothing_ready(
     assert code == 0
     assert flaky.outages == 0
     assert handle.wait(timeout=5) == 42
+
+
+def test_claims_wait_while_as_many_endings_as_slots_are_unrecorded(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(database_url=database_url, max_processes=2, max_pending_per_process=5)
+    worker = Worker(store, settings)
+    monkeypatch.setattr(worker.pool, "free_slots", lambda: 10)  # every slot free (no children)
+    monkeypatch.setattr(worker.pool, "has_idle_child", lambda: True)
+    ending: Any = object()  # _claim_size only counts them
+
+    assert worker._claim_size() == 10
+    worker._ends = [ending] * 6
+    worker._recording = [ending] * 3
+    assert worker._claim_size() == 10  # 9 unrecorded endings, 10 slots
+    worker._ends.append(ending)
+    assert worker._claim_size() == 0  # 10: wait for the record lane
