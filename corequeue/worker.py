@@ -402,7 +402,9 @@ class Worker:
         ends, self._ends = self._ends, []
         self._recording = ends
         store = self.store
-        if self._records.start(lambda: store.job_finish_many(ends), inline=not self.pool.running):
+        # Never inline on PostgreSQL, even with nothing running: the children would wait
+        # behind it for their next claim.
+        if self._records.start(lambda: store.job_finish_many(ends)):
             self._take_record()
 
     def _take_record(self, timeout: float | None = 0.0) -> None:
