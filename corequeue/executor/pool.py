@@ -439,12 +439,7 @@ class ProcessPool:
         """Stop every child: each finishes its running task (within ``timeout`` seconds in
         all) and gives back the rest. Returns what happened: results, Released tasks, and a
         task still running at the deadline ended ``lost`` (its child killed)."""
-        self.closing = True
-        for child in self.children:
-            if not child.stopping:
-                child.stopping = True
-                with contextlib.suppress(OSError):
-                    _send(child, ("stop",))
+        self.stop_accepting()
         events: list[TaskResult | Released] = []
         deadline = time.monotonic() + timeout
         for child in list(self.children):

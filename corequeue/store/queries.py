@@ -153,6 +153,11 @@ class Store:
         statement that is atomic alone (no BEGIN and COMMIT round trips around it)."""
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
+    def _atomic(self) -> Any:
+        """A connection for one statement that is atomic by itself: autocommit on PostgreSQL
+        (one round trip), a write transaction on SQLite."""
+        return self._autocommit() if self.is_postgresql else self._begin()
+
     def read(self) -> Connection:
         """A connection for reads only (use it as a context manager). On SQLite its
         transactions are deferred, so a read never waits behind a writer; write through
@@ -315,7 +320,7 @@ class Store:
             return []
         # PostgreSQL: the claim is one statement, atomic by itself (no BEGIN and COMMIT round
         # trips around it: an idle worker's pick-up latency).
-        with self._errors(), self._autocommit() if self.is_postgresql else self._begin() as conn:
+        with self._errors(), self._atomic() as conn:
             return self._claim(
                 conn, queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
             )
@@ -409,7 +414,7 @@ class Store:
         if not ends:
             return []
         # PostgreSQL: one statement for the whole batch, atomic by itself.
-        with self._errors(), self._autocommit() if self.is_postgresql else self._begin() as conn:
+        with self._errors(), self._atomic() as conn:
             return self._finish(conn, ends)
 
     def _finish(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
