@@ -145,10 +145,12 @@ def encode_value(value: Any, *, name: str = "value", codecs: Sequence[Codec] = (
     """Encode one value (a job's result, say) as JSON text. Raises JobParamsError."""
     if value is None:  # what most jobs return
         return "null"
-    return json.dumps(_encode_top(value, name, (*codecs, *BUILTIN_CODECS)), separators=(",", ":"))
+    return _ENCODER.encode(_encode_top(value, name, (*codecs, *BUILTIN_CODECS)))
 
 
-#: Built once: json.loads(text, parse_constant=...) builds a decoder on every call.
+#: Built once: json.dumps(..., separators=...) and json.loads(text, parse_constant=...) build
+#: an encoder or a decoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _BUILTIN_BY_TAG = {c.tag: c for c in BUILTIN_CODECS}
 
@@ -205,7 +207,7 @@ def encode_params(
     }
     if TAG in encoded_kwargs:  # as for any dictionary that uses the tag key
         encoded_kwargs = {TAG: "dict", "v": encoded_kwargs}
-    return json.dumps({"args": encoded_args, "kwargs": encoded_kwargs}, separators=(",", ":"))
+    return _ENCODER.encode({"args": encoded_args, "kwargs": encoded_kwargs})
 
 
 def decode_params(

@@ -166,10 +166,10 @@ _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable", "no such 
 def translate_errors(url: URL | None = None) -> Iterator[None]:
     """Turn driver exceptions into corequeue's: an unreachable server is DatabaseUnavailable,
     a missing table SchemaError. Everything else passes through unchanged."""
-    where = f" at {url.render_as_string(hide_password=True)}" if url is not None else ""
     try:
         yield
     except exc.DBAPIError as e:
+        where = f" at {url.render_as_string(hide_password=True)}" if url is not None else ""
         message = str(e.orig) if e.orig is not None else str(e)
         lowered = message.lower()
         if any(m in lowered for m in _MISSING_TABLE) and "corequeue_" in lowered:

@@ -7,6 +7,7 @@ themselves come from :mod:`corequeue.core.lifecycle`; this module only persists 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -229,6 +230,8 @@ class Store:
             return []
         with self._errors():
             if connection is None and len(new_jobs) == 1 and self.is_postgresql:
+                if not new_jobs[0].unique_key and self._driver_insert is not None:
+                    return [self._driver_insert(_new_row(new_jobs[0], now))]
                 # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
                 with self._autocommit() as conn:
                     return self._insert(conn, new_jobs, now)
@@ -262,6 +265,58 @@ class Store:
         if self.is_postgresql:
             return [jobs.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, jobs.c.queue)]
         return [jobs.c.id]
+
+    @functools.cached_property
+    def _driver_insert(self) -> Callable[[dict[str, Any]], Inserted] | None:
+        """One plain job on PostgreSQL through psycopg, outside any caller's transaction: the
+        same INSERT as ``_insert_plain``, compiled once and run on the pooled driver connection
+        in autocommit. SQLAlchemy's execution path costs as much as the INSERT itself, and
+        ``run_in_worker()`` should cost about one INSERT. The pool's checkout checks still run;
+        errors are wrapped as SQLAlchemy would, and a dead connection is invalidated. Statement
+        events (``before_cursor_execute``) do not fire for this one statement."""
+        dialect = self.engine.dialect
+        if dialect.driver not in ("psycopg", "psycopg2"):
+            return None
+        stmt = sa.insert(jobs).returning(*self._returning())
+        compiled: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
+        when = [(key, jobs.c[key].type) for key in ("run_at", "created_at")]
+        dbapi_error = dialect.loaded_dbapi.Error
+        engine = self.engine
+
+        def insert(row: dict[str, Any]) -> Inserted:
+            keys = tuple(row)
+            if keys not in compiled:
+                done = stmt.compile(dialect=dialect, column_keys=list(keys))
+                compiled[keys] = (str(done), dict(done.params))
+            sql, defaults = compiled[keys]
+            params = defaults | row
+            for key, type_ in when:
+                params[key] = type_.process_bind_param(params[key], dialect)  # type: ignore[attr-defined]
+            pooled = engine.raw_connection()
+            try:
+                dbapi_conn: Any = pooled.driver_connection
+                try:
+                    dbapi_conn.autocommit = True
+                    try:
+                        cursor = dbapi_conn.cursor()
+                        cursor.execute(sql, params)
+                        job_id = cursor.fetchone()[0]
+                        cursor.close()
+                    finally:  # back in the pool, the connection runs transactions again
+                        if not dbapi_conn.closed:
+                            dbapi_conn.autocommit = False
+                except dbapi_error as e:
+                    lost = dialect.is_disconnect(e, pooled.dbapi_connection, None)
+                    if lost:
+                        pooled.invalidate(e)
+                    raise sa.exc.DBAPIError.instance(
+                        sql, params, e, dbapi_error, connection_invalidated=lost, dialect=dialect
+                    ) from e
+            finally:
+                pooled.close()
+            return Inserted(job_id, True)
+
+        return insert
 
     def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
         if not rows:

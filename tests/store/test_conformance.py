@@ -10,6 +10,7 @@ import dataclasses
 import multiprocessing
 import queue
 import threading
+from datetime import UTC, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -70,16 +71,19 @@ def test_a_mixed_batch_of_plain_and_unique_jobs_keeps_the_input_order(store: Sto
     assert len(set(ids)) == 5
 
 
-def test_an_inserted_job_reads_back_as_written(store: Store) -> None:
+@pytest.mark.parametrize("unique_key", ["k", ""], ids=["unique", "plain"])
+def test_an_inserted_job_reads_back_as_written(store: Store, unique_key: str) -> None:
+    # One plain job takes PostgreSQL's short path (the driver's own connection, autocommit).
+    paris = timezone(timedelta(hours=2))
     (job_id,) = insert(
         store,
         new_job(
             "tests.Send",
             queue="mail",
             priority=7,
-            run_at=at(30),
+            run_at=at(30).astimezone(paris),  # stored and read back as UTC
             retries=2,
-            unique_key="k",
+            unique_key=unique_key,
             params='{"args":[1],"kwargs":{}}',
             timeout=2.5,
             source="app.py:12",
@@ -95,10 +99,10 @@ def test_an_inserted_job_reads_back_as_written(store: Store) -> None:
         JobState.REQUESTED,
     )
     assert (job.run_at, job.created_at) == (at(30), T0)
-    assert job.run_at.tzinfo is not None
+    assert job.run_at.tzinfo == UTC
     assert (job.attempts, job.max_attempts, job.timeout) == (0, 3, 2.5)
     assert (job.unique_key, job.params, job.source) == (
-        "k",
+        unique_key,
         '{"args":[1],"kwargs":{}}',
         "app.py:12",
     )

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from corequeue.core.errors import DatabaseUnavailable
 from corequeue.store.engine import create_engine, ping_after_idle
+from corequeue.store.queries import Store
+from corequeue.store.records import JobFilter
+from tests.conftest import empty_postgres
+from tests.store._support import T0, new_job
 
 
 def _backend_pid(engine: sa.Engine) -> int:
@@ -60,3 +65,45 @@ def test_a_dead_connection_idle_past_the_threshold_is_replaced(
     assert pings  # it was checked before use
     engine.dispose()
     admin.dispose()
+
+
+def test_one_job_on_a_dead_connection_says_unavailable_and_the_next_one_is_stored(
+    postgres_url: str,
+) -> None:
+    # A single job outside the caller's transaction runs on the driver's connection directly
+    # (the short path): a connection that died under it is dropped from the pool, the error is
+    # corequeue's DatabaseUnavailable, and nothing half-done is left behind.
+    store = Store(create_engine(empty_postgres(postgres_url)))
+    (first,) = store.job_insert_many([new_job()], now=T0)
+    dead = _backend_pid(store.engine)
+    admin = create_engine(postgres_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": dead})
+        conn.commit()
+    admin.dispose()
+    # Used a moment ago, so the pool does not ping it: the INSERT meets the dead connection.
+    with pytest.raises(DatabaseUnavailable, match="database unavailable at postgresql"):
+        store.job_insert_many([new_job()], now=T0)
+
+    (second,) = store.job_insert_many([new_job()], now=T0)
+
+    assert _backend_pid(store.engine) != dead
+    assert [j.id for j in store.job_list(JobFilter())] == [second.id, first.id]
+    store.dispose()
+
+
+def test_one_job_refused_by_the_database_leaves_its_connection_transactional(
+    postgres_url: str,
+) -> None:
+    # The short path runs its INSERT in autocommit; after an error the pooled connection must
+    # be back to running transactions, or the next caller's rollback would undo nothing.
+    store = Store(create_engine(empty_postgres(postgres_url), pool_size=1, max_overflow=0))
+    with pytest.raises(sa.exc.DataError):
+        store.job_insert_many([new_job("x" * 300)], now=T0)  # name is VARCHAR(255)
+
+    with store.engine.connect() as conn:
+        store.job_insert_many([new_job(), new_job()], now=T0, connection=conn)
+        conn.rollback()
+
+    assert store.job_list(JobFilter()) == []
+    store.dispose()

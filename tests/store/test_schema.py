@@ -21,7 +21,7 @@ from corequeue.core.errors import SchemaError
 from corequeue.store import migration, schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
-from tests.store._support import insert, new_job
+from tests.store._support import T0, insert, new_job
 
 
 @pytest.fixture
@@ -81,6 +81,8 @@ def test_missing_tables_say_to_run_migrate(empty_url: str) -> None:
         # A query that meets the missing tables says the same, instead of a driver error.
         with pytest.raises(SchemaError, match="run `corequeue migrate`"):
             store.job_get(1)
+        with pytest.raises(SchemaError, match="run `corequeue migrate`"):
+            store.job_insert_many([new_job()], now=T0)  # one job: PostgreSQL's short path
     finally:
         store.dispose()
 
