@@ -30,7 +30,7 @@ from corequeue.core.errors import CorequeueError, DatabaseUnavailable
 from corequeue.core.retry import exponential_backoff
 from corequeue.core.states import Outcome
 from corequeue.executor.child import ChildConfig
-from corequeue.executor.pool import ProcessPool, Released
+from corequeue.executor.pool import Event, ProcessPool, Ready, Released
 from corequeue.executor.task import Task, TaskResult
 from corequeue.notifier import Notifier, WakeUp
 from corequeue.offload import Offload
@@ -449,16 +449,17 @@ class Worker:
 
     # -- results ----------------------------------------------------------------------------
 
-    def _handle(
-        self, events: Sequence[TaskResult | Released], *, interrupted: bool = False
-    ) -> None:
+    def _handle(self, events: Sequence[Event], *, interrupted: bool = False) -> None:
         """Turn the pool's events into endings and releases to persist. ``interrupted``: the
         worker's own shutdown killed these children, so their ``lost`` attempts are requeued
         without being counted (``lifecycle.interrupt``)."""
         now = self.clock()
         if events:
-            self._look = True  # slots freed up
+            self._look = True  # slots freed up (or a child became ready)
         for event in events:
+            if isinstance(event, Ready):
+                log.debug("child process pid=%s ready", event.pid)
+                continue
             if isinstance(event, Released):
                 for task in event.tasks:
                     job = self.claimed.pop(task.job_id, None)
@@ -541,6 +542,7 @@ class Worker:
             self._releases = releases + self._releases
             raise
         self.counters.released += len(releases)
+        self._drained = False  # they are waiting again: a burst worker must not exit now
         log.info("released %d unstarted job(s) back to the queue", len(releases))
 
     def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:

@@ -1,7 +1,8 @@
 """The child process: receives tasks from the worker, runs them one by one, sends results.
 
 Protocol on the pipe (pickled plain tuples, framed as ``multiprocessing`` connections frame
-them). Parent to child: ``("run", [task fields, ...])``, ``("skip", [job ids])`` (drop these if
+them). Child to parent first: ``("ready",)`` once its imports are done; only then does it get
+tasks. Parent to child: ``("run", [task fields, ...])``, ``("skip", [job ids])`` (drop these if
 not started yet: they were cancelled) or ``("stop",)``. Child to parent: ``("started", job id)``
 before each task (the parent times the task from it), ``("done", result fields)`` after it (or,
 when the next task starts at once, ``("next", result fields, next job id)``: both in one
@@ -63,6 +64,8 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
 
     def send(message: tuple[Any, ...]) -> None:
         conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    send(("ready",))
 
     while True:
         if not tasks or inbox.poll(0):

@@ -2,13 +2,16 @@
 
 The parent keeps, per child, the tasks it has handed over in order. The first is the one
 running once the child says so (``("started", job id)``): timeouts count from that message, not
-from the hand-off, so a child still starting up (spawn, imports) or a parent slow to read
-results never makes a job look older than it is.
+from the hand-off, so a parent slow to read results never makes a job look older than it is.
+A child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
+not claimed for children still starting, where they would sit ``running`` with nobody running
+them while an idle worker elsewhere could.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import multiprocessing
 import os
@@ -29,6 +32,7 @@ from corequeue.executor.child import ChildConfig, child_main
 from corequeue.executor.task import Task, TaskResult
 
 _ctx = multiprocessing.get_context("spawn")
+log = logging.getLogger("corequeue.worker")
 
 #: Work to keep queued per child, in seconds of the jobs' mean duration (see max_pending).
 QUEUED_SECONDS = 0.05
@@ -42,6 +46,16 @@ class Released:
 
     tasks: tuple[Task, ...]
 
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A child finished starting (imports, configuration) and takes tasks from now on."""
+
+    pid: int | None
+
+
+#: What the pool reports from its children.
+Event = TaskResult | Released | Ready
 
 #: Bytes read from a child's pipe at once (its results, many per read under load).
 READ_SIZE = 1 << 18
@@ -58,6 +72,7 @@ class _Child:
     running: int | None = None  # job id of the head task once the child started it
     assigned: int = 0
     stopping: bool = False
+    ready: bool = False  # started up: takes tasks (none are handed to a child still starting)
 
     @property
     def pid(self) -> int | None:
@@ -129,7 +144,7 @@ class ProcessPool:
             self.children.remove(child)
 
     def _accepting(self, child: _Child) -> bool:
-        if child.stopping:
+        if child.stopping or not child.ready:
             return False
         return not (self.max_jobs_per_process and child.assigned >= self.max_jobs_per_process)
 
@@ -151,11 +166,16 @@ class ProcessPool:
         self._mean_duration = duration if mean is None else mean + 0.05 * (duration - mean)
 
     def free_slots(self) -> int:
+        """Room for tasks in the children that are ready. While another child is still
+        starting, a ready child takes one task at a time: a batch queued in the first child
+        to start would not move to the others once they are up."""
         self.start()
+        starting = any(not c.ready and not c.stopping for c in self.children)
+        target = 1 if starting else self.max_pending
         free = 0
         for child in self.children:
             if self._accepting(child):
-                room = self.max_pending - len(child.pending)
+                room = target - len(child.pending)
                 if self.max_jobs_per_process:
                     room = min(room, self.max_jobs_per_process - child.assigned)
                 free += max(room, 0)
@@ -208,7 +228,7 @@ class ProcessPool:
 
     # -- events -----------------------------------------------------------------------------
 
-    def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[TaskResult | Released]:
+    def wait(self, timeout: float | None, extra: Sequence[Any] = ()) -> list[Event]:
         """Wait up to ``timeout`` for results, deaths or a ready ``extra`` waitable (objects
         with ``fileno()``); return what happened (results, and Released for tasks that will
         not run)."""
@@ -224,25 +244,25 @@ class ProcessPool:
         ready = {fd for fd, _ in self._poller.poll(ms)}
         return self.collect(ready)
 
-    def collect(self, ready: set[int] | None = None) -> list[TaskResult | Released]:
+    def collect(self, ready: set[int] | None = None) -> list[Event]:
         """What the children (those whose file descriptors are in ``ready``; all by default)
         have reported."""
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         for child in list(self.children):
             if ready is None or child.sock.fileno() in ready or child.process.sentinel in ready:
                 events.extend(self._drain(child))
         self._retire_recycled()
         return events
 
-    def _drain(self, child: _Child) -> list[TaskResult | Released]:
+    def _drain(self, child: _Child) -> list[Event]:
         events = self._read(child)
         if not child.process.is_alive():
             events.extend(self._bury(child, describe_exit(child.process.exitcode)))
         return events
 
-    def _read(self, child: _Child) -> list[TaskResult | Released]:
+    def _read(self, child: _Child) -> list[Event]:
         """The messages ``child`` has sent so far (also after it died: the pipe keeps them)."""
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         inbox = child.inbox
         while True:
             try:
@@ -274,9 +294,12 @@ class ProcessPool:
         del inbox[:pos]
         return events
 
-    def _receive(self, child: _Child, message: Any, events: list[TaskResult | Released]) -> None:
+    def _receive(self, child: _Child, message: Any, events: list[Event]) -> None:
         kind = message[0]
-        if kind == "started":
+        if kind == "ready":
+            child.ready = True
+            events.append(Ready(child.pid))
+        elif kind == "started":
             if child.pending and child.pending[0].job_id == message[1]:
                 child.running = message[1]
                 child.head_started = time.monotonic()
@@ -309,7 +332,7 @@ class ProcessPool:
         outcome: Outcome = Outcome.LOST,
         *,
         killed: bool = False,
-    ) -> list[TaskResult | Released]:
+    ) -> list[Event]:
         """A child is gone: its running task ends with ``outcome``, the rest go back.
 
         ``killed``: we killed it, so an unstarted head goes back too. A child that died on its
@@ -317,9 +340,15 @@ class ProcessPool:
         releasing it uncounted could loop forever on a child that never comes up, while a used
         attempt shows the cause and ends in failure.
         """
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         child.process.join(timeout=5)
         self._forget(child)
+        if not child.ready and not child.stopping:
+            log.error(
+                "child process pid=%s exited while starting (%s); no job had been handed to it",
+                child.pid,
+                why,
+            )
         if child.pending and not child.stopping:
             self.replaced += 1
         started = self._started(child) is not None
@@ -365,9 +394,9 @@ class ProcessPool:
                     child.process.join()
                 self._forget(child)
 
-    def check_timeouts(self) -> list[TaskResult | Released]:
+    def check_timeouts(self) -> list[Event]:
         """Kill children whose running task is past its timeout."""
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         now = time.monotonic()
         for child in list(self.children):
             head = self._started(child)
@@ -389,9 +418,9 @@ class ProcessPool:
                 deadlines.append(c.head_started + head.timeout - time.monotonic())
         return max(min(deadlines), 0.0) if deadlines else None
 
-    def cancel(self, job_ids: set[int]) -> list[TaskResult | Released]:
+    def cancel(self, job_ids: set[int]) -> list[Event]:
         """Stop the children running these jobs (cancelled or no longer ours)."""
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         for child in list(self.children):
             events.extend(self._read(child))  # a "started" may be waiting in the pipe
             head = self._started(child)
@@ -406,7 +435,7 @@ class ProcessPool:
                     _send(child, ("skip", queued))
         return events
 
-    def _kill(self, child: _Child, outcome: Outcome, why: str) -> list[TaskResult | Released]:
+    def _kill(self, child: _Child, outcome: Outcome, why: str) -> list[Event]:
         """Kill ``child``; its running task ends with ``outcome``. Messages it sent before
         dying are read first: a task that finished in the meantime keeps its result, and a
         task started after it ends ``lost`` instead (it was not the one meant)."""
@@ -419,7 +448,7 @@ class ProcessPool:
             outcome, why = Outcome.LOST, "the child process was stopped to end another job"
         return events + self._bury(child, why, outcome, killed=True)
 
-    def stop_accepting(self) -> list[TaskResult | Released]:
+    def stop_accepting(self) -> list[Event]:
         """Ask every child to finish its running task and give back the rest."""
         self.closing = True
         for child in self.children:
@@ -429,18 +458,18 @@ class ProcessPool:
                     _send(child, ("stop",))
         return []
 
-    def kill_all(self, why: str) -> list[TaskResult | Released]:
-        events: list[TaskResult | Released] = []
+    def kill_all(self, why: str) -> list[Event]:
+        events: list[Event] = []
         for child in list(self.children):
             events.extend(self._kill(child, Outcome.LOST, why))
         return events
 
-    def close(self, timeout: float = 5.0) -> list[TaskResult | Released]:
+    def close(self, timeout: float = 5.0) -> list[Event]:
         """Stop every child: each finishes its running task (within ``timeout`` seconds in
         all) and gives back the rest. Returns what happened: results, Released tasks, and a
         task still running at the deadline ended ``lost`` (its child killed)."""
         self.stop_accepting()
-        events: list[TaskResult | Released] = []
+        events: list[Event] = []
         deadline = time.monotonic() + timeout
         for child in list(self.children):
             child.process.join(max(deadline - time.monotonic(), 0.0))

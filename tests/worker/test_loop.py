@@ -11,10 +11,13 @@ import pytest
 
 from corequeue.config import Settings
 from corequeue.core.errors import DatabaseUnavailable
+from corequeue.core.states import JobState
 from corequeue.store.queries import Store
 from corequeue.worker import Worker
+from testing.faults import wait_for
 from tests.e2e.harness import WorkerFactory
 from tests.jobs import Add, Record, Sleep, runs
+from tests.slow_start import GATE_ENV
 
 
 def final_counters(log: str) -> dict[str, int]:
@@ -110,3 +113,38 @@ def test_claims_wait_while_as_many_endings_as_slots_are_unrecorded(
     assert worker._claim_size() == 10  # 9 unrecorded endings, 10 slots
     worker._ends.append(ending)
     assert worker._claim_size() == 0  # 10: wait for the record lane
+
+
+def test_no_job_is_claimed_for_a_child_still_starting(
+    store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    # A job claimed for a child that is still importing would sit "running" with nobody
+    # running it (and, in a benchmark, count the child's start-up as the job's time).
+    gate = tmp_path / "gate"
+    handle = Add(1, 2).run_in_worker()
+    worker = workers(
+        database_url,
+        "--max-processes",
+        "1",
+        "--poll-interval",
+        "0.05",
+        "--heartbeat-interval",
+        "0.05",
+        env={GATE_ENV: str(gate)},
+        imports=("tests.jobs", "tests.slow_start"),
+    )
+    wait_for(lambda: Path(f"{gate}.waiting").exists(), what="the child to reach the gate")
+    # The loop keeps turning meanwhile (a beat every 0.05 s): two more beats, and still
+    # nothing claimed.
+    first_beat = wait_for(lambda: [w.last_beat_at for w in store.worker_list()], what="a beat")
+    wait_for(
+        lambda: [w.last_beat_at for w in store.worker_list()] > first_beat,
+        what="the next beat",
+        detail=worker.log,
+    )
+    assert handle.refresh().state is JobState.REQUESTED
+
+    gate.touch()
+
+    assert handle.wait(timeout=60) == 3
+    assert worker.stop() == 0

@@ -1,0 +1,22 @@
+"""Imported by a worker's children (``--import tests.slow_start``) to hold their start-up.
+
+In a child process, importing this module first creates ``$COREQUEUE_TEST_GATE.waiting``,
+then blocks until the file ``$COREQUEUE_TEST_GATE`` exists. The worker's own process imports
+it without waiting.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+GATE_ENV = "COREQUEUE_TEST_GATE"
+
+if multiprocessing.parent_process() is not None and os.environ.get(GATE_ENV):
+    gate = Path(os.environ[GATE_ENV])
+    Path(f"{gate}.waiting").touch()
+    deadline = time.monotonic() + 120
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
