@@ -330,12 +330,13 @@ class Worker:
     def _claim_size(self) -> int:
         """How many jobs to claim now: every free slot, but only once half the slots are free
         or a child has nothing queued, so claims (and commits) come in batches while every
-        child still has work. Nothing while as many endings as there are slots wait to be
-        recorded: a database slower to record than the children are to run must not let the
-        endings (and the parent's memory) pile up, nor jobs stay ``running`` long after."""
+        child still has work. Nothing while twice as many endings as there are slots wait to
+        be recorded (one batch being recorded while the next one runs): a database slower to
+        record than the children are to run must not let the endings (and the parent's
+        memory) pile up, nor jobs stay ``running`` long after."""
         free = self.pool.free_slots()
         capacity = self.settings.max_processes * self.pool.max_pending
-        if len(self._ends) + len(self._recording) >= max(capacity, 1):
+        if len(self._ends) + len(self._recording) >= max(2 * capacity, 1):
             return 0
         if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
             return free

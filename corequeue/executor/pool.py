@@ -167,11 +167,12 @@ class ProcessPool:
 
     def free_slots(self) -> int:
         """Room for tasks in the children that are ready. While another child is still
-        starting, a ready child takes one task at a time: a batch queued in the first child
-        to start would not move to the others once they are up."""
+        starting and no job's duration is known yet, a ready child takes one task at a time:
+        slow jobs queued in the first child to start would not move to the others once they
+        are up (once durations are known, ``max_pending`` keeps slow jobs from queueing)."""
         self.start()
         starting = any(not c.ready and not c.stopping for c in self.children)
-        target = 1 if starting else self.max_pending
+        target = 1 if starting and self._mean_duration is None else self.max_pending
         free = 0
         for child in self.children:
             if self._accepting(child):

@@ -98,7 +98,7 @@ def test_burst_does_not_mistake_an_outage_for_nothing_ready(
     assert handle.wait(timeout=5) == 42
 
 
-def test_claims_wait_while_as_many_endings_as_slots_are_unrecorded(
+def test_claims_wait_while_twice_as_many_endings_as_slots_are_unrecorded(
     store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(database_url=database_url, max_processes=2, max_pending_per_process=5)
@@ -108,11 +108,11 @@ def test_claims_wait_while_as_many_endings_as_slots_are_unrecorded(
     ending: Any = object()  # _claim_size only counts them
 
     assert worker._claim_size() == 10
-    worker._ends = [ending] * 6
-    worker._recording = [ending] * 3
-    assert worker._claim_size() == 10  # 9 unrecorded endings, 10 slots
+    worker._ends = [ending] * 9
+    worker._recording = [ending] * 10
+    assert worker._claim_size() == 10  # 19 unrecorded endings, 10 slots: one batch in flight
     worker._ends.append(ending)
-    assert worker._claim_size() == 0  # 10: wait for the record lane
+    assert worker._claim_size() == 0  # 20: wait for the record lane
 
 
 def test_no_job_is_claimed_for_a_child_still_starting(
