@@ -21,7 +21,7 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
-from corequeue.store.records import JobFilter, WorkerRecord
+from corequeue.store.records import ClaimedJob, JobFilter, WorkerRecord
 from tests.store._support import (
     EMPTY_PARAMS,
     T0,
@@ -778,3 +778,12 @@ def test_the_database_itself_refuses_a_second_active_job_with_a_key(store: Store
                 {**VALID_ROW, "unique_key": "k", "state": "succeeded", **FINISHED}
             )
         )
+
+
+def test_a_claim_returns_the_columns_of_claimed_job_in_its_field_order() -> None:
+    # Store._claim builds ClaimedJob positionally from the claim's RETURNING row.
+    from corequeue.store.queries import _CLAIM_COLUMNS
+
+    names = [f.name for f in dataclasses.fields(ClaimedJob)]
+    assert [c.name for c in _CLAIM_COLUMNS] == names[: len(_CLAIM_COLUMNS)]
+    assert names[len(_CLAIM_COLUMNS) :] == ["lease", "started_at"]
