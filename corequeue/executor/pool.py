@@ -337,9 +337,10 @@ class ProcessPool:
         """A child is gone: its running task ends with ``outcome``, the rest go back.
 
         ``killed``: we killed it, so an unstarted head goes back too. A child that died on its
-        own is charged with its head even before reporting it started (a crash at start-up):
-        releasing it uncounted could loop forever on a child that never comes up, while a used
-        attempt shows the cause and ends in failure.
+        own is charged with its head even before reporting it started (a job that kills its child
+        before the "started" message is read): releasing it uncounted could loop forever,
+        while a used attempt shows the cause and ends in failure. A child that dies while
+        starting has no tasks (none are handed to it before it is ready): that is logged.
         """
         events: list[Event] = []
         child.process.join(timeout=5)

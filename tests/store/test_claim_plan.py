@@ -1,5 +1,6 @@
 """The claim query keeps an ordered scan of the small partial index however much finished
-history piles up (PostgreSQL; the statement is the one ``Store.job_claim_many`` runs)."""
+history piles up (PostgreSQL; the statement is the one ``Store.job_claim_many`` runs), and the
+worker's periodic checks (rescue, lease checks) never read that history either."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
 from tests.store._support import T0, at, claim, insert, new_job
 
@@ -63,7 +65,17 @@ def crowded_store(postgres_url: str) -> Iterator[Store]:
         store.dispose()
 
 
-def explain(store: Store, statement: sa.Update) -> tuple[str, list[dict[str, Any]]]:
+@pytest.fixture(scope="module")
+def as_worker(crowded_store: Store) -> Iterator[Store]:
+    """The crowded database through a worker's engine (its planner settings)."""
+    store = Store(create_engine(crowded_store.url, worker=True))
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def explain(store: Store, statement: sa.Executable) -> tuple[str, list[dict[str, Any]]]:
     """EXPLAIN (not ANALYZE: nothing is claimed) the statement: its text and all plan nodes."""
     with store.engine.connect() as conn:
         compiled = statement.compile(
@@ -108,3 +120,31 @@ def test_the_claim_on_the_crowded_table_takes_the_right_jobs(crowded_store: Stor
     # (i % 600 == 4, so T0 + 4 s): i = 4 and i = 604, the oldest first.
     assert [(j.priority, j.run_at) for j in rest] == [(4, at(4)), (4, at(4))]
     assert [j.id - FINISHED_ROWS for j in rest] == [4, 604]
+
+
+def scans_on_jobs(nodes: list[dict[str, Any]]) -> set[tuple[str, str | None]]:
+    return {
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes
+        if n.get("Relation Name") == "corequeue_jobs"
+    }
+
+
+def test_the_rescue_reads_the_running_jobs_index_not_the_history(as_worker: Store) -> None:
+    # Every worker runs it every heartbeat: with an ORDER BY id (and the worker's "no sort"
+    # setting) it walked the primary key over all 200k finished rows.
+    statement = as_worker.rescue_statement(expired_before=at(300), limit=1000)
+    text, nodes = explain(as_worker, statement)
+    assert scans_on_jobs(nodes) == {("Index Scan", "ix_corequeue_jobs_running")}, text
+
+
+@pytest.mark.parametrize("engine", ["worker", "application"])
+def test_a_lease_check_looks_its_jobs_up_by_primary_key(
+    as_worker: Store, crowded_store: Store, engine: str
+) -> None:
+    # A bitmap scan of the running jobs' index would visit each of its dead entries (a
+    # bitmap scan never marks them dead): one per job ever run, until VACUUM.
+    store = as_worker if engine == "worker" else crowded_store
+    statement = store.leases_statement(list(range(1, 1001)), lock=True)
+    text, nodes = explain(store, statement)
+    assert scans_on_jobs(nodes) == {("Index Scan", "corequeue_jobs_pkey")}, text
