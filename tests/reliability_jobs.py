@@ -29,6 +29,24 @@ def run_counts(path: str | Path) -> Counter[Any]:
     return Counter(r["key"] for r in runs(path))
 
 
+@register_job
+class Gated(Job):
+    """Records its run, waits until the file ``gate`` exists (at most a minute), returns its
+    key: a test holds the children's first jobs while it arranges a fault."""
+
+    def __init__(self, log: str, key: Any, gate: str):
+        self.log = log
+        self.key = key
+        self.gate = gate
+
+    def run(self) -> Any:
+        record(self.log, self.key)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.gate) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.key
+
+
 @register_job(alias="rel-touch")
 class Touch(Job):
     """Records its run, sleeps ``seconds``, returns its key."""

@@ -21,7 +21,7 @@ from corequeue import enqueue_many
 from corequeue.store.queries import Store
 from testing.faults import TcpProxy, postgres_start, postgres_stop, wait_for
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
-from tests.reliability_jobs import Touch, run_counts, runs
+from tests.reliability_jobs import Gated, Touch, run_counts, runs
 
 JOBS = 80
 OUTAGE_LINE = "retrying (results are kept until it is back)"
@@ -39,14 +39,24 @@ def proxy(pg_url: str) -> Iterator[TcpProxy]:
 def _run_through_outage(
     store: Store, spawn: Spawner, log: str, url: str, cut: object, restore: object
 ) -> None:
-    handles = enqueue_many([Touch(log, i, 0.1) for i in range(JOBS)])
+    # Every job waits for the gate: the children's first jobs hold on until the database is
+    # gone, so the children hold queued jobs at the cut whatever the timing.
+    gate = f"{log}.gate"
+    handles = enqueue_many([Gated(log, i, gate) for i in range(JOBS)])
     worker = spawn(url, "--max-processes", "2")
-    wait_for(lambda: len(runs(log)) >= 10, timeout=60, what="10 runs before the outage")
+    wait_for(lambda: len(runs(log)) >= 2, timeout=60, what="both children to start a job")
+    wait_for(
+        lambda: state_counts(store)["running"] >= 4,
+        timeout=60,
+        what="jobs queued in the children behind the running ones",
+        detail=worker.log,
+    )
 
     cut()  # type: ignore[operator]
     down_at = time.monotonic()
     at_cut = len(runs(log))
     worker.wait_log(OUTAGE_LINE, timeout=30)
+    Path(gate).touch()
     # Children keep running what they hold; their results wait in the worker. Hold the outage
     # past the heartbeat timeout (3 s) so the worker must also survive a stale heartbeat.
     wait_for(lambda: len(runs(log)) >= at_cut + 2, timeout=30, what="jobs run during the outage")
