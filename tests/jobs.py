@@ -33,6 +33,14 @@ def record(path: str, key: Any, **extra: Any) -> None:
     )
 
 
+def wait_for_gate(path: str | Path, timeout: float = 60.0) -> None:
+    """Block until the file ``path`` exists (at most ``timeout`` seconds): a test holds a job,
+    or a child's start-up, until it has arranged what it checks."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs recorded in ``path``, in the order they happened (empty if none yet; a run
     cut short by a kill mid-write is skipped)."""

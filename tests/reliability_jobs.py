@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corequeue import Job, register_job
-from tests.jobs import append_line, runs
+from tests.jobs import append_line, runs, wait_for_gate
 
 
 def record(path: str, key: Any, **extra: Any) -> None:
@@ -41,9 +41,7 @@ class Gated(Job):
 
     def run(self) -> Any:
         record(self.log, self.key)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.gate) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_gate(self.gate)
         return self.key
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from pathlib import Path
+
+from tests.jobs import wait_for_gate
 
 GATE_ENV = "COREQUEUE_TEST_GATE"
 
 if multiprocessing.parent_process() is not None and os.environ.get(GATE_ENV):
     gate = Path(os.environ[GATE_ENV])
     Path(f"{gate}.waiting").touch()
-    deadline = time.monotonic() + 120
-    while not gate.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_gate(gate)

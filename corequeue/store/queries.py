@@ -134,7 +134,6 @@ class Store:
         self.dialect: str = engine.dialect.name
         self.url: URL = engine.url
         self._claim_statements: dict[tuple[str, ...], sa.Update] = {}
-        self._insert_one: sa.Insert | None = None
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
@@ -268,6 +267,11 @@ class Store:
         return [jobs.c.id]
 
     @functools.cached_property
+    def _insert_one(self) -> sa.Insert:
+        """The one-row INSERT, built once (through SQLAlchemy and through the driver)."""
+        return sa.insert(jobs).returning(*self._returning())
+
+    @functools.cached_property
     def _driver_insert(self) -> Callable[[dict[str, Any]], Inserted] | None:
         """One plain job on PostgreSQL through psycopg, outside any caller's transaction: the
         same INSERT as ``_insert_plain``, compiled once and run on the pooled driver connection
@@ -278,7 +282,7 @@ class Store:
         dialect = self.engine.dialect
         if dialect.driver not in ("psycopg", "psycopg2"):
             return None
-        stmt = sa.insert(jobs).returning(*self._returning())
+        stmt = self._insert_one
         compiled: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
         when = [(key, jobs.c[key].type) for key in ("run_at", "created_at")]
         dbapi_error = dialect.loaded_dbapi.Error
@@ -325,8 +329,6 @@ class Store:
         if len(rows) == 1:
             # One row: a plain execute of a statement built once (executemany's machinery
             # for ordered RETURNING, and rebuilding the statement, cost more than the INSERT).
-            if self._insert_one is None:
-                self._insert_one = sa.insert(jobs).returning(*self._returning())
             job_id = conn.execute(self._insert_one, rows[0]).scalar_one()
             return [Inserted(job_id, True)]
         result = conn.execute(
