@@ -109,10 +109,16 @@ class Notifier(threading.Thread):
                     delay = 0.1
                     self.wake.set()  # catch up on anything enqueued while we were away
                     while not self._halt.is_set():
+                        heard = False
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.wake.set()
-                        # A cheap liveness check: a dead connection raises here.
-                        conn.execute("SELECT 1")
+                            heard = True
+                        if not heard:
+                            # A cheap liveness check after a quiet second: a dead connection
+                            # raises here. Not after a notification: the connection is alive,
+                            # and the worker is claiming right now (a round trip here would
+                            # compete with that claim for the CPU).
+                            conn.execute("SELECT 1")
             except Exception as exc:
                 if self._halt.is_set():
                     break

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from corequeue.core.errors import DatabaseUnavailable
+from corequeue.core.states import JobState
 from corequeue.store.engine import create_engine, ping_after_idle
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter
@@ -106,4 +108,30 @@ def test_one_job_refused_by_the_database_leaves_its_connection_transactional(
         conn.rollback()
 
     assert store.job_list(JobFilter()) == []
+    store.dispose()
+
+
+def test_a_claim_on_a_dead_connection_says_unavailable_and_the_next_claim_gets_the_job(
+    postgres_url: str,
+) -> None:
+    # The worker's claim also runs on the driver's connection directly (an idle worker's
+    # pick-up latency is mostly that statement's round trip).
+    store = Store(create_engine(empty_postgres(postgres_url), worker=True))
+    (job,) = store.job_insert_many([new_job(run_at=T0)], now=T0)
+    assert store.job_claim_many(queues=["nowhere"], limit=1, lease="a", worker_id="w", now=T0) == []
+    dead = _backend_pid(store.engine)
+    admin = create_engine(postgres_url)
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": dead})
+        conn.commit()
+    admin.dispose()
+    with pytest.raises(DatabaseUnavailable, match="database unavailable at postgresql"):
+        store.job_claim_many(queues=[], limit=1, lease="a", worker_id="w", now=T0)
+
+    (claimed,) = store.job_claim_many(queues=["default"], limit=5, lease="b", worker_id="w", now=T0)
+
+    assert (claimed.id, claimed.lease, claimed.attempts) == (job.id, "b", 1)
+    assert claimed.run_at == T0 and claimed.run_at.tzinfo is UTC  # as the column type gives it
+    record = store.job_get(job.id)
+    assert record is not None and record.state is JobState.RUNNING
     store.dispose()
