@@ -270,6 +270,17 @@ def report(out: dict[str, Any], systems: tuple[str, ...], backlogs: list[int]) -
             "<= 10 ms" if is_cq else "",
             lat["p99_ms"] <= 10 if is_cq else None,
         )
+    lat = out.get("latency", {})
+    if "corequeue" in lat and "pgqueuer" in lat:
+        # The target in the terms of DESIGN.md's reference machine, where PgQueuer measured
+        # 3.2 ms: 3 ms is 0.94 of it. Absolute times move with the machine; this ratio less.
+        ratio = lat["corequeue"]["p50_ms"] / lat["pgqueuer"]["p50_ms"]
+        row(
+            "pick-up latency p50 corequeue / pgqueuer",
+            fmt(ratio, ".2f") + "x",
+            "<= 0.94x (3 / 3.2 ms)",
+            ratio <= 3 / 3.2,
+        )
     if "enqueue" in out:
         e = out["enqueue"]
         row("enqueue_many(10,000): seconds", fmt(e["enqueue_many_10k_s"], ".3f"))

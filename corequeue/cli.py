@@ -400,6 +400,19 @@ class LineFormatter(logging.Formatter):
         return f"{self._text},{int(record.msecs):03d}"
 
 
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that leaves flushing to :meth:`flush` (StreamHandler flushes after
+    every record: one write(2) per line, whatever the stream's buffer)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(level: str, *, buffered: bool = False) -> None:
     """Log lines to stderr. ``buffered`` (the worker): block-buffered, and the worker flushes
     the handlers each time round its loop, before it waits, so a busy worker writes its lines
@@ -411,7 +424,7 @@ def configure_logging(level: str, *, buffered: bool = False) -> None:
             encoding=sys.stderr.encoding,
             errors="backslashreplace",
         )
-    handler = logging.StreamHandler(stream)
+    handler = BufferedStreamHandler(stream) if buffered else logging.StreamHandler(stream)
     handler.setFormatter(LineFormatter())
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     # The format shows no thread or process: do not look them up for every record.

@@ -15,9 +15,9 @@ state is an :class:`InvalidTransition` that names both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from corequeue.core.errors import InvalidTransition, StaleLease
 from corequeue.core.states import JobState, Outcome
@@ -55,9 +55,9 @@ TRANSITIONS: dict[tuple[JobState, Event], tuple[JobState, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class JobSnapshot:
-    """What the lifecycle needs to know about a job."""
+class JobSnapshot(NamedTuple):
+    """What the lifecycle needs to know about a job. (Named tuples, this and Change: immutable,
+    and built several times faster than frozen dataclasses, once per finished job.)"""
 
     state: JobState
     attempts: int  # attempts started so far (a claim starts one)
@@ -70,8 +70,7 @@ class JobSnapshot:
         return max(self.max_attempts - self.attempts, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """The job as it must be after an event; ``finished_at`` is set exactly for final states."""
 
     state: JobState

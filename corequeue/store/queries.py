@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,23 +59,26 @@ _CLAIM_COLUMNS = [
 
 
 #: A batch of attempt endings in one round trip (PostgreSQL): the endings travel as one JSON
-#: document (json.dumps is far cheaper than binding a dozen arrays; times as epoch seconds);
-#: the UPDATE's WHERE is the compare-and-set (still running, same lease).
+#: document, each ending an object holding only its fields that are set (json_to_recordset
+#: reads objects several times faster than ``->>`` on arrays), times as integer microseconds
+#: since the epoch (exact; json.dumps writes a float several times slower than an int). The
+#: UPDATE's WHERE is the compare-and-set (still running, same lease); only the attempts whose
+#: job row was updated get their row.
 _FINISH_POSTGRESQL = sa.text(
     """
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:endings AS json)) AS v(
         id bigint, lease text, state text, attempts int, max_attempts int, new_lease text,
-        run_at float8, finished_at float8, result text, error text, number int,
-        outcome text, worker_id text, started_at float8, ended_at float8,
+        run_at bigint, finished_at bigint, result text, error text, number int,
+        outcome text, worker_id text, started_at bigint, ended_at bigint,
         error_type text, error_message text, traceback text
     )
 ),
 done AS (
     UPDATE corequeue_jobs AS j
     SET state = v.state, attempts = v.attempts, max_attempts = v.max_attempts,
-        lease = v.new_lease, run_at = to_timestamp(v.run_at),
-        finished_at = to_timestamp(v.finished_at),
+        lease = v.new_lease, run_at = timestamptz 'epoch' + v.run_at * interval '1 microsecond',
+        finished_at = timestamptz 'epoch' + v.finished_at * interval '1 microsecond',
         result = v.result, error = v.error
     FROM v
     WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
@@ -84,14 +87,25 @@ done AS (
 recorded AS (
     INSERT INTO corequeue_attempts (job_id, attempt, outcome, lease, worker_id, started_at,
                                     finished_at, error_type, error_message, traceback)
-    SELECT v.id, v.number, v.outcome, v.lease, v.worker_id, to_timestamp(v.started_at),
-           to_timestamp(v.ended_at),
+    SELECT v.id, v.number, v.outcome, v.lease, v.worker_id,
+           timestamptz 'epoch' + v.started_at * interval '1 microsecond',
+           timestamptz 'epoch' + v.ended_at * interval '1 microsecond',
            v.error_type, v.error_message, v.traceback
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
 )
 SELECT id FROM done
-"""
+""".replace("_corequeue_epoch", "timestamptz 'epoch'").replace(
+        "_corequeue_us", "interval '1 microsecond'"
+    )
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(when: datetime | None) -> int | None:
+    """``when`` as whole microseconds since the epoch (exact, unlike a float timestamp)."""
+    return None if when is None else (when - _EPOCH) // _MICROSECOND
 
 
 _RESCUE_COLUMNS = [
@@ -535,6 +549,7 @@ class Store:
         """The same compare-and-set writes as on SQLite, as ONE statement for the whole batch:
         the endings travel as arrays, the job UPDATE re-checks state and lease, and only the
         attempts whose job row was updated get their attempt row."""
+        micros = _micros
         endings = []
         for e in ends:
             change = e.change
@@ -548,15 +563,15 @@ class Store:
                 "max_attempts": change.max_attempts,
                 "number": e.attempt,
                 "outcome": e.outcome,
-                "ended_at": e.finished_at.timestamp(),
+                "run_at": micros(change.run_at),
+                "ended_at": micros(e.finished_at),
             }
             optional = (
                 ("new_lease", change.lease),
-                ("run_at", change.run_at and change.run_at.timestamp()),
-                ("finished_at", change.finished_at and change.finished_at.timestamp()),
+                ("finished_at", change.finished_at and micros(change.finished_at)),
                 ("result", e.result),
                 ("worker_id", e.worker_id),
-                ("started_at", e.started_at and e.started_at.timestamp()),
+                ("started_at", e.started_at and micros(e.started_at)),
                 ("error", _error_line(e)),
                 ("error_type", e.error_type),
                 ("error_message", e.error_message),
