@@ -58,6 +58,15 @@ _CLAIM_COLUMNS = [
 ]
 
 
+def _at(micros: str) -> str:
+    """SQL: the timestamptz ``micros`` microseconds after the epoch, exactly (whole seconds
+    and the rest apart: a float8 holds every microsecond only until the year 2255)."""
+    return (
+        f"timestamptz 'epoch' + ({micros} / 1000000) * interval '1 second'"
+        f" + ({micros} % 1000000) * interval '1 microsecond'"
+    )
+
+
 #: A batch of attempt endings in one round trip (PostgreSQL): the endings travel as one JSON
 #: document, each ending an object holding only its fields that are set (json_to_recordset
 #: reads objects several times faster than ``->>`` on arrays), times as integer microseconds
@@ -65,7 +74,7 @@ _CLAIM_COLUMNS = [
 #: UPDATE's WHERE is the compare-and-set (still running, same lease); only the attempts whose
 #: job row was updated get their row.
 _FINISH_POSTGRESQL = sa.text(
-    """
+    f"""
 WITH v AS (
     SELECT * FROM json_to_recordset(CAST(:endings AS json)) AS v(
         id bigint, lease text, state text, attempts int, max_attempts int, new_lease text,
@@ -77,8 +86,8 @@ WITH v AS (
 done AS (
     UPDATE corequeue_jobs AS j
     SET state = v.state, attempts = v.attempts, max_attempts = v.max_attempts,
-        lease = v.new_lease, run_at = timestamptz 'epoch' + v.run_at * interval '1 microsecond',
-        finished_at = timestamptz 'epoch' + v.finished_at * interval '1 microsecond',
+        lease = v.new_lease, run_at = {_at("v.run_at")},
+        finished_at = {_at("v.finished_at")},
         result = v.result, error = v.error
     FROM v
     WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
@@ -88,8 +97,8 @@ recorded AS (
     INSERT INTO corequeue_attempts (job_id, attempt, outcome, lease, worker_id, started_at,
                                     finished_at, error_type, error_message, traceback)
     SELECT v.id, v.number, v.outcome, v.lease, v.worker_id,
-           timestamptz 'epoch' + v.started_at * interval '1 microsecond',
-           timestamptz 'epoch' + v.ended_at * interval '1 microsecond',
+           {_at("v.started_at")},
+           {_at("v.ended_at")},
            v.error_type, v.error_message, v.traceback
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
 )

@@ -10,7 +10,7 @@ import dataclasses
 import multiprocessing
 import queue
 import threading
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -317,6 +317,29 @@ def test_a_success_is_stored_with_its_result_and_attempt(store: Store) -> None:
         "worker-1",
     )
     assert (attempt.started_at, attempt.finished_at) == (at(1), at(2))
+
+
+def test_an_ending_keeps_its_times_to_the_microsecond(store: Store) -> None:
+    # Times far from the epoch with an odd microsecond: a float timestamp in seconds cannot
+    # hold every one of them (PostgreSQL's endings travel as integer microseconds).
+    run_at = datetime(2023, 11, 30, 13, 59, 58, 999_999, tzinfo=UTC)
+    started, ended = (
+        at(0) + timedelta(microseconds=7),
+        datetime(2999, 12, 31, 23, 59, 59, 999_991, tzinfo=UTC),
+    )
+    (job_id,) = insert(store, new_job(run_at=run_at, retries=1))
+    (job,) = claim(store, now=started)
+    errored = ending(job, Outcome.ERRORED, now=ended, retry_delay=0.000_003)
+    store.job_finish_many([errored])
+
+    row = store.job_get(job_id)
+    (attempt,) = store.attempt_list(job_id)
+    assert row is not None and row.run_at == errored.change.run_at  # the retry's, as decided
+    assert (attempt.started_at, attempt.finished_at) == (started, ended)
+    (job,) = claim(store, now=ended + timedelta(seconds=1))
+    store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=ended + timedelta(seconds=2))])
+    row = store.job_get(job_id)
+    assert row is not None and row.finished_at == ended + timedelta(seconds=2)
 
 
 def test_an_error_with_retries_left_waits_and_records_the_traceback(store: Store) -> None:
