@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -401,12 +402,16 @@ class LineFormatter(logging.Formatter):
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that leaves flushing to :meth:`flush` (StreamHandler flushes after
-    every record: one write(2) per line, whatever the stream's buffer)."""
+    """A StreamHandler that leaves flushing the main thread's lines to :meth:`flush`, which
+    the worker's loop calls before it waits (StreamHandler flushes after every record: one
+    write(2) per line, whatever the stream's buffer). Other threads' lines (the LISTEN
+    thread's, say) are flushed at once: the loop may be asleep."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.stream.write(self.format(record) + self.terminator)
+            if threading.current_thread() is not threading.main_thread():
+                self.flush()
         except RecursionError:
             raise
         except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from corequeue.cli import BufferedStreamHandler, LineFormatter
 
@@ -44,3 +45,11 @@ def test_the_workers_handler_writes_its_lines_and_flushes_only_when_told() -> No
     assert (stream.text, stream.flushes) == ("n=0\nn=1\nn=2\n", 0)
     handler.flush()
     assert stream.flushes == 1
+    # Another thread's line is flushed at once: the worker's loop may be asleep.
+    other = threading.Thread(
+        target=handler.handle,
+        args=(logging.LogRecord("cq", logging.WARNING, __file__, 1, "lost", (), None),),
+    )
+    other.start()
+    other.join()
+    assert (stream.text.splitlines()[-1], stream.flushes) == ("lost", 2)
