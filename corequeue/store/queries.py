@@ -67,21 +67,49 @@ def _at(micros: str) -> str:
     )
 
 
-#: A batch of attempt endings in one round trip (PostgreSQL): the endings travel as one JSON
-#: document, each ending an object holding only its fields that are set (json_to_recordset
-#: reads objects several times faster than ``->>`` on arrays), times as integer microseconds
-#: since the epoch (exact; json.dumps writes a float several times slower than an int). The
-#: UPDATE's WHERE is the compare-and-set (still running, same lease); only the attempts whose
-#: job row was updated get their row.
+#: A batch of attempt endings in one round trip (PostgreSQL), by columns: each column is one
+#: parameter, in this order, a PostgreSQL array literal of integers (``int``: "{1,NULL,3}") or
+#: a JSON array of strings (``text``: quoting left to json.dumps), unnested into rows in SQL.
+#: Times are integer microseconds since the epoch (exact). Building the columns costs a third
+#: of building one JSON object per ending (json.dumps writes keys and floats slowly), and
+#: PostgreSQL reads them faster than json_to_recordset.
+_ENDING_COLUMNS: tuple[tuple[str, str, Callable[[AttemptEnd], Any]], ...] = (
+    ("id", "int", lambda e: e.job_id),
+    ("lease", "text", lambda e: e.lease),
+    ("state", "text", lambda e: e.change.state),
+    ("attempts", "int", lambda e: e.change.attempts),
+    ("max_attempts", "int", lambda e: e.change.max_attempts),
+    ("new_lease", "text", lambda e: e.change.lease),
+    ("run_at", "int", lambda e: _micros(e.change.run_at)),
+    ("finished_at", "int", lambda e: _micros(e.change.finished_at)),
+    ("result", "text", lambda e: e.result),
+    ("error", "text", lambda e: _error_line(e)),
+    ("number", "int", lambda e: e.attempt),
+    ("outcome", "text", lambda e: e.outcome),
+    ("worker_id", "text", lambda e: e.worker_id),
+    ("started_at", "int", lambda e: _micros(e.started_at)),
+    ("ended_at", "int", lambda e: _micros(e.finished_at)),
+    ("error_type", "text", lambda e: e.error_type),
+    ("error_message", "text", lambda e: e.error_message),
+    ("traceback", "text", lambda e: e.traceback),
+)
+
+
+def _ending_column(name: str, kind: str) -> str:
+    if kind == "int":
+        return f"CAST(:{name} AS bigint[])"
+    return f"ARRAY(SELECT json_array_elements_text(CAST(:{name} AS json)))"
+
+
+#: The compare-and-set writes of a batch of endings as ONE statement: the UPDATE's WHERE is
+#: the check (still running, same lease); only the attempts whose job row was updated get
+#: their attempt row.
 _FINISH_POSTGRESQL = sa.text(
     f"""
 WITH v AS (
-    SELECT * FROM json_to_recordset(CAST(:endings AS json)) AS v(
-        id bigint, lease text, state text, attempts int, max_attempts int, new_lease text,
-        run_at bigint, finished_at bigint, result text, error text, number int,
-        outcome text, worker_id text, started_at bigint, ended_at bigint,
-        error_type text, error_message text, traceback text
-    )
+    SELECT * FROM unnest(
+        {", ".join(_ending_column(name, kind) for name, kind, _ in _ENDING_COLUMNS)}
+    ) AS v({", ".join(name for name, _, _ in _ENDING_COLUMNS)})
 ),
 done AS (
     UPDATE corequeue_jobs AS j
@@ -103,9 +131,7 @@ recorded AS (
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
 )
 SELECT id FROM done
-""".replace("_corequeue_epoch", "timestamptz 'epoch'").replace(
-        "_corequeue_us", "interval '1 microsecond'"
-    )
+"""
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -555,44 +581,17 @@ class Store:
         return [e.job_id for e in applied]
 
     def _finish_postgresql(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
-        """The same compare-and-set writes as on SQLite, as ONE statement for the whole batch:
-        the endings travel as arrays, the job UPDATE re-checks state and lease, and only the
-        attempts whose job row was updated get their attempt row."""
-        micros = _micros
-        endings = []
-        for e in ends:
-            change = e.change
-            # Keys left out are NULL. States and outcomes are str enums: JSON writes their
-            # values.
-            row: dict[str, Any] = {
-                "id": e.job_id,
-                "lease": e.lease,
-                "state": change.state,
-                "attempts": change.attempts,
-                "max_attempts": change.max_attempts,
-                "number": e.attempt,
-                "outcome": e.outcome,
-                "run_at": micros(change.run_at),
-                "ended_at": micros(e.finished_at),
-            }
-            optional = (
-                ("new_lease", change.lease),
-                ("finished_at", change.finished_at and micros(change.finished_at)),
-                ("result", e.result),
-                ("worker_id", e.worker_id),
-                ("started_at", e.started_at and micros(e.started_at)),
-                ("error", _error_line(e)),
-                ("error_type", e.error_type),
-                ("error_message", e.error_message),
-                ("traceback", e.traceback),
-            )
-            for key, value in optional:
-                if value is not None:
-                    row[key] = value
-            endings.append(row)
-        rows = conn.execute(
-            _FINISH_POSTGRESQL, {"endings": json.dumps(endings, separators=(",", ":"))}
-        ).all()
+        """The same compare-and-set writes as on SQLite, as ONE statement for the whole batch
+        (_FINISH_POSTGRESQL), the endings by columns."""
+        params: dict[str, str] = {}
+        for name, kind, field in _ENDING_COLUMNS:
+            values = [field(e) for e in ends]
+            if kind == "int":
+                listed = ",".join(["NULL" if v is None else str(v) for v in values])
+                params[name] = "{" + listed + "}"
+            else:  # str enums are strs: JSON writes their values
+                params[name] = json.dumps(values, separators=(",", ":"))
+        rows = conn.execute(_FINISH_POSTGRESQL, params).all()
         return [r.id for r in rows]
 
     def job_release_many(self, claimed: Sequence[ClaimedJob], *, now: datetime) -> list[int]:

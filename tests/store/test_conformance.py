@@ -7,6 +7,7 @@ offsets), passed as ``now``: nothing here reads the real clock or sleeps.
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import queue
 import threading
@@ -378,6 +379,37 @@ def test_an_error_with_retries_left_waits_and_records_the_traceback(store: Store
     store.job_finish_many([ending(second, Outcome.ERRORED, now=at(33))])
     assert state_of(store, job_id) is JobState.FAILED
     assert [a.attempt for a in store.attempt_list(job_id)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'say "hi", {1,2}; NULL',
+        'back\\slash\\"quote',
+        "NULL",
+        "",
+        "line\nbreak\ttab",
+        "héllo ✓ 日本",
+    ],
+)
+def test_the_text_of_a_batch_of_endings_is_stored_as_it_came(store: Store, text: str) -> None:
+    # Results and error texts are anything a job returns or raises: quotes, braces, commas,
+    # backslashes, the word NULL, nothing at all. They must come back as they went.
+    ids = insert(store, new_job(), new_job(), new_job())
+    a, b, c = claim(store, now=at(1))
+    result = json.dumps(text)
+    ends = [
+        ending(a, Outcome.SUCCEEDED, now=at(2), result=result),
+        ending(b, Outcome.SUCCEEDED, now=at(2)),  # no result at all
+        ending(c, Outcome.ERRORED, now=at(2), error_type=text, error_message=text, traceback=text),
+    ]
+    assert sorted(store.job_finish_many(ends)) == ids
+
+    rows = [store.job_get(i) for i in ids]
+    assert [r.result if r else "?" for r in rows] == [result, None, None]
+    (attempt,) = store.attempt_list(c.id)
+    assert (attempt.error_type, attempt.error_message, attempt.traceback) == (text, text, text)
+    assert rows[2] is not None and rows[2].error == (f"{text}: {text}" if text else "errored")
 
 
 def test_a_result_under_a_superseded_lease_is_refused_and_writes_nothing(store: Store) -> None:
