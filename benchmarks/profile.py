@@ -16,7 +16,7 @@ from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
 
 #: Functions whose inclusive share of a thread's samples we report.
 WATCH = {
-    "Store.job_finish_many": "record endings (one JSON statement)",
+    "Store.job_finish_many": "record endings (one statement)",
     "Store.job_claim_many": "claim (UPDATE ... SKIP LOCKED) and its rows",
     "Store.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
     "Worker._take_claim": "apply a claim (hand the jobs to the children)",

@@ -21,8 +21,8 @@ def kind(statement: str) -> str:
     text = " ".join(statement.split()).upper()
     if text.startswith("UPDATE COREQUEUE_JOBS SET STATE") and "SKIP LOCKED" in text:
         return "claim (UPDATE ... SKIP LOCKED)"
-    if text.startswith("WITH V AS") and "JSON_TO_RECORDSET" in text:
-        return "record endings (UPDATE + attempts, one JSON statement)"
+    if text.startswith("WITH V AS") and "COREQUEUE_ATTEMPTS" in text:
+        return "record endings (UPDATE + attempts, one statement)"
     if text.startswith("SELECT COREQUEUE_JOBS.ID, COREQUEUE_JOBS.LEASE"):
         return "finish: lease check (SELECT ... FOR UPDATE)"
     if text.startswith("UPDATE COREQUEUE_JOBS SET"):

@@ -22,6 +22,19 @@ def _backend_pid(engine: sa.Engine) -> int:
         return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
 
 
+def _kill_pooled_backend(engine: sa.Engine, postgres_url: str) -> int:
+    """Terminate the server process behind ``engine``'s pooled connection (left in the pool,
+    dead); returns its pid."""
+    dead = _backend_pid(engine)
+    admin = create_engine(postgres_url)
+    with admin.connect() as conn:
+        # pg_terminate_backend(pid, timeout) waits until the backend is gone.
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": dead})
+        conn.commit()
+    admin.dispose()
+    return dead
+
+
 def _counting_pings(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     pings: list[int] = []
     real = engine.dialect.do_ping
@@ -77,12 +90,7 @@ def test_one_job_on_a_dead_connection_says_unavailable_and_the_next_one_is_store
     # corequeue's DatabaseUnavailable, and nothing half-done is left behind.
     store = Store(create_engine(empty_postgres(postgres_url)))
     (first,) = store.job_insert_many([new_job()], now=T0)
-    dead = _backend_pid(store.engine)
-    admin = create_engine(postgres_url)
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": dead})
-        conn.commit()
-    admin.dispose()
+    dead = _kill_pooled_backend(store.engine, postgres_url)
     # Used a moment ago, so the pool does not ping it: the INSERT meets the dead connection.
     with pytest.raises(DatabaseUnavailable, match="database unavailable at postgresql"):
         store.job_insert_many([new_job()], now=T0)
@@ -119,17 +127,13 @@ def test_a_claim_on_a_dead_connection_says_unavailable_and_the_next_claim_gets_t
     store = Store(create_engine(empty_postgres(postgres_url), worker=True))
     (job,) = store.job_insert_many([new_job(run_at=T0)], now=T0)
     assert store.job_claim_many(queues=["nowhere"], limit=1, lease="a", worker_id="w", now=T0) == []
-    dead = _backend_pid(store.engine)
-    admin = create_engine(postgres_url)
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": dead})
-        conn.commit()
-    admin.dispose()
+    dead = _kill_pooled_backend(store.engine, postgres_url)
     with pytest.raises(DatabaseUnavailable, match="database unavailable at postgresql"):
         store.job_claim_many(queues=[], limit=1, lease="a", worker_id="w", now=T0)
 
     (claimed,) = store.job_claim_many(queues=["default"], limit=5, lease="b", worker_id="w", now=T0)
 
+    assert _backend_pid(store.engine) != dead  # the dead connection left the pool
     assert (claimed.id, claimed.lease, claimed.attempts) == (job.id, "b", 1)
     assert claimed.run_at == T0 and claimed.run_at.tzinfo is UTC  # as the column type gives it
     record = store.job_get(job.id)
