@@ -98,7 +98,11 @@ _ENDING_COLUMNS: tuple[tuple[str, str, Callable[[AttemptEnd], Any]], ...] = (
 def _ending_column(name: str, kind: str) -> str:
     if kind == "int":
         return f"CAST(:{name} AS bigint[])"
-    return f"ARRAY(SELECT json_array_elements_text(CAST(:{name} AS json)))"
+    # In the JSON array's order, by ORDINALITY: unnest pairs the columns up by position.
+    return (
+        f"ARRAY(SELECT t FROM json_array_elements_text(CAST(:{name} AS json))"
+        " WITH ORDINALITY AS a(t, n) ORDER BY n)"
+    )
 
 
 #: The compare-and-set writes of a batch of endings as ONE statement: the UPDATE's WHERE is
@@ -470,8 +474,8 @@ class Store:
                 for job in claimed:  # as the column type converts it
                     job.run_at = utc.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
             else:
-                # PostgreSQL: the claim is one statement, atomic by itself (no BEGIN and COMMIT
-                # round trips around it: an idle worker's pick-up latency).
+                # One statement, atomic by itself: in autocommit on PostgreSQL (no BEGIN and
+                # COMMIT round trips), a write transaction on SQLite.
                 with self._atomic() as conn:
                     claimed = [make(*r, lease, now) for r in conn.execute(stmt, params)]
         claimed.sort(key=lambda j: (-j.priority, j.run_at, j.id))
