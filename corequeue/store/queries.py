@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -138,6 +138,8 @@ SELECT id FROM done
 """
 )
 
+#: The column type's conversions, for the statements the driver runs (Store._driver_run).
+_UTC = schema.UTCDateTime()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -175,8 +177,16 @@ def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> st
 
 
 ConnectionLike = Connection | Session
-#: A statement compiled for the driver: its SQL, and its parameters' default values.
-_Compiled = tuple[str, dict[str, Any]]
+
+
+class _Compiled(NamedTuple):
+    """A statement compiled once for the driver (:meth:`Store._driver_run`)."""
+
+    sql: str
+    defaults: dict[str, Any]  # its parameters' default values
+    times: tuple[str, ...]  # its UTCDateTime parameters: bound as the column type binds them
+
+
 #: (job id, lease expected, change to apply, extra columns) for ``Store._apply_changes``.
 _Write = tuple[int, str | None, lifecycle.Change, dict[str, Any]]
 
@@ -190,6 +200,7 @@ class Store:
         self.url: URL = engine.url
         self._claim_statements: dict[tuple[str, ...], sa.Update] = {}
         self._driver_claims: dict[tuple[str, ...], _Compiled] = {}
+        self._driver_inserts: dict[tuple[str, ...], _Compiled] = {}
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
@@ -286,7 +297,7 @@ class Store:
             return []
         with self._errors():
             if connection is None and len(new_jobs) == 1 and self.is_postgresql:
-                if not new_jobs[0].unique_key and self._driver_insert is not None:
+                if not new_jobs[0].unique_key and self._driver is not None:
                     return [self._driver_insert(_new_row(new_jobs[0], now))]
                 # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
                 with self._autocommit() as conn:
@@ -373,38 +384,35 @@ class Store:
     def _compiled(
         self, stmt: sa.Insert | sa.Update, keys: Sequence[str] | None = None
     ) -> _Compiled:
-        """``stmt`` rendered once for the driver: its SQL and its default parameters."""
+        """``stmt`` rendered once for the driver (``keys``: an INSERT's columns)."""
         done = stmt.compile(
             dialect=self.engine.dialect,
             column_keys=list(keys) if keys is not None else None,
             compile_kwargs={"render_postcompile": True},
         )
-        return str(done), dict(done.params)
+        times = tuple(
+            name for name, bind in done.binds.items() if isinstance(bind.type, schema.UTCDateTime)
+        )
+        return _Compiled(str(done), dict(done.params), times)
 
-    @functools.cached_property
-    def _driver_insert(self) -> Callable[[dict[str, Any]], Inserted] | None:
+    def _driver_run(self, compiled: _Compiled, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run a statement compiled by :meth:`_compiled` through :attr:`_driver`."""
+        assert self._driver is not None
+        values = compiled.defaults | params
+        utc, dialect = _UTC, self.engine.dialect
+        for name in compiled.times:
+            values[name] = utc.process_bind_param(values[name], dialect)
+        return self._driver(compiled.sql, values)
+
+    def _driver_insert(self, row: dict[str, Any]) -> Inserted:
         """One plain job on PostgreSQL, outside any caller's transaction, through the driver
-        (:attr:`_driver`): the same INSERT as ``_insert_plain``, compiled once.
-        ``run_in_worker()`` should cost about one INSERT."""
-        execute = self._driver
-        if execute is None:
-            return None
-        stmt = self._insert_one
-        compiled: dict[tuple[str, ...], _Compiled] = {}
-        when = [(key, jobs.c[key].type) for key in ("run_at", "created_at")]
-        dialect = self.engine.dialect
-
-        def insert(row: dict[str, Any]) -> Inserted:
-            keys = tuple(row)
-            if keys not in compiled:
-                compiled[keys] = self._compiled(stmt, keys)
-            sql, defaults = compiled[keys]
-            params = defaults | row
-            for key, type_ in when:
-                params[key] = type_.process_bind_param(params[key], dialect)  # type: ignore[attr-defined]
-            return Inserted(execute(sql, params)[0][0], True)
-
-        return insert
+        (:attr:`_driver`): the same INSERT as ``_insert_plain``, compiled once per set of
+        columns. ``run_in_worker()`` should cost about one INSERT."""
+        keys = tuple(row)
+        compiled = self._driver_inserts.get(keys)
+        if compiled is None:
+            compiled = self._driver_inserts[keys] = self._compiled(self._insert_one, keys)
+        return Inserted(self._driver_run(compiled, row)[0][0], True)
 
     def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
         if not rows:
@@ -470,9 +478,9 @@ class Store:
                 claimed: list[ClaimedJob] = [
                     make(*r, lease, now) for r in self._driver_claim(key, params)
                 ]
-                utc, dialect = schema.UTCDateTime(), self.engine.dialect
+                dialect = self.engine.dialect
                 for job in claimed:  # as the column type converts it
-                    job.run_at = utc.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
+                    job.run_at = _UTC.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
             else:
                 # One statement, atomic by itself: in autocommit on PostgreSQL (no BEGIN and
                 # COMMIT round trips), a write transaction on SQLite.
@@ -502,17 +510,11 @@ class Store:
     ) -> list[tuple[Any, ...]]:
         """The claim's rows through the driver (:attr:`_driver`), on PostgreSQL: an idle
         worker's pick-up latency is mostly this statement's round trip."""
-        assert self._driver is not None
         compiled = self._driver_claims.get(queues)
         if compiled is None:
             compiled = self._compiled(self._claim_statement(queues))
             self._driver_claims[queues] = compiled
-        sql, defaults = compiled
-        params = defaults | params
-        params["c_now"] = schema.UTCDateTime().process_bind_param(
-            params["c_now"], self.engine.dialect
-        )
-        return self._driver(sql, params)
+        return self._driver_run(compiled, params)
 
     def claim_statement(
         self, *, queues: Sequence[str], limit: Any, lease: Any, worker_id: Any, now: Any
