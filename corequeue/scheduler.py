@@ -169,6 +169,7 @@ class Scheduler:
 
     name = "scheduler"
     interval = 0.25  # ticks are cheap: the database is read only when something is due
+    needs_settled = False  # it reads and writes schedules, not this worker's jobs
     resync_every = 30.0
     #: A stored schedule that no worker configured with it touched for this long is deleted.
     stale_after = timedelta(seconds=90)

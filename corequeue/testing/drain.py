@@ -48,6 +48,7 @@ class PullForward:
 
     name = "corequeue-testing-pull-forward"
     interval = 0.05
+    needs_settled = True  # endings under way are recorded first: their retries are pulled too
 
     def __init__(self, store: Store, queues: Sequence[str]) -> None:
         self.store = store

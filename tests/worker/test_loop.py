@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from corequeue.config import Settings
 from corequeue.core.errors import DatabaseUnavailable
 from corequeue.core.states import JobState
+from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
-from corequeue.worker import Worker
+from corequeue.worker import Worker, utcnow
 from testing.faults import wait_for
 from tests.e2e.harness import WorkerFactory
 from tests.jobs import Add, Record, Sleep, runs
@@ -148,3 +150,37 @@ def test_no_job_is_claimed_for_a_child_still_starting(
 
     assert handle.wait(timeout=60) == 3
     assert worker.stop() == 0
+
+
+def test_only_services_that_read_this_workers_jobs_wait_for_its_claims_and_records(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiting for the claim and the recording under way stalls a busy worker for tens of
+    # milliseconds (its children idle meanwhile): the scheduler ticks four times a second.
+    calls: list[str] = []
+
+    class Service:
+        interval = 60.0
+
+        def __init__(self, name: str, needs_settled: bool) -> None:
+            self.name, self.needs_settled = name, needs_settled
+
+        def run_once(self, now: datetime) -> bool:
+            calls.append(self.name)
+            return False
+
+    worker = Worker(
+        store,
+        Settings(database_url=database_url),
+        services=[Service("reads-own-jobs", True), Service("reads-schedules", False)],
+    )
+    builtin = {s.name: s.needs_settled for s in worker._services[:3]}
+    worker._services = worker._services[3:]
+    monkeypatch.setattr(worker, "_settle", lambda: calls.append("settle"))
+
+    worker._maintain(utcnow())
+
+    assert calls == ["settle", "reads-own-jobs", "reads-schedules"]
+    # The heartbeat's orphan check compares the database with the jobs this worker holds.
+    assert builtin == {"heartbeat": True, "rescuer": False, "pruner": False}
+    assert Scheduler.needs_settled is False
