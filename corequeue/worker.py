@@ -235,6 +235,7 @@ class Worker:
 
     def _loop(self) -> int:
         while True:
+            self.pool.start()  # replaces children that died (once their restart delay is over)
             events = self.pool.collect()
             events += self.pool.check_timeouts()
             self._handle(events)
@@ -325,6 +326,9 @@ class Worker:
         deadline = self.pool.next_deadline()
         if deadline is not None:
             candidates.append(deadline)
+        respawn = self.pool.next_respawn()
+        if respawn is not None and not self._stopping:
+            candidates.append(respawn)
         if self._stop_deadline is not None:
             candidates.append(self._stop_deadline - mono)
         if self._outage_since is not None:

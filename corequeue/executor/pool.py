@@ -60,6 +60,12 @@ Event = TaskResult | Released | Ready
 #: Bytes read from a child's pipe at once (its results, many per read under load).
 READ_SIZE = 1 << 18
 
+#: After a child dies while starting, the next one starts this many seconds later, twice as
+#: long after each further failure in a row, at most RESPAWN_DELAY_MAX: a child that cannot
+#: start (an import that fails only there, say) is not respawned in a tight loop.
+RESPAWN_DELAY_MIN = 0.1
+RESPAWN_DELAY_MAX = 30.0
+
 
 @dataclass
 class _Child:
@@ -112,11 +118,22 @@ class ProcessPool:
         # and registers every file descriptor on each call).
         self._poller = select.poll()
         self._extra: dict[int, Any] = {}  # registered waitables of the caller, by fd
+        self.start_failures = 0  # children that died while starting, in a row
+        self._respawn_at = 0.0  # monotonic time before which no child is started
+
+    def next_respawn(self) -> float | None:
+        """Seconds until a child that is missing may be started (None: none is waiting)."""
+        if len(self.children) >= self.max_processes or self.closing:
+            return None
+        return max(self._respawn_at - time.monotonic(), 0.0)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the children that are missing (unless a failed start's delay is running)."""
         while not self.closing and len(self.children) < self.max_processes:
+            if time.monotonic() < self._respawn_at:
+                return
             self.children.append(self._spawn())
 
     def _spawn(self) -> _Child:
@@ -299,6 +316,7 @@ class ProcessPool:
         kind = message[0]
         if kind == "ready":
             child.ready = True
+            self.start_failures = 0
             events.append(Ready(child.pid))
         elif kind == "started":
             if child.pending and child.pending[0].job_id == message[1]:
@@ -346,10 +364,16 @@ class ProcessPool:
         child.process.join(timeout=5)
         self._forget(child)
         if not child.ready and not child.stopping:
+            self.start_failures += 1
+            delay = min(RESPAWN_DELAY_MIN * 2 ** (self.start_failures - 1), RESPAWN_DELAY_MAX)
+            self._respawn_at = time.monotonic() + delay
             log.error(
-                "child process pid=%s exited while starting (%s); no job had been handed to it",
+                "child process pid=%s exited while starting (%s); no job had been handed to "
+                "it; %d start(s) failed in a row, the next in %.1fs",
                 child.pid,
                 why,
+                self.start_failures,
+                delay,
             )
         if child.pending and not child.stopping:
             self.replaced += 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,9 +44,47 @@ def test_while_one_child_starts_the_ready_one_takes_one_task_until_durations_are
     pool._observe(0.001)  # jobs take 1 ms: max_pending (10) bounds the queue in time already
     assert pool.free_slots() == 10
 
+    pool.start_failures = 3  # earlier children died while starting
     events: list[Any] = []
     pool._receive(starting, ("ready",), events)
 
     assert starting.ready
     assert events == [Ready(4242)]
     assert pool.free_slots() == 20
+    assert pool.start_failures == 0  # a start that worked ends the run of failures
+
+
+def test_a_child_that_cannot_start_is_started_again_after_a_doubling_delay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child whose imports fail (here a module that does not exist) dies while starting,
+    every time: the pool starts the next one 0.1 s later, then 0.2 s, 0.4 s, ... instead of
+    respawning it in a tight loop."""
+    pool = ProcessPool(ChildConfig(("tests.no_such_module",), (), ""), max_processes=1)
+    spawned: list[float] = []
+    spawn = pool._spawn
+
+    def counted_spawn() -> _Child:
+        spawned.append(time.monotonic())
+        return spawn()
+
+    monkeypatch.setattr(pool, "_spawn", counted_spawn)
+    caplog.set_level(logging.ERROR, logger="corequeue.worker")
+    try:
+        deadline = time.monotonic() + 60
+        while pool.start_failures < 4 and time.monotonic() < deadline:
+            pool.start()
+            pool.wait(0.05)
+
+        assert pool.start_failures == 4
+        assert len(spawned) == 4
+        gaps = [later - earlier for earlier, later in itertools.pairwise(spawned)]
+        assert all(gap >= delay for gap, delay in zip(gaps, [0.1, 0.2, 0.4], strict=True))
+        assert not pool.children
+        respawn = pool.next_respawn()
+        assert respawn is not None and 0.0 < respawn <= 0.8
+        pool.start()  # too early: nothing is started
+        assert len(spawned) == 4
+        assert "4 start(s) failed in a row, the next in 0.8s" in caplog.text
+    finally:
+        pool.close()
