@@ -36,8 +36,8 @@ def kind(statement: str) -> str:
 
 def main(argv: list[str]) -> int:
     from corequeue import app
-    from corequeue.cli import configure_logging
     from corequeue.config import load_settings
+    from corequeue.logs import configure_logging
     from corequeue.worker import Worker, worker_store
 
     url = argv[0]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import json
 import logging
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +16,7 @@ from corequeue.config import Settings, load_settings, parse_duration
 from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState
+from corequeue.logs import configure_logging
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter, JobRecord
 
@@ -382,58 +380,6 @@ COMMANDS = {
     "prune": cmd_prune,
     "migrate": cmd_migrate,
 }
-
-
-class LineFormatter(logging.Formatter):
-    """``asctime level logger message``, the timestamp text reused within a second (a busy
-    worker writes thousands of lines a second)."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
-        self._second = -1
-        self._text = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
-        return f"{self._text},{int(record.msecs):03d}"
-
-
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that leaves flushing the main thread's lines to :meth:`flush`, which
-    the worker's loop calls before it waits (StreamHandler flushes after every record: one
-    write(2) per line, whatever the stream's buffer). Other threads' lines (the LISTEN
-    thread's, say) are flushed at once: the loop may be asleep."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-            if threading.current_thread() is not threading.main_thread():
-                self.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-
-def configure_logging(level: str, *, buffered: bool = False) -> None:
-    """Log lines to stderr. ``buffered`` (the worker): block-buffered, and the worker flushes
-    the handlers each time round its loop, before it waits, so a busy worker writes its lines
-    by the batch instead of one write per line."""
-    stream: Any = sys.stderr
-    if buffered:
-        stream = io.TextIOWrapper(
-            open(sys.stderr.fileno(), "wb", buffering=1 << 16, closefd=False),  # noqa: SIM115
-            encoding=sys.stderr.encoding,
-            errors="backslashreplace",
-        )
-    handler = BufferedStreamHandler(stream) if buffered else logging.StreamHandler(stream)
-    handler.setFormatter(LineFormatter())
-    logging.basicConfig(level=getattr(logging, level), handlers=[handler])
-    # The format shows no thread or process: do not look them up for every record.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

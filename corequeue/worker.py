@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import URL
 
-from corequeue import registry
+from corequeue import logs, registry
 from corequeue.config import Settings
 from corequeue.core import lifecycle
 from corequeue.core.errors import CorequeueError, DatabaseUnavailable
@@ -58,9 +58,15 @@ def worker_store(settings: Settings) -> Store:
     )
 
 
+#: The line logged for each finished job (its arguments: see Worker._log_ends).
+_FINISHED = (
+    "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f%s"
+)
+
+
 def flush_logs() -> None:
     """Flush the root logger's handlers (the CLI's are block-buffered: see
-    ``cli.configure_logging``); the loop calls it before each wait."""
+    ``logs.configure_logging``); the loop calls it before each wait."""
     for handler in logging.getLogger().handlers:
         handler.flush()
 
@@ -565,12 +571,21 @@ class Worker:
 
     def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
         c = self.counters
+        # The INFO lines of jobs that succeeded or deferred go out together, written straight
+        # to the command line's handler when it is the only place they would go (about 1 us a
+        # line instead of 5: see logs.direct_handler); as records otherwise.
+        direct = logs.direct_handler(log, logging.INFO)
+        lines: list[str] = []
+
+        def write_lines() -> None:  # before any other line, and at the end
+            if direct is not None and lines:
+                direct.write_lines(log, logging.INFO, lines)
+                lines.clear()
+
         for end in ends:
-            duration_ms = (
-                (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
-            )
             if end.job_id not in applied:
                 c.refused += 1
+                write_lines()
                 log.warning(
                     "refused job_id=%d attempt=%d outcome=%s: the job is no longer running "
                     "under this attempt's lease (cancelled or rescued)",
@@ -592,32 +607,32 @@ class Worker:
                     c.retried += 1
             quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
             level = logging.INFO if quiet else logging.WARNING
-            if log.isEnabledFor(level):
-                detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
-                # makeRecord + handle: Logger.log would also walk the stack for the caller's
-                # file and line, once per job, for a format that does not show them.
-                log.handle(
-                    log.makeRecord(
-                        log.name,
-                        level,
-                        __file__,
-                        0,
-                        "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s "
-                        "duration_ms=%.1f%s",
-                        (
-                            end.job_id,
-                            end.name,
-                            end.queue,
-                            end.attempt,
-                            end.outcome.value,
-                            job_state,
-                            duration_ms,
-                            detail,
-                        ),
-                        None,
-                        "_log_ends",
-                    )
-                )
+            if not log.isEnabledFor(level):
+                continue
+            duration_ms = (
+                (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
+            )
+            detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
+            args = (
+                end.job_id,
+                end.name,
+                end.queue,
+                end.attempt,
+                end.outcome.value,
+                job_state,
+                duration_ms,
+                detail,
+            )
+            if quiet and direct is not None:
+                lines.append(_FINISHED % args)
+                continue
+            write_lines()
+            # makeRecord + handle: Logger.log would also walk the stack for the caller's file
+            # and line, once per job, for a format that does not show them.
+            log.handle(
+                log.makeRecord(log.name, level, __file__, 0, _FINISHED, args, None, "_log_ends")
+            )
+        write_lines()
 
     # -- outages ----------------------------------------------------------------------------
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
-from corequeue.cli import BufferedStreamHandler, LineFormatter
+import pytest
+
+from corequeue import worker as worker_module
+from corequeue.core.lifecycle import Change
+from corequeue.core.states import JobState, Outcome
+from corequeue.logs import BufferedStreamHandler, LineFormatter, direct_handler
+from corequeue.store.records import AttemptEnd
+from corequeue.worker import Counters, Worker
 
 
 def test_line_formatter_writes_what_the_standard_formatter_writes() -> None:
@@ -53,3 +64,91 @@ def test_the_workers_handler_writes_its_lines_and_flushes_only_when_told() -> No
     other.start()
     other.join()
     assert (stream.text.splitlines()[-1], stream.flushes) == ("lost", 2)
+
+
+class CliLogging(NamedTuple):
+    stream: _Stream
+    handler: BufferedStreamHandler
+    log: logging.Logger
+
+
+@pytest.fixture
+def cli_logging(monkeypatch: pytest.MonkeyPatch) -> CliLogging:
+    """The worker's logger with `corequeue run`'s handler alone (pytest's own handlers sit on
+    the root logger: this one does not propagate there), on a test stream."""
+    stream = _Stream()
+    handler = BufferedStreamHandler(stream)
+    handler.setFormatter(LineFormatter())
+    log = logging.Logger("corequeue.worker", logging.INFO)
+    log.addHandler(handler)
+    log.propagate = False
+    monkeypatch.setattr(worker_module, "log", log)
+    return CliLogging(stream, handler, log)
+
+
+def test_lines_written_directly_read_exactly_as_records_would(
+    cli_logging: CliLogging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream, handler, log = cli_logging
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)
+    record = logging.LogRecord(log.name, logging.INFO, __file__, 1, "job=%d", (1,), None)
+    record.created, record.msecs = 1_800_000_000.25, 250.0
+    expected = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+
+    handler.write_lines(log, logging.INFO, ["job=1", "job=2"])
+
+    assert stream.text == f"{expected}\n{expected[:-1]}2\n"
+    assert stream.flushes == 0  # the main thread's lines wait for the loop's flush
+
+
+def test_lines_go_directly_only_to_the_command_lines_own_handler_alone(
+    cli_logging: CliLogging, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, handler, log = cli_logging
+    assert direct_handler(log, logging.INFO) is handler
+    assert direct_handler(log, logging.DEBUG) is None  # not enabled: no lines at all
+
+    # Anything else that would see or filter the records gets records, as usual.
+    other = logging.StreamHandler(_Stream())
+    log.addHandler(other)  # an application's handler, pytest's log capture
+    assert direct_handler(log, logging.INFO) is None
+    log.removeHandler(other)
+    log.addFilter(logging.Filter("somebody.else"))
+    assert direct_handler(log, logging.INFO) is None
+    log.filters.clear()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    assert direct_handler(log, logging.INFO) is None
+
+
+def test_the_worker_writes_its_lines_in_order_directly_or_as_records(
+    cli_logging: CliLogging, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream, _, log = cli_logging
+    worker: Any = SimpleNamespace(counters=Counters())
+    now = datetime.now(UTC)
+    change = Change(JobState.SUCCEEDED, 1, 1, None, now, now)
+    ends = [
+        AttemptEnd(job_id, "lease", 1, Outcome.SUCCEEDED, change, "w", now, now, name="Noop")
+        for job_id in (1, 2, 3)
+    ]
+    applied = {1, 3}  # job 2's lease had moved on: its result was refused
+
+    Worker._log_ends(worker, ends, applied)  # the command line's handler alone: directly
+    direct = stream.text.splitlines()
+    log.addHandler(caplog.handler)
+    Worker._log_ends(worker, ends, applied)  # pytest's capture is there too: records
+
+    assert [line.split(" ", 3)[2:] for line in direct] == [
+        ["INFO", "corequeue.worker finished job_id=1 name=Noop queue= attempt=1 "
+         "outcome=succeeded state=succeeded duration_ms=0.0"],
+        ["WARNING", "corequeue.worker refused job_id=2 attempt=1 outcome=succeeded: the job is "
+         "no longer running under this attempt's lease (cancelled or rescued)"],
+        ["INFO", "corequeue.worker finished job_id=3 name=Noop queue= attempt=1 "
+         "outcome=succeeded state=succeeded duration_ms=0.0"],
+    ]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [line.split(" ", 4)[4] for line in direct]
+    # The same lines (but for the time) through records this time.
+    assert [line.split(" ", 2)[2] for line in stream.text.splitlines()] == 2 * [
+        line.split(" ", 2)[2] for line in direct
+    ]
+    assert worker.counters.succeeded == 4 and worker.counters.refused == 2
