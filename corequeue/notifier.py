@@ -73,6 +73,10 @@ class WakeUp:
             os.close(self._w)
 
 
+#: Seconds the LISTEN thread waits for a notification at a time.
+LISTEN_WAIT = 0.25
+
+
 class Notifier(threading.Thread):
     def __init__(self, url: URL, wake: WakeUp, *, reconnect_max: float = 5.0) -> None:
         super().__init__(name="corequeue-listen", daemon=True)
@@ -108,16 +112,21 @@ class Notifier(threading.Thread):
                     self.listening.set()
                     delay = 0.1
                     self.wake.set()  # catch up on anything enqueued while we were away
+                    quiet = 0.0  # seconds without a notification
                     while not self._halt.is_set():
                         heard = False
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        # Short waits: stop() is seen within one (the worker's exit waits
+                        # for this thread; a notification wait cannot be interrupted).
+                        for _ in conn.notifies(timeout=LISTEN_WAIT, stop_after=1):
                             self.wake.set()
                             heard = True
-                        if not heard:
+                        quiet = 0.0 if heard else quiet + LISTEN_WAIT
+                        if quiet >= 1.0:
                             # A cheap liveness check after a quiet second: a dead connection
                             # raises here. Not after a notification: the connection is alive,
                             # and the worker is claiming right now (a round trip here would
                             # compete with that claim for the CPU).
+                            quiet = 0.0
                             conn.execute("SELECT 1")
             except Exception as exc:
                 if self._halt.is_set():

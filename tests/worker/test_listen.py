@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from corequeue.config import Settings
-from corequeue.notifier import APPLICATION_NAME
+from corequeue.notifier import APPLICATION_NAME, LISTEN_WAIT, Notifier, WakeUp
 from corequeue.store.queries import Store
 from corequeue.worker import Worker
 from tests.e2e.harness import WorkerFactory, wait_for
@@ -82,3 +82,17 @@ def test_a_lost_listen_connection_is_reestablished(
     )
     assert Add(2, 2).run_in_worker().wait(timeout=60) == 4
     assert worker.stop() == 0
+
+
+@postgresql_only
+def test_the_listen_thread_stops_within_one_short_wait(database_url: str) -> None:
+    # The worker's exit waits for this thread, and a wait for notifications cannot be
+    # interrupted: the thread waits LISTEN_WAIT seconds at a time (it used to wait a second).
+    notifier = Notifier(make_url(database_url), WakeUp())
+    notifier.start()
+    assert notifier.listening.wait(30)
+
+    notifier.stop()
+    notifier.join(timeout=2 * LISTEN_WAIT + 0.25)
+
+    assert not notifier.is_alive()
