@@ -59,9 +59,7 @@ def worker_store(settings: Settings) -> Store:
 
 
 #: The line logged for each finished job (its arguments: see Worker._log_ends).
-_FINISHED = (
-    "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f%s"
-)
+_FINISHED = "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f%s"
 
 
 def flush_logs() -> None:
@@ -689,12 +687,10 @@ class Worker:
         if not running:
             return
         try:
-            held = self.store.job_leases_held_many(running)
+            gone = self.store.job_leases_gone_many(running)
         except DatabaseUnavailable as exc:
             self._outage(exc)
             return
-        # A job whose result waits in our buffer is still ours even if not yet persisted.
-        gone = {job_id for job_id, lease in running if (job_id, lease) not in held}
         if gone:
             self._handle(self.pool.cancel(gone))
 

@@ -148,3 +148,15 @@ def test_a_lease_check_looks_its_jobs_up_by_primary_key(
     statement = store.leases_statement(list(range(1, 1001)), lock=True)
     text, nodes = explain(store, statement)
     assert scans_on_jobs(nodes) == {("Index Scan", "corequeue_jobs_pkey")}, text
+
+
+@pytest.mark.parametrize("engine", ["worker", "application"])
+def test_the_cancellation_check_probes_its_jobs_by_primary_key(
+    as_worker: Store, crowded_store: Store, engine: str
+) -> None:
+    # Twice a second, for every job handed to the worker's children (thousands when jobs are
+    # fast): never a scan of the table, whose finished history grows.
+    store = as_worker if engine == "worker" else crowded_store
+    statement = store.leases_gone_statement(list(range(1, 4001)), "L" * 32)
+    text, nodes = explain(store, statement)
+    assert scans_on_jobs(nodes) == {("Index Scan", "corequeue_jobs_pkey")}, text

@@ -461,13 +461,16 @@ def test_release_gives_the_job_back_without_using_the_attempt(store: Store) -> N
     assert again.attempts == 1
 
 
-def test_leases_held_names_the_jobs_still_running_under_them(store: Store) -> None:
-    insert(store, new_job(), new_job())
-    a, b = claim(store)
+def test_leases_gone_names_the_jobs_no_longer_running_under_them(store: Store) -> None:
+    insert(store, new_job(), new_job(), new_job())
+    a, b, c = claim(store)
     store.job_finish_many([ending(a, Outcome.SUCCEEDED, now=at(1))])
-    pairs = [(a.id, a.lease), (b.id, b.lease), (b.id, "other")]
-    assert store.job_leases_held_many(pairs) == {(b.id, b.lease)}
-    assert store.job_leases_held_many([]) == set()
+    store.job_cancel(c.id, now=at(1))
+    pairs = [(a.id, a.lease), (b.id, b.lease), (b.id, "other"), (c.id, c.lease), (404, "x")]
+    # a finished, c was cancelled, 404 does not exist; b runs under its lease, not "other".
+    assert store.job_leases_gone_many(pairs) == {a.id, b.id, c.id, 404}
+    assert store.job_leases_gone_many(pairs[1:2]) == set()
+    assert store.job_leases_gone_many([]) == set()
 
 
 # -- cancel, retry, delete --------------------------------------------------------------------
