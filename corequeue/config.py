@@ -23,7 +23,7 @@ class Settings:
     retention: float = 7 * 86400.0  # seconds finished jobs are kept
     max_processes: int = 2
     max_jobs_per_process: int = 0  # 0: children are never recycled
-    max_pending_per_process: int = 2000  # an upper bound: see executor.pool.QUEUED_SECONDS
+    max_pending_per_process: int = 1000  # an upper bound: see executor.pool.QUEUED_SECONDS
     stats_every: float = 60.0
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0
