@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from corequeue.core import cron
 from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
+from testing.faults import wait_for
 from tests.e2e.harness import run_cli
 from tests.scheduler.conftest import definitions, stored
 from tests.scheduler.test_config import write_pyproject
@@ -30,6 +31,9 @@ def test_schedules_lists_expression_zone_next_and_last_runs(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
     write_pyproject(tmp_path, CONFIG)
+    # The worker below ticks its scheduler too: were it to run across a minute's start, it
+    # would fire "every-minute" itself (a second job). Start well inside a minute.
+    wait_for(lambda: datetime.now(UTC).second < 40, timeout=30, what="a minute's first 40 s")
     # An occurrence fired ten minutes ago, then run by a worker.
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
     scheduler = Scheduler(store, definitions(CONFIG))
