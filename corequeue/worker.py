@@ -239,7 +239,8 @@ class Worker:
 
     def _loop(self) -> int:
         while True:
-            self.pool.start()  # replaces children that died (once their restart delay is over)
+            if not (self._stopping or self._stop_now):
+                self.pool.start()  # replaces children that died (after their restart delay)
             events = self.pool.collect()
             events += self.pool.check_timeouts()
             self._handle(events)
