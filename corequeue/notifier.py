@@ -114,13 +114,12 @@ class Notifier(threading.Thread):
                     self.wake.set()  # catch up on anything enqueued while we were away
                     quiet = 0.0  # seconds without a notification
                     while not self._halt.is_set():
-                        heard = False
+                        quiet += LISTEN_WAIT
                         # Short waits: stop() is seen within one (the worker's exit waits
                         # for this thread; a notification wait cannot be interrupted).
                         for _ in conn.notifies(timeout=LISTEN_WAIT, stop_after=1):
                             self.wake.set()
-                            heard = True
-                        quiet = 0.0 if heard else quiet + LISTEN_WAIT
+                            quiet = 0.0
                         if quiet >= 1.0:
                             # A cheap liveness check after a quiet second: a dead connection
                             # raises here. Not after a notification: the connection is alive,

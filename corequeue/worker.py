@@ -435,15 +435,6 @@ class Worker:
         if exc is not None:
             raise exc
         self._recovered()
-        if (
-            self._ends
-            and self._records.threaded
-            and self._outage_since is None
-            and not (self._stopping or self._stop_now)
-        ):
-            # The next batch goes to the database now, while this one's lines are written
-            # (thousands of lines in a busy drain: milliseconds the database need not idle).
-            self._start_record()
         self._log_ends(ends, set(value))
         self._look = True  # a claim held back by unrecorded endings may go ahead
 

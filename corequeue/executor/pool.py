@@ -130,7 +130,8 @@ class ProcessPool:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the children that are missing (unless a failed start's delay is running)."""
+        """Start the children that are missing (unless a failed start's delay is running).
+        The worker calls it each time round its loop: the one place children are replaced."""
         while not self.closing and len(self.children) < self.max_processes:
             if time.monotonic() < self._respawn_at:
                 return
@@ -187,7 +188,6 @@ class ProcessPool:
         starting and no job's duration is known yet, a ready child takes one task at a time:
         slow jobs queued in the first child to start would not move to the others once they
         are up (once durations are known, ``max_pending`` keeps slow jobs from queueing)."""
-        self.start()
         starting = any(not c.ready and not c.stopping for c in self.children)
         target = 1 if starting and self._mean_duration is None else self.max_pending
         free = 0
@@ -215,7 +215,6 @@ class ProcessPool:
         no child could take (every child stopping, or at its ``max_jobs_per_process``): the
         caller gives them back. ``max_pending`` is a target here, not a limit: the tasks were
         claimed for slots that were free then, and the mean duration may have moved since."""
-        self.start()
         load = {id(c): len(c.pending) for c in self.children if self._accepting(c)}
         room = {
             id(c): (self.max_jobs_per_process - c.assigned if self.max_jobs_per_process else -1)
