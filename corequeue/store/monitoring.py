@@ -19,7 +19,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
-from corequeue.store.queries import Store, _filter_clauses, _job_record
+from corequeue.store.queries import ON_JOB_ROW, Store, _filter_clauses, _job_record
 from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
 from corequeue.store.schedule_queries import ScheduleRow, schedule_list
 
@@ -233,12 +233,20 @@ class Monitor:
         return Timings(Distribution.of(latency), Distribution.of(duration), window, sample)
 
     def attempt_counts(self) -> dict[Outcome, int]:
-        """Recorded attempts by outcome (every outcome present, zero when none)."""
-        query = sa.select(attempts.c.outcome, sa.func.count()).group_by(attempts.c.outcome)
+        """Recorded attempts by outcome (every outcome present, zero when none). Successful
+        attempts are kept on their job rows (``queries.ON_JOB_ROW``): they are the jobs that
+        succeeded."""
+        query = (
+            sa.select(attempts.c.outcome, sa.func.count())
+            .where(attempts.c.outcome != ON_JOB_ROW.value)  # rows written before: on job rows
+            .group_by(attempts.c.outcome)
+        )
+        kept = sa.select(sa.func.count()).where(jobs.c.state == JobState.SUCCEEDED.value)
         counts = dict.fromkeys(Outcome, 0)
         with self.store._errors(), self._connect() as conn:
             for outcome, n in conn.execute(query):
                 counts[Outcome(outcome)] = int(n)
+            counts[ON_JOB_ROW] = int(conn.execute(kept).scalar_one())
         return counts
 
     # -- workers --------------------------------------------------------------------------

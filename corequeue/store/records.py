@@ -113,11 +113,14 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
-    id: int
+    """One attempt of a job. A successful attempt is kept on its job's row, not as an attempt
+    row of its own (``queries.ON_JOB_ROW``): ``id`` and ``lease`` are None for it."""
+
+    id: int | None
     job_id: int
     attempt: int
     outcome: Outcome
-    lease: str
+    lease: str | None
     worker_id: str | None
     started_at: datetime | None
     finished_at: datetime

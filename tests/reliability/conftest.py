@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ import corequeue
 from corequeue import app
 from corequeue.store import schema
 from corequeue.store.queries import Store
+from corequeue.store.records import AttemptRecord
 from testing.faults import Worker
 from tests.conftest import empty_postgres
 
@@ -88,14 +88,12 @@ def spawn(tmp_path: Path) -> Iterator[Spawner]:
             worker.cleanup()
 
 
-def attempts_by_job(store: Store) -> dict[int, list[Any]]:
-    """Every attempt row, grouped by job id, in order."""
-    out: dict[int, list[Any]] = {}
+def attempts_by_job(store: Store) -> dict[int, list[AttemptRecord]]:
+    """Every job's attempts, in order (``Store.attempt_list``: the attempt rows, and a success
+    kept on its job row); jobs never attempted are left out."""
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(schema.attempts).order_by(schema.attempts.c.id)).all()
-    for row in rows:
-        out.setdefault(row.job_id, []).append(row)
-    return out
+        ids = list(conn.execute(sa.select(schema.jobs.c.id).order_by(schema.jobs.c.id)).scalars())
+    return {i: found for i in ids if (found := store.attempt_list(i))}
 
 
 def state_counts(store: Store) -> Counter[str]:

@@ -299,25 +299,75 @@ def test_two_claimers_never_claim_the_same_job(store: Store, database_url: str) 
 def test_a_success_is_stored_with_its_result_and_attempt(store: Store) -> None:
     (job_id,) = insert(store, new_job())
     (job,) = claim(store, now=at(1))
-    applied = store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(2), result='{"ok":1}')])
+    # The child started the job a little after the claim: the attempt's start is that.
+    end = dataclasses.replace(
+        ending(job, Outcome.SUCCEEDED, now=at(2), result='{"ok":1}'), started_at=at(1.25)
+    )
+    applied = store.job_finish_many([end])
     assert applied == [job_id]
     row = store.job_get(job_id)
     assert row is not None
-    assert (row.state, row.result, row.finished_at, row.lease, row.error) == (
+    assert (row.state, row.result, row.started_at, row.finished_at, row.lease, row.error) == (
         JobState.SUCCEEDED,
         '{"ok":1}',
+        at(1.25),
         at(2),
         None,
         None,
     )
     (attempt,) = store.attempt_list(job_id)
-    assert (attempt.attempt, attempt.outcome, attempt.lease, attempt.worker_id) == (
+    assert (attempt.attempt, attempt.outcome, attempt.worker_id) == (
         1,
         Outcome.SUCCEEDED,
-        job.lease,
         "worker-1",
     )
-    assert (attempt.started_at, attempt.finished_at) == (at(1), at(2))
+    assert (attempt.started_at, attempt.finished_at) == (at(1.25), at(2))
+
+
+def test_a_successful_attempt_is_kept_on_its_job_row_alone(store: Store) -> None:
+    # A success is final, so the job row holds that attempt for good: no attempt row is
+    # written for it (one INSERT less per job), and the attempt list shows it last.
+    (job_id,) = insert(store, new_job(retries=1))
+    (job,) = claim(store, now=at(1))
+    store.job_finish_many([ending(job, Outcome.ERRORED, now=at(2), error_type="E")])
+    (job,) = claim(store, now=at(3))
+    store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(4))])
+
+    assert attempt_count(store) == 1  # the error's row only
+    first, second = store.attempt_list(job_id)
+    assert (first.attempt, first.outcome, first.error_type) == (1, Outcome.ERRORED, "E")
+    assert first.id is not None and first.lease is not None
+    assert (second.id, second.attempt, second.outcome, second.lease) == (
+        None,
+        2,
+        Outcome.SUCCEEDED,
+        None,
+    )
+    assert (second.started_at, second.finished_at) == (at(3), at(4))
+
+
+def test_a_success_row_written_before_attempts_moved_to_the_job_row_is_listed_once(
+    store: Store,
+) -> None:
+    # A database written by an earlier version has an attempt row for each success too.
+    (job_id,) = insert(store, new_job())
+    (job,) = claim(store, now=at(1))
+    end = ending(job, Outcome.SUCCEEDED, now=at(2))
+    store.job_finish_many([end])
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(schema.attempts).values(
+                job_id=job_id,
+                attempt=1,
+                outcome="succeeded",
+                lease=job.lease,
+                worker_id=end.worker_id,
+                started_at=at(1),
+                finished_at=at(2),
+            )
+        )
+    (attempt,) = store.attempt_list(job_id)
+    assert (attempt.outcome, attempt.lease) == (Outcome.SUCCEEDED, job.lease)
 
 
 def test_an_ending_keeps_its_times_to_the_microsecond(store: Store) -> None:
@@ -621,11 +671,14 @@ def test_prune_deletes_only_finished_jobs_older_than_the_cutoff(store: Store) ->
             store.job_finish_many([ending(job, Outcome.ERRORED, now=at(-890))])
             (job,) = claim(store, now=at(-890))
         store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(-800))])
-    recent = insert(store, new_job())[0]
+    recent = insert(store, new_job(retries=1))[0]
+    (job,) = claim(store, now=at(1))
+    store.job_finish_many([ending(job, Outcome.ERRORED, now=at(1))])  # an attempt row too
     (job,) = claim(store, now=at(1))
     store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(2))])
     running = insert(store, new_job())[0]
     claim(store, now=at(3))
+    assert attempt_count(store) == 2
 
     assert store.job_prune_many(finished_before=at(0), batch=2) == 5
     assert all(store.job_get(i) is None for i in old)
