@@ -112,6 +112,23 @@ def _ending_column(name: str, kind: str) -> str:
     )
 
 
+def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
+    """The parameters of _FINISH_POSTGRESQL for ``ends``: one per column of _ENDING_COLUMNS.
+    A column with no value in the whole batch (a batch of successes has no errors) is sent
+    empty: unnest pads a shorter array with NULLs, and PostgreSQL has nothing to parse."""
+    params: dict[str, str] = {}
+    for name, kind, field in _ENDING_COLUMNS:
+        values = [field(e) for e in ends]
+        if kind == "int":
+            listed = ",".join(["NULL" if v is None else str(v) for v in values])
+            params[name] = "{" + listed + "}"
+        elif values.count(None) == len(values):
+            params[name] = "[]"
+        else:  # str enums are strs: JSON writes their values
+            params[name] = json.dumps(values, separators=(",", ":"))
+    return params
+
+
 #: The compare-and-set writes of a batch of endings as ONE statement: the UPDATE's WHERE is
 #: the check (still running, same lease); only the attempts whose job row was updated, and
 #: that need one (``attempt_row_needed``), get their attempt row. The job row takes the
@@ -371,7 +388,12 @@ class Store:
         engine = self.engine
 
         def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-            pooled = engine.raw_connection()
+            try:
+                pooled = engine.raw_connection()
+            except dbapi_error as e:  # the pool does not wrap a failed connect
+                raise sa.exc.DBAPIError.instance(
+                    None, None, e, dbapi_error, connection_invalidated=True, dialect=dialect
+                ) from e
             try:
                 dbapi_conn: Any = pooled.driver_connection
                 try:
@@ -398,7 +420,7 @@ class Store:
         return execute
 
     def _compiled(
-        self, stmt: sa.Insert | sa.Update, keys: Sequence[str] | None = None
+        self, stmt: sa.Insert | sa.Update | sa.TextClause, keys: Sequence[str] | None = None
     ) -> _Compiled:
         """``stmt`` rendered once for the driver (``keys``: an INSERT's columns)."""
         done = stmt.compile(
@@ -575,11 +597,6 @@ class Store:
         job is no longer running under its lease (rescued, cancelled) is refused."""
         if not ends:
             return []
-        # PostgreSQL: one statement for the whole batch, atomic by itself.
-        with self._errors(), self._atomic() as conn:
-            return self._finish(conn, ends)
-
-    def _finish(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
         # One ending per attempt: a duplicate in the batch is refused like a late one.
         unique: list[AttemptEnd] = []
         seen: set[tuple[int, str]] = set()
@@ -587,10 +604,20 @@ class Store:
             if (e.job_id, e.lease) not in seen:
                 seen.add((e.job_id, e.lease))
                 unique.append(e)
-        if self.is_postgresql:
-            return self._finish_postgresql(conn, unique)
-        held = self._leases_held(conn, [(e.job_id, e.lease) for e in unique], lock=True)
-        applied = [e for e in unique if (e.job_id, e.lease) in held]
+        with self._errors():
+            if self.is_postgresql:
+                # One statement for the whole batch, atomic by itself.
+                params = _ending_params(unique)
+                if self._driver is not None:
+                    return [r[0] for r in self._driver_run(self._driver_finish, params)]
+                with self._atomic() as conn:
+                    return list(conn.execute(_FINISH_POSTGRESQL, params).scalars())
+            with self._begin() as conn:
+                return self._finish_sqlite(conn, unique)
+
+    def _finish_sqlite(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
+        held = self._leases_held(conn, [(e.job_id, e.lease) for e in ends], lock=True)
+        applied = [e for e in ends if (e.job_id, e.lease) in held]
         self._apply_changes(
             conn,
             [
@@ -608,19 +635,9 @@ class Store:
             conn.execute(sa.insert(attempts), rows)
         return [e.job_id for e in applied]
 
-    def _finish_postgresql(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
-        """The same compare-and-set writes as on SQLite, as ONE statement for the whole batch
-        (_FINISH_POSTGRESQL), the endings by columns."""
-        params: dict[str, str] = {}
-        for name, kind, field in _ENDING_COLUMNS:
-            values = [field(e) for e in ends]
-            if kind == "int":
-                listed = ",".join(["NULL" if v is None else str(v) for v in values])
-                params[name] = "{" + listed + "}"
-            else:  # str enums are strs: JSON writes their values
-                params[name] = json.dumps(values, separators=(",", ":"))
-        rows = conn.execute(_FINISH_POSTGRESQL, params).all()
-        return [r.id for r in rows]
+    @functools.cached_property
+    def _driver_finish(self) -> _Compiled:
+        return self._compiled(_FINISH_POSTGRESQL)
 
     def job_release_many(self, claimed: Sequence[ClaimedJob], *, now: datetime) -> list[int]:
         """Give back claimed jobs that never started: waiting again, attempt not counted."""

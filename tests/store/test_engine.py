@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from corequeue.core import lifecycle
 from corequeue.core.errors import DatabaseUnavailable
-from corequeue.core.states import JobState
+from corequeue.core.states import JobState, Outcome
 from corequeue.store.engine import create_engine, ping_after_idle
 from corequeue.store.queries import Store
-from corequeue.store.records import JobFilter
+from corequeue.store.records import AttemptEnd, ClaimedJob, JobFilter
 from tests.conftest import empty_postgres
 from tests.store._support import T0, new_job
 
@@ -99,6 +101,29 @@ def test_one_job_on_a_dead_connection_says_unavailable_and_the_next_one_is_store
 
     assert _backend_pid(store.engine) != dead
     assert [j.id for j in store.job_list(JobFilter())] == [second.id, first.id]
+    store.dispose()
+
+
+def test_the_short_paths_say_unavailable_when_the_server_refuses_connections() -> None:
+    # A claim, a batch of endings and one job each open a pooled connection when none is
+    # idle; a refused connect must be corequeue's DatabaseUnavailable (the worker waits for
+    # the database on that), not the driver's own error (the worker would crash on it).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens on it
+    store = Store(create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x", worker=True))
+    job = ClaimedJob(1, "x", "{}", "default", 0, T0, 1, 1, None, "lease", T0)
+    change = lifecycle.finish(job.snapshot(), Outcome.SUCCEEDED, lease="lease", now=T0)
+    end = AttemptEnd(1, "lease", 1, Outcome.SUCCEEDED, change, "w", T0, T0)
+    calls = {
+        "claim": lambda: store.job_claim_many(queues=[], limit=1, lease="a", worker_id="w", now=T0),
+        "endings": lambda: store.job_finish_many([end]),
+        "one job": lambda: store.job_insert_many([new_job()], now=T0),
+    }
+    for what, call in calls.items():
+        with pytest.raises(DatabaseUnavailable, match=f"database unavailable at .*:{port}"):
+            call()
+            pytest.fail(f"{what}: no error")
     store.dispose()
 
 
