@@ -173,7 +173,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from corequeue.worker import Worker, worker_store
+    from corequeue.worker import Worker, tune_gc, worker_store
 
     settings = settings_from(
         args,
@@ -196,6 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = worker_store(settings)
     services = _worker_services(store, settings)
     worker = Worker(store, settings, burst=args.burst, services=services)
+    tune_gc()
     return worker.run()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from datetime import datetime
@@ -15,7 +16,7 @@ from corequeue.core.errors import DatabaseUnavailable
 from corequeue.core.states import JobState
 from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
-from corequeue.worker import Worker, utcnow
+from corequeue.worker import GC_THRESHOLD, Worker, tune_gc, utcnow
 from testing.faults import wait_for
 from tests.e2e.harness import WorkerFactory
 from tests.jobs import Add, Record, Sleep, runs
@@ -184,3 +185,17 @@ def test_only_services_that_read_this_workers_jobs_wait_for_its_claims_and_recor
     # The heartbeat's orphan check compares the database with the jobs this worker holds.
     assert builtin == {"heartbeat": True, "rescuer": False, "pruner": False}
     assert Scheduler.needs_settled is False
+
+
+def test_the_worker_process_freezes_its_start_up_objects_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        # What existed at start-up is left out of every later collection...
+        assert gc.get_freeze_count() > 0
+        # ...and a collection waits for 10,000 new objects (a busy worker holds thousands of
+        # jobs in flight), the older generations' thresholds unchanged.
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
