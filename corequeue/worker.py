@@ -525,21 +525,22 @@ class Worker:
                 defer_delay=result.defer_delay,
                 defer_counts=result.defer_counts,
             )
+        # By position, in AttemptEnd's field order (once per job: keywords cost twice as much).
         return AttemptEnd(
-            job_id=job.id,
-            lease=job.lease,
-            attempt=job.attempts,
-            outcome=result.outcome,
-            change=change,
-            worker_id=self.id,
-            started_at=now - timedelta(seconds=result.duration),
-            finished_at=now,
-            result=result.result,
-            error_type=result.error_type,
-            error_message=error_message,
-            traceback=result.traceback,
-            name=job.name,
-            queue=job.queue,
+            job.id,
+            job.lease,
+            job.attempts,  # attempt
+            result.outcome,
+            change,
+            self.id,  # worker_id
+            now - timedelta(seconds=result.duration),  # started_at
+            now,  # finished_at
+            result.result,
+            result.error_type,
+            error_message,
+            result.traceback,
+            job.name,
+            job.queue,
         )
 
     def _flush(self) -> None:

@@ -223,8 +223,8 @@ class ProcessPool:
         }
         batches: dict[int, list[Task]] = {key: [] for key in load}
         left: list[Task] = []
+        open_ = [key for key in load if room[key] != 0]  # children that take more (-1: no limit)
         for task in tasks:
-            open_ = [key for key in load if room[key] != 0]
             if not open_:
                 left.append(task)
                 continue
@@ -232,6 +232,8 @@ class ProcessPool:
             batches[key].append(task)
             load[key] += 1
             room[key] -= 1
+            if room[key] == 0:
+                open_.remove(key)
         for child in self.children:
             batch = batches.get(id(child))
             if not batch:
