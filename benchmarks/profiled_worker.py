@@ -22,7 +22,7 @@ def kind(statement: str) -> str:
     if text.startswith("UPDATE COREQUEUE_JOBS SET STATE") and "SKIP LOCKED" in text:
         return "claim (UPDATE ... SKIP LOCKED)"
     if text.startswith("WITH V AS") and "COREQUEUE_ATTEMPTS" in text:
-        return "record endings (UPDATE + attempts, one statement)"
+        return "record endings (UPDATE; attempt rows for failures; one statement)"
     if text.startswith("SELECT COREQUEUE_JOBS.ID, COREQUEUE_JOBS.LEASE"):
         return "finish: lease check (SELECT ... FOR UPDATE)"
     if text.startswith("UPDATE COREQUEUE_JOBS SET"):
