@@ -70,7 +70,8 @@ def _at(micros: str) -> str:
 #: The outcome whose attempt is recorded on its job row alone, with no attempt row: a success
 #: is final (no retry follows it), so the job row keeps that attempt for good (its number in
 #: ``attempts``, its start, end, worker and result). ``attempt_list`` shows it with the rest.
-#: One INSERT less per successful job: a drain of no-op jobs ran ~17% faster without it.
+#: One INSERT (and its foreign-key check) less per successful job: alternating drains of
+#: 60,000 no-op jobs ran 9% faster without it.
 ON_JOB_ROW = Outcome.SUCCEEDED
 
 
@@ -161,9 +162,9 @@ def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
 
 
 #: The compare-and-set writes of a batch of endings as ONE statement: the UPDATE's WHERE is
-#: the check (still running, same lease); only the attempts whose job row was updated, and
-#: that need one (``attempt_row_needed``), get their attempt row. The job row takes the
-#: attempt's start (when the child started it; the claim's time when unknown).
+#: the check (still running, same lease); only the attempts whose job row was updated get
+#: their attempt row, except a success (``ON_JOB_ROW``). The job row takes the attempt's
+#: start (when its child started it; the claim's time stays when that is unknown).
 _FINISH_POSTGRESQL = sa.text(
     f"""
 WITH v AS (
