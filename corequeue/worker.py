@@ -354,6 +354,9 @@ class Worker:
         respawn = self.pool.next_respawn()
         if respawn is not None and not self._stopping:
             candidates.append(respawn)
+        held = self.pool.startup_wait()
+        if held is not None:
+            candidates.append(held)
         if self._stop_deadline is not None:
             candidates.append(self._stop_deadline - mono)
         if self._outage_since is not None:

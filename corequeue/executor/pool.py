@@ -38,6 +38,9 @@ log = logging.getLogger("corequeue.worker")
 QUEUED_SECONDS = 0.05
 #: Tasks a child may have queued before any job's duration is known.
 INITIAL_PENDING = 10
+#: When the pool starts, the first child ready waits up to this many seconds for the others
+#: before any task is handed out (see ProcessPool.startup_wait).
+STARTUP_WAIT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,8 @@ class ProcessPool:
         self._extra: dict[int, Any] = {}  # registered waitables of the caller, by fd
         self.start_failures = 0  # children that died while starting, in a row
         self._respawn_at = 0.0  # monotonic time before which no child is started
+        self._first_ready_at: float | None = None  # monotonic time the first child was ready
+        self._handed_out = False  # whether any task was handed to a child yet
 
     def next_respawn(self) -> float | None:
         """Seconds until a child that is missing may be started (None: none is waiting)."""
@@ -183,11 +188,29 @@ class ProcessPool:
         mean = self._mean_duration
         self._mean_duration = duration if mean is None else mean + 0.05 * (duration - mean)
 
+    def startup_wait(self) -> float | None:
+        """Seconds the pool still holds back its first tasks (None: it does not).
+
+        Children started together finish their imports within tens of milliseconds of each
+        other. Until every one is ready (or ``STARTUP_WAIT`` after the first), no task is
+        handed out: the first jobs spread over all the children from the start, instead of
+        queueing one at a time on the first child while the others import on the same CPUs.
+        Only at the pool's start: a child replaced later never holds the others back."""
+        if self._handed_out or self._first_ready_at is None:
+            return None
+        if not any(not c.ready and not c.stopping for c in self.children):
+            return None
+        left = self._first_ready_at + STARTUP_WAIT - time.monotonic()
+        return left if left > 0 else None
+
     def free_slots(self) -> int:
-        """Room for tasks in the children that are ready. While another child is still
-        starting and no job's duration is known yet, a ready child takes one task at a time:
-        slow jobs queued in the first child to start would not move to the others once they
-        are up (once durations are known, ``max_pending`` keeps slow jobs from queueing)."""
+        """Room for tasks in the children that are ready (none while :meth:`startup_wait`
+        holds the first tasks back). While another child is still starting and no job's
+        duration is known yet, a ready child takes one task at a time: slow jobs queued in
+        the first child to start would not move to the others once they are up (once
+        durations are known, ``max_pending`` keeps slow jobs from queueing)."""
+        if self.startup_wait() is not None:
+            return 0
         starting = any(not c.ready and not c.stopping for c in self.children)
         target = 1 if starting and self._mean_duration is None else self.max_pending
         free = 0
@@ -240,6 +263,7 @@ class ProcessPool:
                 continue
             child.pending.extend(batch)
             child.assigned += len(batch)
+            self._handed_out = True
             # A dead child's pipe refuses: wait() reports the death through its sentinel.
             with contextlib.suppress(OSError):
                 _send(child, ("run", [tuple(t) for t in batch]))
@@ -318,6 +342,8 @@ class ProcessPool:
         if kind == "ready":
             child.ready = True
             self.start_failures = 0
+            if self._first_ready_at is None:
+                self._first_ready_at = time.monotonic()
             events.append(Ready(child.pid))
         elif kind == "started":
             if child.pending and child.pending[0].job_id == message[1]:

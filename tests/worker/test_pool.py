@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from corequeue.executor.child import ChildConfig
-from corequeue.executor.pool import ProcessPool, Ready, _Child
+from corequeue.executor.pool import STARTUP_WAIT, ProcessPool, Ready, _Child
+from corequeue.executor.task import Task
 
 
 def child(*, ready: bool) -> _Child:
@@ -52,6 +53,39 @@ def test_while_one_child_starts_the_ready_one_takes_one_task_until_durations_are
     assert events == [Ready(4242)]
     assert pool.free_slots() == 20
     assert pool.start_failures == 0  # a start that worked ends the run of failures
+
+
+def test_at_the_start_the_first_ready_child_waits_for_the_others_then_goes_alone(
+    pool: ProcessPool,
+) -> None:
+    first, second = child(ready=False), child(ready=False)
+    pool.children = [first, second]
+    pool._receive(first, ("ready",), [])
+    # Children started together are ready within milliseconds of each other: nothing is
+    # handed out meanwhile, so the first jobs spread over both from the start.
+    wait = pool.startup_wait()
+    assert wait is not None and 0 < wait <= STARTUP_WAIT
+    assert pool.free_slots() == 0
+
+    pool._first_ready_at = time.monotonic() - STARTUP_WAIT  # the other takes too long
+    assert pool.startup_wait() is None
+    assert pool.free_slots() == 1  # the ready child goes alone, one task at a time
+
+
+def test_once_tasks_were_handed_out_a_starting_child_holds_nothing_back(
+    pool: ProcessPool,
+) -> None:
+    first, second = child(ready=False), child(ready=False)
+    pool.children = [first, second]
+    for c in (first, second):
+        pool._receive(c, ("ready",), [])
+    assert pool.startup_wait() is None  # all ready: no wait
+    first.conn = second.conn = SimpleNamespace(send_bytes=lambda data: None)
+    assert pool.submit([Task(1, "lease", "job", "{}", 1, None)]) == []
+
+    pool.children.append(child(ready=False))  # a replacement, starting
+    assert pool.startup_wait() is None
+    assert pool.free_slots() == 1  # one task at a time while durations are unknown: the second
 
 
 def test_a_child_that_cannot_start_is_started_again_after_a_doubling_delay(
