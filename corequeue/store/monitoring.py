@@ -19,7 +19,13 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
-from corequeue.store.queries import ON_JOB_ROW, Store, _filter_clauses, _job_record
+from corequeue.store.queries import (
+    ON_JOB_ROW,
+    ON_JOB_ROW_STATE,
+    Store,
+    _filter_clauses,
+    _job_record,
+)
 from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
 from corequeue.store.schedule_queries import ScheduleRow, schedule_list
 
@@ -234,14 +240,14 @@ class Monitor:
 
     def attempt_counts(self) -> dict[Outcome, int]:
         """Recorded attempts by outcome (every outcome present, zero when none). Successful
-        attempts are kept on their job rows (``queries.ON_JOB_ROW``): they are the jobs that
-        succeeded."""
+        attempts are kept on their job rows (``queries.ON_JOB_ROW``): one per job in
+        ``ON_JOB_ROW_STATE``."""
         query = (
             sa.select(attempts.c.outcome, sa.func.count())
             .where(attempts.c.outcome != ON_JOB_ROW.value)  # rows written before: on job rows
             .group_by(attempts.c.outcome)
         )
-        kept = sa.select(sa.func.count()).where(jobs.c.state == JobState.SUCCEEDED.value)
+        kept = sa.select(sa.func.count()).where(jobs.c.state == ON_JOB_ROW_STATE.value)
         counts = dict.fromkeys(Outcome, 0)
         with self.store._errors(), self._connect() as conn:
             for outcome, n in conn.execute(query):

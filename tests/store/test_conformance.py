@@ -17,11 +17,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from corequeue.core import lifecycle
 from corequeue.core.errors import InvalidTransition, UniqueViolation
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
-from corequeue.store.queries import Store
+from corequeue.store.queries import ON_JOB_ROW, ON_JOB_ROW_STATE, Store
 from corequeue.store.records import ClaimedJob, JobFilter, WorkerRecord
 from tests.store._support import (
     EMPTY_PARAMS,
@@ -344,6 +345,14 @@ def test_a_successful_attempt_is_kept_on_its_job_row_alone(store: Store) -> None
         None,
     )
     assert (second.started_at, second.finished_at) == (at(3), at(4))
+
+
+def test_the_attempt_kept_on_the_job_row_is_the_last_one_for_good() -> None:
+    # The store keeps a success on its job row only because no later attempt can follow it:
+    # the core's table moves a running job on that outcome to a state nothing leaves.
+    assert lifecycle.next_states(JobState.RUNNING, ON_JOB_ROW) == (ON_JOB_ROW_STATE,)
+    assert ON_JOB_ROW_STATE is JobState.SUCCEEDED
+    assert all(state is not ON_JOB_ROW_STATE for state, _ in lifecycle.TRANSITIONS)
 
 
 def test_a_success_row_written_before_attempts_moved_to_the_job_row_is_listed_once(
