@@ -117,7 +117,7 @@ class Notifier(threading.Thread):
                         quiet += LISTEN_WAIT
                         # Short waits: stop() is seen within one (the worker's exit waits
                         # for this thread; a notification wait cannot be interrupted).
-                        for _ in conn.notifies(timeout=LISTEN_WAIT, stop_after=1):
+                        for _ in conn.notifies(timeout=LISTEN_WAIT):
                             self.wake.set()
                             quiet = 0.0
                         if quiet >= 1.0:

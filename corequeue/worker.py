@@ -296,26 +296,7 @@ class Worker:
                 # back (with nothing to flush, nothing else would), at a capped backoff.
                 if self._ends and not self._records.busy:
                     self._start_record()
-                mono = time.monotonic()
-                due = not self._claims.busy and (
-                    self._look
-                    or mono >= self._next_poll
-                    or (self._next_ready is not None and now >= self._next_ready)
-                    or self._outage_since is not None
-                )
-                asked = self._claim_size() if due else 0
-                if due:
-                    if not asked:
-                        # Every slot is busy: a finishing job wakes us; a stale "next ready"
-                        # time must not (once past, it would make the loop spin until a slot
-                        # frees up).
-                        self._next_ready = None
-                    # Look again on a notification, a finished job, a service that enqueued,
-                    # the next delayed job's time, the next poll, or a claim that filled up.
-                    self._look = False
-                    self._next_poll = mono + self.settings.poll_interval
-                if asked:
-                    self._start_claim(asked, now)
+                self._claim_if_due(now)
                 if (
                     self.burst
                     and self._drained
@@ -336,7 +317,36 @@ class Worker:
             self.counters.wakeups += 1
             if self.wake.clear():
                 self._look = True  # enqueue notification (or a stop request)
+                if not events and not self.pool.running and self._outage_since is None:
+                    # An idle worker woken by an enqueue: its pick-up latency is this
+                    # claim, so it goes first; the loop's other checks follow it.
+                    self._claim_if_due(self.clock())
             self._handle(events)
+
+    def _claim_if_due(self, now: datetime) -> None:
+        """Claim for the free slots if it is time to look for jobs (not while stopping)."""
+        if self._stopping or self._stop_now:
+            return
+        mono = time.monotonic()
+        due = not self._claims.busy and (
+            self._look
+            or mono >= self._next_poll
+            or (self._next_ready is not None and now >= self._next_ready)
+            or self._outage_since is not None
+        )
+        if not due:
+            return
+        asked = self._claim_size()
+        if not asked:
+            # Every slot is busy: a finishing job wakes us; a stale "next ready" time must not
+            # (once past, it would make the loop spin until a slot frees up).
+            self._next_ready = None
+        # Look again on a notification, a finished job, a service that enqueued, the next
+        # delayed job's time, the next poll, or a claim that filled up.
+        self._look = False
+        self._next_poll = mono + self.settings.poll_interval
+        if asked:
+            self._start_claim(asked, now)
 
     def _wait_time(self, now: datetime) -> float:
         mono = time.monotonic()
