@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,11 +115,21 @@ PING_AFTER_IDLE = 1.0
 _IDLE_SINCE = "corequeue_idle_since"
 
 
+_PING_AFTER: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+def idle_ping(engine: Engine) -> float | None:
+    """Seconds of idleness after which ``engine``'s connections are pinged before use (None:
+    never: a worker's engine, whose errors go to its outage handling)."""
+    return _PING_AFTER.get(engine)
+
+
 def ping_after_idle(engine: Engine, idle: float = PING_AFTER_IDLE) -> None:
     """Check a pooled connection with a round trip before use only when it sat idle for more
     than ``idle`` seconds (a server restart or a dropped connection shows up then); a dead one
     is replaced. SQLAlchemy's ``pool_pre_ping`` pings on every checkout, which doubles the cost
     of a lone ``run_in_worker()``; a connection used a moment ago had a live server then."""
+    _PING_AFTER[engine] = idle
 
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_connection: Any, record: Any) -> None:
@@ -181,3 +194,85 @@ def translate_errors(url: URL | None = None) -> Iterator[None]:
             first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
             raise DatabaseUnavailable(f"database unavailable{where}: {first}") from e
         raise
+
+
+class KeptConnection:
+    """One driver connection a process keeps outside its engine's pool, in autocommit, for
+    the statements that go straight to the driver (``run_in_worker()``'s INSERT, the worker's
+    claim). A pool check-out and return, with their events and the autocommit switches, cost
+    about a tenth of such a statement.
+
+    One thread at a time holds it: :meth:`take` returns None while another thread does, and
+    that caller uses the pool as before (so there is never a wait, nor more than one extra
+    connection). Taken from the pool once, so the engine's ``connect`` events apply, then
+    detached from it: it takes none of the pool's slots. After ``fork()`` the child does not
+    touch its parent's connection (not even to close it, which would end the parent's
+    session) and opens its own. Closed when the engine is disposed or garbage-collected.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+        self._used = 0.0
+        self._idle = idle_ping(engine)
+        event.listen(engine, "engine_disposed", self._on_dispose)
+        weakref.finalize(engine, KeptConnection.close, self)
+
+    def take(self, engine: Engine) -> Any:
+        """The connection (this thread holds it until :meth:`give_back`), or None when another
+        thread holds it. Raises the driver's error when it cannot connect."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn: Any = self._conn
+            if conn is not None and self._pid != os.getpid():
+                _INHERITED.append(conn)  # the parent's: never used, closed nor collected here
+                conn = self._conn = None
+            idle = self._idle is not None and time.monotonic() - self._used > self._idle
+            if conn is not None and (conn.closed or (idle and not _alive(engine, conn))):
+                self._discard()
+                conn = None
+            if conn is None:
+                pooled = engine.raw_connection()
+                conn = pooled.dbapi_connection
+                pooled.detach()
+                conn.autocommit = True
+                self._conn, self._pid = conn, os.getpid()
+        except BaseException:
+            self._lock.release()
+            raise
+        return conn
+
+    def give_back(self, *, broken: bool = False) -> None:
+        """Release the connection taken with :meth:`take` (``broken``: close it; the next
+        caller connects again)."""
+        if broken:
+            self._discard()
+        self._used = time.monotonic()
+        self._lock.release()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _on_dispose(self, engine: Engine) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+
+#: Kept connections inherited through fork(): referenced for good, so that the child never
+#: finalizes (and thereby closes) its parent's session.
+_INHERITED: list[Any] = []
+
+
+def _alive(engine: Engine, conn: Any) -> bool:
+    try:
+        return bool(engine.dialect.do_ping(conn))
+    except Exception:
+        return False

@@ -26,7 +26,7 @@ from corequeue.core import lifecycle
 from corequeue.core.errors import InvalidTransition, SchemaError, UniqueViolation
 from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
 from corequeue.store import schema
-from corequeue.store.engine import READ_ONLY, create_engine, translate_errors
+from corequeue.store.engine import READ_ONLY, KeptConnection, create_engine, translate_errors
 from corequeue.store.records import (
     AttemptEnd,
     AttemptRecord,
@@ -408,36 +408,55 @@ class Store:
 
     @functools.cached_property
     def _driver(self) -> Callable[[str, dict[str, Any]], list[tuple[Any, ...]]] | None:
-        """Run one compiled statement on a pooled psycopg connection in autocommit, and return
-        its rows: for the statements on the hot paths that are atomic alone (one job's INSERT,
-        the worker's claim). SQLAlchemy's execution path costs as much as such a statement
-        (several driver calls to switch autocommit on and off, result set-up): ~0.5 ms here,
-        against ~0.2 ms for the statement. The pool's checkout checks still run; errors are
-        wrapped as SQLAlchemy would, and a dead connection is invalidated. Statement events
-        (``before_cursor_execute``) do not fire for these statements. None when the driver
-        is not psycopg."""
+        """Run one compiled statement on a psycopg connection in autocommit, and return its
+        rows: for the statements on the hot paths that are atomic alone (one job's INSERT, the
+        worker's claim and its batches of endings). SQLAlchemy's execution path costs as much
+        as such a statement (several driver calls to switch autocommit on and off, result
+        set-up): ~0.5 ms here, against ~0.2 ms for the statement. The connection is the
+        process's kept one (:class:`~corequeue.store.engine.KeptConnection`), or a pooled one
+        while another thread has that. Errors are wrapped as SQLAlchemy would, and a dead
+        connection is dropped. Statement events (``before_cursor_execute``) do not fire for
+        these statements. None when the driver is not psycopg."""
         dialect = self.engine.dialect
         if dialect.name != "postgresql" or dialect.driver not in ("psycopg", "psycopg2"):
             return None
         dbapi_error = dialect.loaded_dbapi.Error
         engine = self.engine
+        kept = KeptConnection(engine)
+
+        def wrapped(e: Exception, sql: str | None, params: Any, lost: bool) -> Exception:
+            return sa.exc.DBAPIError.instance(
+                sql, params, e, dbapi_error, connection_invalidated=lost, dialect=dialect
+            )
+
+        def rows_of(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+            cursor = conn.cursor()
+            cursor.execute(sql, params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            cursor.close()
+            return rows
 
         def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
             try:
-                pooled = engine.raw_connection()
-            except dbapi_error as e:  # the pool does not wrap a failed connect
-                raise sa.exc.DBAPIError.instance(
-                    None, None, e, dbapi_error, connection_invalidated=True, dialect=dialect
-                ) from e
+                conn = kept.take(engine)
+                pooled = engine.raw_connection() if conn is None else None
+            except dbapi_error as e:  # neither the pool nor take() wraps a failed connect
+                raise wrapped(e, None, None, True) from e
+            if pooled is None:
+                broken = False
+                try:
+                    return rows_of(conn, sql, params)
+                except dbapi_error as e:
+                    broken = conn.closed or dialect.is_disconnect(e, conn, None)
+                    raise wrapped(e, sql, params, broken) from e
+                finally:
+                    kept.give_back(broken=broken)
             try:
                 dbapi_conn: Any = pooled.driver_connection
                 try:
                     dbapi_conn.autocommit = True
                     try:
-                        cursor = dbapi_conn.cursor()
-                        cursor.execute(sql, params)
-                        rows: list[tuple[Any, ...]] = cursor.fetchall()
-                        cursor.close()
+                        return rows_of(dbapi_conn, sql, params)
                     finally:  # back in the pool, the connection runs transactions again
                         if not dbapi_conn.closed:
                             dbapi_conn.autocommit = False
@@ -445,12 +464,9 @@ class Store:
                     lost = dialect.is_disconnect(e, pooled.dbapi_connection, None)
                     if lost:
                         pooled.invalidate(e)
-                    raise sa.exc.DBAPIError.instance(
-                        sql, params, e, dbapi_error, connection_invalidated=lost, dialect=dialect
-                    ) from e
+                    raise wrapped(e, sql, params, lost) from e
             finally:
                 pooled.close()
-            return rows
 
         return execute
 
