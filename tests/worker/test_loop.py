@@ -199,3 +199,39 @@ def test_the_worker_process_freezes_its_start_up_objects_and_collects_less_often
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_an_idle_worker_woken_by_an_enqueue_claims_before_its_other_checks(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The idle pick-up latency is the claim: the maintenance checks of the loop's next turn
+    # come after it, not between the notification and the claim.
+    calls: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    worker = Worker(store, Settings(database_url=database_url))
+    pool = worker.pool
+    monkeypatch.setattr(pool, "start", lambda: None)
+    monkeypatch.setattr(pool, "collect", lambda ready=None: [])
+    monkeypatch.setattr(pool, "check_timeouts", lambda: [])
+    monkeypatch.setattr(worker, "_claim_size", lambda: 1)
+    monkeypatch.setattr(worker, "_start_claim", lambda limit, now: calls.append("claim"))
+
+    def maintain(now: datetime) -> None:
+        calls.append("maintain")
+        if calls.count("maintain") == 2:
+            raise Stop
+
+    def wait(timeout: float | None, extra: Any = ()) -> list[Any]:
+        worker.wake.set()  # as the LISTEN thread does on a notification
+        return []
+
+    monkeypatch.setattr(worker, "_maintain", maintain)
+    monkeypatch.setattr(pool, "wait", wait)
+
+    with pytest.raises(Stop):
+        worker._loop()
+
+    assert calls == ["maintain", "claim", "claim", "maintain"]
