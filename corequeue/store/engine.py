@@ -262,12 +262,17 @@ class KeptConnection:
         self.close()
 
     def close(self) -> None:
+        if self._pid != os.getpid():
+            # Nothing of this process's: a forked child's (whose lock another thread of the
+            # parent may have held at the fork), or none opened yet.
+            return
         with self._lock:
             self._discard()
 
 
-#: Kept connections inherited through fork(): referenced for good, so that the child never
-#: finalizes (and thereby closes) its parent's session.
+#: Kept connections inherited through fork(): referenced for good in the child, which never
+#: uses nor closes them (closing would end the parent's session; psycopg does not when such an
+#: object is collected, but it warns about an open connection deleted).
 _INHERITED: list[Any] = []
 
 
