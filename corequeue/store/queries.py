@@ -429,6 +429,9 @@ class Store:
                 sql, params, e, dbapi_error, connection_invalidated=lost, dialect=dialect
             )
 
+        def lost(e: Any, conn: Any) -> bool:
+            return bool(conn.closed) or bool(dialect.is_disconnect(e, conn, None))
+
         def rows_of(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
             cursor = conn.cursor()
             cursor.execute(sql, params)
@@ -447,7 +450,7 @@ class Store:
                 try:
                     return rows_of(conn, sql, params)
                 except dbapi_error as e:
-                    broken = conn.closed or dialect.is_disconnect(e, conn, None)
+                    broken = lost(e, conn)
                     raise wrapped(e, sql, params, broken) from e
                 finally:
                     kept.give_back(broken=broken)
@@ -461,10 +464,10 @@ class Store:
                         if not dbapi_conn.closed:
                             dbapi_conn.autocommit = False
                 except dbapi_error as e:
-                    lost = dialect.is_disconnect(e, pooled.dbapi_connection, None)
-                    if lost:
+                    dead = lost(e, dbapi_conn)
+                    if dead:
                         pooled.invalidate(e)
-                    raise wrapped(e, sql, params, lost) from e
+                    raise wrapped(e, sql, params, dead) from e
             finally:
                 pooled.close()
 

@@ -58,10 +58,14 @@ def _counting_checkouts(engine: sa.Engine) -> list[int]:
     return checkouts
 
 
-def _backends(postgres_url: str) -> set[int]:
+def _backends(postgres_url: str, running: str | None = None) -> set[int]:
+    """The server's processes (``running``: only those running that query now)."""
+    query = "SELECT pid FROM pg_stat_activity"
+    if running is not None:
+        query += " WHERE state = 'active' AND query = :q"
     admin = create_engine(postgres_url)
     with admin.connect() as conn:
-        pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity")).scalars().all()
+        pids = conn.execute(sa.text(query), {"q": running}).scalars().all()
     admin.dispose()
     return set(pids)
 
@@ -218,10 +222,7 @@ def test_a_second_thread_uses_the_pool_while_the_kept_connection_is_busy(
     sleeper = threading.Thread(target=store._driver, args=("SELECT pg_sleep(1)", {}))
     sleeper.start()
     deadline = time.monotonic() + 10
-    while not any(
-        pid == kept
-        for pid in _running(postgres_url, "SELECT pg_sleep(1)")  # the kept one is busy
-    ):
+    while kept not in _backends(postgres_url, running="SELECT pg_sleep(1)"):  # it is busy
         assert time.monotonic() < deadline, "the sleeping statement never started"
         time.sleep(0.01)
 
@@ -232,18 +233,6 @@ def test_a_second_thread_uses_the_pool_while_the_kept_connection_is_busy(
     sleeper.join()
     assert _driver_pid(store) == kept  # free again
     store.dispose()
-
-
-def _running(postgres_url: str, query: str) -> list[int]:
-    admin = create_engine(postgres_url)
-    with admin.connect() as conn:
-        pids = conn.execute(
-            sa.text("SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query = :q"),
-            {"q": query},
-        )
-        found = list(pids.scalars())
-    admin.dispose()
-    return found
 
 
 def test_a_dead_kept_connection_idle_past_the_threshold_is_replaced(postgres_url: str) -> None:
