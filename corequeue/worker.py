@@ -848,6 +848,7 @@ class Rescuer:
             now=now,
             heartbeat_timeout=self.worker.settings.heartbeat_timeout,
             retry_delay=retry_delay_for,
+            rescuer=self.worker.id,  # its own jobs: the heartbeat's orphan check
         )
         for end in ends:
             log.warning(

@@ -1062,34 +1062,47 @@ class Store:
         heartbeat_timeout: float,
         retry_delay: Callable[[str, int], float],
         limit: int = 1000,
+        rescuer: str | None = None,
     ) -> list[AttemptEnd]:
         """Find running jobs whose worker stopped heartbeating (or is gone), record those
         attempts ``lost`` and retry or fail them. Returns what was recorded.
 
         ``retry_delay(job name, attempt)`` gives the wait before the retry. Rows are locked
         with SKIP LOCKED on PostgreSQL, so two rescuers never record the same attempt.
+        ``rescuer``, the worker asking, is alive whatever its heartbeat row says (after an
+        outage this statement may get through before its heartbeat does): neither its jobs
+        nor its row are touched.
         """
         expired_before = now - timedelta(seconds=heartbeat_timeout)
-        query = self.rescue_statement(expired_before=expired_before, limit=limit)
+        query = self.rescue_statement(expired_before=expired_before, limit=limit, rescuer=rescuer)
         why = f"stopped heartbeating for more than {heartbeat_timeout:g}s while running this job"
+        gone: ColumnElement[bool] = workers.c.last_beat_at < expired_before
+        if rescuer is not None:
+            gone = sa.and_(gone, workers.c.id != rescuer)
         with self._errors(), self._begin() as conn:
             rows = sorted(conn.execute(query).all(), key=lambda r: r.id)
             ends = self._record_lost(conn, rows, now=now, retry_delay=retry_delay, why=why)
-            conn.execute(sa.delete(workers).where(workers.c.last_beat_at < expired_before))
+            conn.execute(sa.delete(workers).where(gone))
         return ends
 
-    def rescue_statement(self, *, expired_before: datetime, limit: int) -> sa.Select[Any]:
-        """The running jobs of workers silent since ``expired_before`` (tests EXPLAIN it).
+    def rescue_statement(
+        self, *, expired_before: datetime, limit: int, rescuer: str | None = None
+    ) -> sa.Select[Any]:
+        """The running jobs of workers silent since ``expired_before``, but ``rescuer``'s
+        (tests EXPLAIN it).
 
         No ORDER BY: under the worker's planner settings (no sort) it would walk the primary
         key over the whole table, finished history included, on every heartbeat. Unordered,
         it is an index scan of the small partial index of running jobs."""
         alive = sa.select(workers.c.id).where(workers.c.last_beat_at >= expired_before)
+        silent: ColumnElement[bool] = jobs.c.worker_id.not_in(alive)
+        if rescuer is not None:
+            silent = sa.and_(silent, jobs.c.worker_id != rescuer)
         query = (
             sa.select(*_RESCUE_COLUMNS)
             .where(
                 jobs.c.state == JobState.RUNNING.value,
-                sa.or_(jobs.c.worker_id.is_(None), jobs.c.worker_id.not_in(alive)),
+                sa.or_(jobs.c.worker_id.is_(None), silent),
                 jobs.c.started_at < expired_before,
             )
             .limit(limit)

@@ -17,7 +17,7 @@ from corequeue.core import lifecycle
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.queries import Store
-from corequeue.store.records import AttemptEnd
+from corequeue.store.records import AttemptEnd, WorkerRecord
 from testing.faults import wait_for
 from tests.reliability.conftest import Spawner, attempts_by_job, worker_id_of
 from tests.reliability_jobs import Touch, run_counts, runs
@@ -143,6 +143,26 @@ def test_rescue_of_workers_without_a_row(store: Store) -> None:
     assert sorted(e.job_id for e in ends) == [old, no_worker]
     assert store.job_get(fresh).state is JobState.RUNNING  # type: ignore[union-attr]
     assert store.job_rescue_many(now=now, heartbeat_timeout=3, retry_delay=lambda n, a: 0) == []
+
+
+def test_a_rescuer_never_rescues_itself(store: Store) -> None:
+    """After an outage the rescue may get through before the worker's own heartbeat: its
+    row is stale then, but the worker asking is alive. Its jobs and its row stay; another
+    silent worker's job is rescued. Both engines."""
+    now = datetime.now(UTC)
+    for worker_id in ("me", "other"):
+        stale = now - timedelta(seconds=10)
+        store.worker_beat(WorkerRecord(worker_id, "host", 1, [], stale, stale))
+    mine = _running_job(store, worker_id="me", started=now - timedelta(seconds=10))
+    theirs = _running_job(store, worker_id="other", started=now - timedelta(seconds=10))
+
+    ends = store.job_rescue_many(
+        now=now, heartbeat_timeout=3, retry_delay=lambda n, a: 0.0, rescuer="me"
+    )
+
+    assert [e.job_id for e in ends] == [theirs]
+    assert store.job_get(mine).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert [w.id for w in store.worker_list()] == ["me"]
 
 
 def test_concurrent_rescuers_record_each_attempt_once(pg_store: Store) -> None:
