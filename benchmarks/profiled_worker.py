@@ -35,7 +35,7 @@ def kind(statement: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from corequeue import app
+    from corequeue import runtime
     from corequeue.config import load_settings
     from corequeue.logs import configure_logging
     from corequeue.worker import Worker, worker_store
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
     )
     import benchmarks.jobs  # noqa: F401
 
-    app.configure(url)
+    runtime.configure(url)
     store = worker_store(settings)
     stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     started: dict[int, float] = {}

@@ -43,7 +43,7 @@ def corequeue_enqueue_backlog(url: str, n: int) -> float:
     """Migrate and enqueue ``n`` no-op jobs with enqueue_many. Returns the seconds it took."""
     import corequeue
     from benchmarks.jobs import Noop
-    from corequeue import app
+    from corequeue import runtime
 
     store = corequeue.configure(url)
     try:
@@ -53,7 +53,7 @@ def corequeue_enqueue_backlog(url: str, n: int) -> float:
             corequeue.enqueue_many([Noop() for _ in range(min(ENQUEUE_CHUNK, n - i))])
         return time.perf_counter() - start
     finally:
-        app.reset()
+        runtime.reset()
 
 
 def corequeue_worker(
@@ -229,7 +229,7 @@ def latency(ctx: Context, system: str, samples: int) -> dict[str, Any]:
 def _corequeue_latency(ctx: Context, url: str, stamps: Path, total: int) -> dict[str, Any]:
     import corequeue
     from benchmarks.jobs import STAMP_ENV, Probe
-    from corequeue import app
+    from corequeue import runtime
 
     sa_url = sqlalchemy_url(url)
     store = corequeue.configure(sa_url)
@@ -248,7 +248,7 @@ def _corequeue_latency(ctx: Context, url: str, stamps: Path, total: int) -> dict
             time.sleep(random.uniform(0.01, 0.03))
     finally:
         _stop(proc)
-        app.reset()
+        runtime.reset()
     return _latencies(commits, read_stamps(stamps))
 
 
@@ -261,7 +261,7 @@ def enqueue_cost(ctx: Context, *, singles: int) -> dict[str, Any]:
 
     import corequeue
     from benchmarks.jobs import Noop
-    from corequeue import app
+    from corequeue import runtime
 
     statements: list[str] = []
 
@@ -318,7 +318,7 @@ def enqueue_cost(ctx: Context, *, singles: int) -> dict[str, Any]:
                     raw.execute(raw_sql).fetchone()
                     raw_s.append(time.perf_counter() - start)
         finally:
-            app.reset()
+            runtime.reset()
     return {
         "enqueue_many_10k_s": median(many_s),
         "enqueue_many_10k_statements": many_statements,

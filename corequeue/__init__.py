@@ -3,7 +3,6 @@
 PostgreSQL in production (many workers on many machines), SQLite embedded by default.
 """
 
-from corequeue.app import configure, enqueue_many, get_store
 from corequeue.core.errors import (
     ConfigError,
     CorequeueError,
@@ -18,8 +17,9 @@ from corequeue.core.errors import (
     UnknownJobError,
 )
 from corequeue.core.states import JobState, Outcome
-from corequeue.job import DeferJob, Job, JobHandle
+from corequeue.jobs import DeferJob, Job, JobHandle
 from corequeue.registry import register_job
+from corequeue.runtime import configure, enqueue_many, get_store
 from corequeue.scheduler import schedule
 
 __all__ = [

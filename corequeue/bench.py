@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from corequeue.job import Job
+from corequeue.jobs import Job
 from corequeue.registry import register_job
 
 #: File the probe job appends "sample started_at" lines to (set for the worker it starts).
@@ -124,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _drain(
     store: Any, queue: str, base: list[str], n: int, timeout: float, tmp: Path
 ) -> dict[str, Any]:
-    from corequeue.app import enqueue_many
+    from corequeue.runtime import enqueue_many
 
     start = time.perf_counter()
     for i in range(0, n, _CHUNK):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import app, registry
+from corequeue import registry, runtime
 from corequeue.config import Settings, load_settings, parse_duration
 from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
 from corequeue.core.params import decode_value
@@ -159,7 +159,7 @@ def import_modules(modules: Sequence[str]) -> None:
 
 
 def open_store(settings: Settings) -> Store:
-    return app.configure(settings.database_url, middleware=settings.middleware)
+    return runtime.configure(settings.database_url, middleware=settings.middleware)
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -226,7 +226,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ConfigError(f"--args/--kwargs do not fit {registry.job_name(cls)}: {exc}") from None
     open_store(settings)
-    (handle,) = app.enqueue_many(
+    (handle,) = runtime.enqueue_many(
         [job],
         queue=args.queue,
         delay=args.delay,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from corequeue.core.errors import ConfigError
-from corequeue.job import Job
+from corequeue.jobs import Job
 
 RunJob = Callable[[Job], Any]
 
@@ -32,7 +32,7 @@ def build_chain(paths: Sequence[str]) -> RunJob:
 
     Raises ConfigError when a path cannot be imported or is not callable.
     """
-    from corequeue.app import resolve_setting_path
+    from corequeue.runtime import resolve_setting_path
 
     handler: RunJob = _run
     for path in reversed(paths):

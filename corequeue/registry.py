@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar, overload
 from corequeue.core.errors import UnknownJobError
 
 if TYPE_CHECKING:
-    from corequeue.job import Job
+    from corequeue.jobs import Job
 
 J = TypeVar("J", bound="type[Job]")
 
@@ -45,7 +45,7 @@ def register_job(cls: J | None = None, /, *, alias: str | None = None) -> J | Ca
     ``@register_job(alias="welcome")``. Returns the class unchanged."""
 
     def decorate(cls: J) -> J:
-        from corequeue.job import Job
+        from corequeue.jobs import Job
 
         if not (isinstance(cls, type) and issubclass(cls, Job)):
             raise TypeError(f"@register_job decorates Job subclasses, not {cls!r}")

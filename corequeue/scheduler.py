@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import app, registry
+from corequeue import registry, runtime
 from corequeue.config import Settings
 from corequeue.core import cron
 from corequeue.core.errors import ConfigError, CorequeueError
-from corequeue.job import Job
+from corequeue.jobs import Job
 from corequeue.store.queries import Store
 from corequeue.store.schedule_queries import (
     ScheduleRow,
@@ -142,7 +142,7 @@ def load_definitions(settings: Settings) -> list[ScheduleDefinition]:
     now = datetime.now(UTC)
     for definition in found.values():
         try:
-            app.prepare(
+            runtime.prepare(
                 definition.build_job(),
                 now=now,
                 source=f"schedule {definition.name}",
@@ -239,7 +239,7 @@ class Scheduler:
         assert decision.last is not None
         job_row = None
         if decision.enqueue is not None:
-            job_row = app.prepare(
+            job_row = runtime.prepare(
                 definition.build_job(),
                 now=now,
                 source=f"schedule {definition.name}",

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 import corequeue
-from corequeue import app
+from corequeue import runtime
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
@@ -95,4 +95,4 @@ def store(database_url: str) -> Iterator[Store]:
     try:
         yield configured
     finally:
-        app.reset()
+        runtime.reset()

@@ -49,14 +49,14 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from corequeue import app
+    from corequeue import runtime
     from corequeue.middleware import build_chain
 
     for module in config.imports:
         importlib.import_module(module)
-    app.configure(config.database_url, middleware=config.middleware)
+    runtime.configure(config.database_url, middleware=config.middleware)
     chain = build_chain(config.middleware)
-    codecs = app.codecs()
+    codecs = runtime.codecs()
     tasks: deque[Task] = deque()
     finished: TaskResult | None = None  # the last result, not sent yet
     inbox = select.poll()  # kept: Connection.poll() builds a selector on every call

@@ -12,7 +12,7 @@ from corequeue.core.errors import JobParamsError
 from corequeue.core.params import decode_params, encode_value
 from corequeue.core.retry import exponential_backoff
 from corequeue.core.states import Outcome
-from corequeue.job import DeferJob, Job
+from corequeue.jobs import DeferJob, Job
 from corequeue.middleware import RunJob
 
 

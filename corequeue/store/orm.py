@@ -32,7 +32,7 @@ def _encode(obj: Any) -> dict[str, Any]:
 
 
 def _decode(value: dict[str, Any]) -> Any:
-    from corequeue.app import get_store
+    from corequeue.runtime import get_store
 
     module, _, name = value["model"].rpartition(".")
     model = getattr(importlib.import_module(module), name)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from corequeue import app, registry
+from corequeue import registry, runtime
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
-from corequeue.job import Job, JobHandle
+from corequeue.jobs import Job, JobHandle
 from corequeue.store.queries import ConnectionLike, Store
 from corequeue.store.records import JobFilter, NewJob
 
@@ -162,7 +162,7 @@ class EnqueuedJobs:
 
     def start(self) -> None:
         if self.store is None and self._remove is None:
-            self._remove = app.add_interceptor(self._intercept)
+            self._remove = runtime.add_interceptor(self._intercept)
 
     def stop(self) -> None:
         if self._remove is not None:
@@ -179,7 +179,7 @@ class EnqueuedJobs:
     # -- sources ----------------------------------------------------------------------------
 
     def _intercept(
-        self, prepared: Sequence[app.PreparedJob], connection: ConnectionLike | None
+        self, prepared: Sequence[runtime.PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         handles: list[JobHandle] = []
         for p in prepared:
@@ -203,7 +203,7 @@ class EnqueuedJobs:
     @staticmethod
     def _from_row(job_id: int, row: NewJob) -> EnqueuedJob:
         # The worker's round trip: what cannot be decoded fails here, not in production.
-        args, kwargs = decode_params(row.params, codecs=app.codecs())
+        args, kwargs = decode_params(row.params, codecs=runtime.codecs())
         return EnqueuedJob(
             id=job_id,
             name=row.name,
@@ -227,7 +227,7 @@ class EnqueuedJobs:
                 JobFilter(states=(JobState.REQUESTED,)), limit=500, before_id=before
             )
             for record in page:
-                args, kwargs = decode_params(record.params, codecs=app.codecs())
+                args, kwargs = decode_params(record.params, codecs=runtime.codecs())
                 out.append(
                     EnqueuedJob(
                         id=record.id,

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from corequeue import app
+from corequeue import runtime
 from corequeue.config import Settings
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
@@ -192,7 +192,7 @@ class TestWorker:
 
 def _describe(record: JobRecord) -> str:
     try:
-        args, kwargs = decode_params(record.params, codecs=app.codecs())
+        args, kwargs = decode_params(record.params, codecs=runtime.codecs())
         parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
         call = f"{record.name}({', '.join(parts)})"
     except Exception:

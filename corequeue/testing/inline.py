@@ -32,14 +32,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from corequeue import app
+from corequeue import runtime
 from corequeue.core import lifecycle
 from corequeue.core.errors import JobFailed, JobParamsError
 from corequeue.core.lifecycle import JobSnapshot
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import Task, TaskResult, run_task
-from corequeue.job import Job, JobHandle
+from corequeue.jobs import Job, JobHandle
 from corequeue.middleware import RunJob, build_chain
 from corequeue.store.queries import ConnectionLike
 from corequeue.store.records import NewJob
@@ -79,7 +79,7 @@ class InlineHandle(JobHandle):
     @property
     def result(self) -> Any:
         """The job's return value after its JSON round trip (None unless succeeded)."""
-        return None if self._result is None else decode_value(self._result, codecs=app.codecs())
+        return None if self._result is None else decode_value(self._result, codecs=runtime.codecs())
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.02) -> Any:
         """The result at once. Raises JobFailed when the job failed or was left waiting."""
@@ -120,7 +120,7 @@ class InlineJobs:
 
     def start(self) -> None:
         if self._remove is None:
-            self._remove = app.add_interceptor(self._intercept)
+            self._remove = runtime.add_interceptor(self._intercept)
 
     def stop(self) -> None:
         if self._remove is not None:
@@ -140,11 +140,11 @@ class InlineJobs:
         return [h for h in self.handles if h.state is JobState.FAILED]
 
     def _chain(self) -> RunJob:
-        paths = app.configured_middleware() if self.middleware is None else self.middleware
+        paths = runtime.configured_middleware() if self.middleware is None else self.middleware
         return build_chain(paths)
 
     def _intercept(
-        self, prepared: Sequence[app.PreparedJob], connection: ConnectionLike | None
+        self, prepared: Sequence[runtime.PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         chain = self._chain()
         out: list[JobHandle] = []
@@ -173,7 +173,7 @@ class InlineJobs:
                     raise
 
             task = Task(handle.id, lease, handle.name, handle.params, snapshot.attempts, None)
-            result = run_task(task, recording, codecs=app.codecs())
+            result = run_task(task, recording, codecs=runtime.codecs())
             change = lifecycle.finish(
                 snapshot,
                 result.outcome,

@@ -163,18 +163,18 @@ def corequeue_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> st
 def corequeue_store(corequeue_database_url: str) -> Iterator[Any]:
     """A Store on ``corequeue_database_url``, also configured as corequeue's database for
     the test (``run_in_worker()`` writes there). The previous configuration comes back after."""
-    from corequeue import app
+    from corequeue import runtime
 
-    previous = app._state.store
-    middleware = app.configured_middleware()
-    store = app.configure(corequeue_database_url)
+    previous = runtime._state.store
+    middleware = runtime.configured_middleware()
+    store = runtime.configure(corequeue_database_url)
     try:
         yield store
     finally:
         if previous is not None:
-            app.configure(previous.engine, middleware=middleware)
+            runtime.configure(previous.engine, middleware=middleware)
         else:
-            app.reset()
+            runtime.reset()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from corequeue import app as corequeue_app
+from corequeue import runtime as corequeue_app
 from corequeue.core.errors import CorequeueError, InvalidTransition
 from corequeue.core.states import JobState
 from corequeue.store.monitoring import Monitor

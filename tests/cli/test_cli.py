@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import corequeue
-from corequeue import app
+from corequeue import runtime
 from corequeue.cli import main
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
@@ -36,13 +36,13 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
         capsys.readouterr()
         # Each command configures a store of its own: put the test's back afterwards, so
         # handles and the ``store`` fixture keep working on one engine that is closed at the end.
-        before = app._state.store
+        before = runtime._state.store
         try:
             code = main(list(args))
         finally:
-            mine = app._state.store
+            mine = runtime._state.store
             if before is not None and mine is not before:
-                app._state.store = before
+                runtime._state.store = before
                 if mine is not None:
                     mine.dispose()
         out, err = capsys.readouterr()
@@ -51,7 +51,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
     try:
         yield run
     finally:
-        app.reset()
+        runtime.reset()
 
 
 def cli_json(cli: Cli, *args: str) -> Any:

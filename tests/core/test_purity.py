@@ -19,7 +19,7 @@ BANNED = {
     "corequeue.store": "the store adapter",
     "corequeue.executor": "the process pool",
     "corequeue.worker": "the worker loop",
-    "corequeue.app": "process-wide configuration",
+    "corequeue.runtime": "process-wide configuration",
     "sqlalchemy": "the database",
     "psycopg": "the database",
     "sqlite3": "the database",

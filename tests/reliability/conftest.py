@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import corequeue
-from corequeue import app
+from corequeue import runtime
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptRecord
@@ -42,7 +42,7 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     try:
         yield configured
     finally:
-        app.reset()
+        runtime.reset()
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     try:
         yield configured
     finally:
-        app.reset()
+        runtime.reset()
 
 
 class Spawner:

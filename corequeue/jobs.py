@@ -97,7 +97,7 @@ class Job:
         by a waiting or running job of the same class returns that job's handle instead.
         Raises JobParamsError naming a parameter that cannot be stored.
         """
-        from corequeue.app import enqueue_many
+        from corequeue.runtime import enqueue_many
 
         (handle,) = enqueue_many(
             [self],
@@ -179,7 +179,7 @@ class JobHandle:
 
     def _get_store(self) -> Store:
         if self._store is None:
-            from corequeue.app import get_store
+            from corequeue.runtime import get_store
 
             self._store = get_store()
         return self._store

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, Engine
 from corequeue import registry
 from corequeue.core.errors import ConfigError, UnknownJobError
 from corequeue.core.params import Codec, encode_params
-from corequeue.job import (
+from corequeue.jobs import (
     Delay,
     Job,
     JobHandle,
