@@ -22,10 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from corequeue.jobs import Job
-from corequeue.registry import register_job
+from corequeue.jobs import Job, register_job
 
 #: File the probe job appends "sample started_at" lines to (set for the worker it starts).
 STAMP_ENV = "COREQUEUE_BENCH_STAMPS"
@@ -75,7 +72,7 @@ def add_command(subparsers: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from corequeue.cli import open_store, settings_from
+    from corequeue.commands import open_store, settings_from
 
     settings = settings_from(args)
     store = open_store(settings)
@@ -124,7 +121,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _drain(
     store: Any, queue: str, base: list[str], n: int, timeout: float, tmp: Path
 ) -> dict[str, Any]:
-    from corequeue.runtime import enqueue_many
+    from corequeue.jobs import enqueue_many
 
     start = time.perf_counter()
     for i in range(0, n, _CHUNK):
@@ -139,13 +136,7 @@ def _drain(
         _stop(proc)
         code = proc.returncode
     wall = time.perf_counter() - start
-    from corequeue.store.schema import jobs
-
-    query = sa.select(
-        sa.func.count(), sa.func.min(jobs.c.started_at), sa.func.max(jobs.c.finished_at)
-    ).where(jobs.c.queue == queue, jobs.c.state == "succeeded")
-    with store.engine.connect() as conn:
-        done, first, last = conn.execute(query).one()
+    done, first, last = store.job_succeeded_window(queue)
     window = (last - first).total_seconds() if done else float("nan")
     return {
         "enqueue_seconds": enqueue_s,
@@ -219,10 +210,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _cleanup(store: Any, queue: str) -> int:
-    from corequeue.store.schema import jobs
-
-    with store.engine.begin() as conn:
-        deleted: int = conn.execute(sa.delete(jobs).where(jobs.c.queue == queue)).rowcount
+    deleted: int = store.job_delete_queue(queue)
     return deleted
 
 

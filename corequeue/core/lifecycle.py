@@ -30,6 +30,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
     RELEASE = "release"  # a claimed attempt that never started goes back, uncounted
+    DELETE = "delete"  # the job's row goes, attempts and all: no state follows
 
 
 Event = Outcome | Action
@@ -52,6 +53,25 @@ TRANSITIONS: dict[tuple[JobState, Event], tuple[JobState, ...]] = {
     (_U, Action.RELEASE): (_R,),
     (_F, Action.RETRY): (_R,),
     (_C, Action.RETRY): (_R,),
+}
+
+#: States in which a job may be deleted (:data:`Action.DELETE`): a waiting or finished one.
+#: Never a running one: its worker holds it, so cancel it first. Kept apart from
+#: :data:`TRANSITIONS` because a deleted job has no next state to draw.
+DELETABLE: frozenset[JobState] = frozenset({_R, _S, _F, _C})
+
+
+def _states_taking(action: Action) -> frozenset[JobState]:
+    return frozenset(state for state, event in TRANSITIONS if event is action)
+
+
+#: The actions a person may take on a job (the command line, the dashboard), and the states in
+#: which each is legal: cancel and retry as :data:`TRANSITIONS` has them, delete as
+#: :data:`DELETABLE`.
+PERSON_ACTIONS: dict[Action, frozenset[JobState]] = {
+    Action.CANCEL: _states_taking(Action.CANCEL),
+    Action.RETRY: _states_taking(Action.RETRY),
+    Action.DELETE: DELETABLE,
 }
 
 
@@ -92,6 +112,20 @@ def next_states(state: JobState, event: Event) -> tuple[JobState, ...]:
         raise InvalidTransition(
             f"a job in state {state.value!r} cannot take event {event.value!r}"
         ) from None
+
+
+def actions_for(state: JobState) -> frozenset[Action]:
+    """Which of :data:`PERSON_ACTIONS` a person may take on a job in ``state``."""
+    return frozenset(action for action, states in PERSON_ACTIONS.items() if state in states)
+
+
+def check_delete(state: JobState) -> None:
+    """Raise InvalidTransition unless a job in ``state`` may be deleted."""
+    if state not in DELETABLE:
+        raise InvalidTransition(
+            f"a job in state {state.value!r} cannot take event {Action.DELETE.value!r}:"
+            " cancel it before deleting it"
+        )
 
 
 def claim(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
@@ -176,6 +210,60 @@ def retry(job: JobSnapshot, *, now: datetime) -> Change:
     """Send a failed or cancelled job back to wait, with one more attempt, to run now."""
     (state,) = next_states(job.state, Action.RETRY)
     return Change(state, job.attempts, max(job.max_attempts, job.attempts + 1), None, now, None)
+
+
+def clears_result(change: Change) -> bool:
+    """Whether persisting ``change`` clears the job's stored result: when the job goes back to
+    wait, so that the result of an earlier run is never read as the next one's."""
+    return change.state is JobState.REQUESTED
+
+
+class LostReason(StrEnum):
+    """Why a running attempt counts as lost."""
+
+    #: Its worker stopped heartbeating (crashed, hung, cut off) for longer than the timeout.
+    HEARTBEAT_EXPIRED = "heartbeat_expired"
+    #: Its worker is alive but does not hold the attempt (its result was never recorded).
+    NOT_HELD = "not_held"
+
+
+#: The error type recorded for a lost attempt.
+LOST_ERROR_TYPE = "WorkerLost"
+
+
+class LostAttempt(NamedTuple):
+    """How a lost attempt ends: the job's change, and the error its attempt records."""
+
+    change: Change
+    error_type: str
+    error_message: str
+
+
+def lost_before(now: datetime, heartbeat_timeout: float) -> datetime:
+    """A running job whose worker has not heartbeaten since this time (and that started before
+    it) counts as lost: the rule the store's rescue query translates."""
+    return now - timedelta(seconds=heartbeat_timeout)
+
+
+def lose(
+    job: JobSnapshot,
+    *,
+    worker_id: str | None,
+    reason: LostReason,
+    now: datetime,
+    retry_delay: float,
+    heartbeat_timeout: float = 0.0,
+) -> LostAttempt:
+    """End ``job``'s running attempt as lost (retried after ``retry_delay`` while it has
+    attempts left, failed after that), with the error that says why. ``heartbeat_timeout``
+    names the timeout in the message of :attr:`LostReason.HEARTBEAT_EXPIRED`."""
+    assert job.lease is not None, "only a running attempt can be lost"
+    change = finish(job, Outcome.LOST, lease=job.lease, now=now, retry_delay=retry_delay)
+    if reason is LostReason.HEARTBEAT_EXPIRED:
+        why = f"stopped heartbeating for more than {heartbeat_timeout:g}s while running this job"
+    else:
+        why = "no longer held this attempt (its result was never recorded)"
+    return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}")
 
 
 def _final(state: JobState, job: JobSnapshot, attempts: int, now: datetime) -> Change:

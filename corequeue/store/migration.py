@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from corequeue.core.errors import SchemaError
 from corequeue.store import schema
+from corequeue.store.base import StoreBase
 
 #: UPGRADES[v] takes a database at version v to version v + 1.
 UPGRADES: dict[int, Callable[[Connection], None]] = {}
@@ -58,3 +59,51 @@ def upgrade(conn: Connection) -> tuple[int | None, int]:
             .values(value=str(version))
         )
     return before, version
+
+
+class SchemaQueries(StoreBase):
+    """The schema's version, its check, and `corequeue migrate`."""
+
+    def schema_version(self) -> int | None:
+        """The schema version recorded in the database, or None when there are no tables."""
+        with self._errors(), self.read() as conn:
+            if not sa.inspect(conn).has_table(schema.meta.name):
+                return None
+            value = conn.execute(
+                sa.select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            ).scalar()
+            return int(value) if value is not None else None
+
+    def check_schema(self) -> None:
+        """Raise SchemaError unless the tables exist at this package's schema version."""
+        found = self.schema_version()
+        where = self.url.render_as_string(hide_password=True)
+        if found is None:
+            raise SchemaError(
+                f"the corequeue tables do not exist in {where}: run `corequeue migrate`"
+            )
+        if found < schema.SCHEMA_VERSION:
+            raise SchemaError(
+                f"the corequeue tables in {where} are at schema version {found}, this corequeue "
+                f"needs {schema.SCHEMA_VERSION}: run `corequeue migrate`"
+            )
+        if found > schema.SCHEMA_VERSION:
+            raise SchemaError(
+                f"the corequeue tables in {where} are at schema version {found}, newer than this "
+                f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
+            )
+        with self._errors(), self.read() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+        missing = [t.name for t in schema.metadata.sorted_tables if t.name not in present]
+        if missing:
+            raise SchemaError(
+                f"the corequeue tables in {where} are incomplete ({', '.join(missing)} missing): "
+                "run `corequeue migrate`"
+            )
+
+    def migrate(self) -> tuple[int | None, int]:
+        """Create or upgrade the tables. Returns (version before, version after)."""
+        with self._errors(), self._begin() as conn:
+            if self.is_postgresql:
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x636F7265)))
+            return upgrade(conn)

@@ -19,15 +19,12 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
-from corequeue.store.queries import (
-    ON_JOB_ROW,
-    ON_JOB_ROW_STATE,
-    Store,
-    _filter_clauses,
-    _job_record,
-)
+from corequeue.store.endings import ON_JOB_ROW, ON_JOB_ROW_STATE
+from corequeue.store.engine import translate_errors
+from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
-from corequeue.store.schedule_queries import ScheduleRow, schedule_list
+from corequeue.store.rows import filter_clauses, job_record
+from corequeue.store.schedules import ScheduleRow, schedule_list
 
 jobs, attempts = schema.jobs, schema.attempts
 
@@ -155,7 +152,7 @@ class Monitor:
         counts: dict[str, dict[JobState, int]] = {}
         for queue, state, n in self.store.job_count_many():
             counts.setdefault(queue, {})[state] = n
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             ready = {q: (int(n), _utc(self.store, at)) for q, n, at in conn.execute(ready_q)}
             scheduled = {q: int(n) for q, n in conn.execute(scheduled_q)}
         return [
@@ -191,7 +188,7 @@ class Monitor:
             .group_by(bucket, jobs.c.state)
         )
         found: dict[int, dict[str, int]] = {}
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             for minute, state, n in conn.execute(query):
                 row = found.setdefault(int(minute), {})
                 row[state] = row.get(state, 0) + int(n)
@@ -232,7 +229,7 @@ class Monitor:
         )
         latency: list[float] = []
         duration: list[float] = []
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             for run_at, started_at, finished_at in conn.execute(query):
                 latency.append(max((started_at - run_at).total_seconds(), 0.0))
                 duration.append(max((finished_at - started_at).total_seconds(), 0.0))
@@ -240,7 +237,7 @@ class Monitor:
 
     def attempt_counts(self) -> dict[Outcome, int]:
         """Recorded attempts by outcome (every outcome present, zero when none). Successful
-        attempts are kept on their job rows (``queries.ON_JOB_ROW``): one per job in
+        attempts are kept on their job rows (``endings.ON_JOB_ROW``): one per job in
         ``ON_JOB_ROW_STATE``."""
         query = (
             sa.select(attempts.c.outcome, sa.func.count())
@@ -249,7 +246,7 @@ class Monitor:
         )
         kept = sa.select(sa.func.count()).where(jobs.c.state == ON_JOB_ROW_STATE.value)
         counts = dict.fromkeys(Outcome, 0)
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             for outcome, n in conn.execute(query):
                 counts[Outcome(outcome)] = int(n)
             counts[ON_JOB_ROW] = int(conn.execute(kept).scalar_one())
@@ -264,7 +261,7 @@ class Monitor:
             .order_by(jobs.c.id)
             .limit(limit)
         )
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             return [RunningJob(*row) for row in conn.execute(query)]
 
     def worker_statuses(self, *, now: datetime, heartbeat_timeout: float) -> list[WorkerStatus]:
@@ -289,8 +286,8 @@ class Monitor:
         """Waiting jobs whose run_at is in the future, soonest first, and how many there are."""
         where = (jobs.c.state == JobState.REQUESTED.value, jobs.c.run_at > now)
         query = sa.select(*jobs.c).where(*where).order_by(jobs.c.run_at, jobs.c.id).limit(limit)
-        with self.store._errors(), self._connect() as conn:
-            found = [_job_record(r) for r in conn.execute(query)]
+        with translate_errors(self.store.url), self._connect() as conn:
+            found = [job_record(r) for r in conn.execute(query)]
             total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
         return found, int(total)
 
@@ -298,8 +295,8 @@ class Monitor:
 
     def job_count(self, filter: JobFilter) -> int:
         """How many jobs match ``filter`` (the selection a bulk action applies to)."""
-        query = sa.select(sa.func.count()).select_from(jobs).where(*_filter_clauses(filter))
-        with self.store._errors(), self._connect() as conn:
+        query = sa.select(sa.func.count()).select_from(jobs).where(*filter_clauses(filter))
+        with translate_errors(self.store.url), self._connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def job_ids(self, filter: JobFilter, *, batch: int = 500) -> Iterator[list[int]]:
@@ -308,13 +305,13 @@ class Monitor:
         while True:
             query = (
                 sa.select(jobs.c.id)
-                .where(*_filter_clauses(filter))
+                .where(*filter_clauses(filter))
                 .order_by(jobs.c.id.desc())
                 .limit(batch)
             )
             if before is not None:
                 query = query.where(jobs.c.id < before)
-            with self.store._errors(), self._connect() as conn:
+            with translate_errors(self.store.url), self._connect() as conn:
                 ids = list(conn.execute(query).scalars())
             if ids:
                 yield ids
@@ -329,18 +326,18 @@ class Monitor:
         before one that :meth:`Store.job_list` returned (keyset, both ways)."""
         query = (
             sa.select(*jobs.c)
-            .where(*_filter_clauses(filter), jobs.c.id > after_id)
+            .where(*filter_clauses(filter), jobs.c.id > after_id)
             .order_by(jobs.c.id)
             .limit(limit)
         )
-        with self.store._errors(), self._connect() as conn:
-            found = [_job_record(r) for r in conn.execute(query)]
+        with translate_errors(self.store.url), self._connect() as conn:
+            found = [job_record(r) for r in conn.execute(query)]
         return found[::-1]
 
     def distinct_names(self, *, limit: int = 200) -> list[str]:
         """Job names present in the table (for filter suggestions)."""
         query = sa.select(jobs.c.name).group_by(jobs.c.name).order_by(jobs.c.name).limit(limit)
-        with self.store._errors(), self._connect() as conn:
+        with translate_errors(self.store.url), self._connect() as conn:
             return list(conn.execute(query).scalars())
 
 

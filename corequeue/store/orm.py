@@ -4,9 +4,11 @@ loaded again in the worker."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from corequeue.core.errors import JobParamsError
@@ -31,18 +33,19 @@ def _encode(obj: Any) -> dict[str, Any]:
     return {"model": f"{cls.__module__}.{cls.__qualname__}", "pk": list(state.identity)}
 
 
-def _decode(value: dict[str, Any]) -> Any:
-    from corequeue.runtime import get_store
+def orm_codec(engine: Callable[[], Engine]) -> Codec:
+    """The codec for ORM instances; ``engine()`` gives the engine they are loaded from again
+    (the configured store's, looked up at decode time, so reconfiguring is seen)."""
 
-    module, _, name = value["model"].rpartition(".")
-    model = getattr(importlib.import_module(module), name)
-    pk = tuple(value["pk"])
-    with Session(get_store().engine, expire_on_commit=False) as session:
-        obj = session.get(model, pk if len(pk) > 1 else pk[0])
-        if obj is None:
-            raise JobParamsError(f"{value['model']} with primary key {pk!r} no longer exists")
-        session.expunge(obj)
-        return obj
+    def decode(value: dict[str, Any]) -> Any:
+        module, _, name = value["model"].rpartition(".")
+        model = getattr(importlib.import_module(module), name)
+        pk = tuple(value["pk"])
+        with Session(engine(), expire_on_commit=False) as session:
+            obj = session.get(model, pk if len(pk) > 1 else pk[0])
+            if obj is None:
+                raise JobParamsError(f"{value['model']} with primary key {pk!r} no longer exists")
+            session.expunge(obj)
+            return obj
 
-
-ORM_CODEC = Codec("orm", _is_orm_instance, _encode, _decode)
+    return Codec("orm", _is_orm_instance, _encode, decode)

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from corequeue import runtime
 from corequeue.config import Settings
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
-from corequeue.store import schema
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter, JobRecord
 from corequeue.worker import Service, Worker
@@ -56,16 +53,7 @@ class PullForward:
 
     def run_once(self, now: datetime) -> bool:
         """Pull waiting jobs forward to ``now``; returns whether any moved."""
-        jobs = schema.jobs
-        stmt = (
-            sa.update(jobs)
-            .where(jobs.c.state == JobState.REQUESTED.value, jobs.c.run_at > now)
-            .values(run_at=now)
-        )
-        if self.queues:
-            stmt = stmt.where(jobs.c.queue.in_(self.queues))
-        with self.store.engine.begin() as conn:
-            return bool(conn.execute(stmt).rowcount)
+        return bool(self.store.job_make_due_many(queues=self.queues, now=now))
 
 
 class TestWorker:

@@ -119,18 +119,12 @@ def _postgres_database(config: pytest.Config) -> str:
 
 def _empty(url: str) -> None:
     """Migrate, then delete every job, attempt, worker and schedule: each test starts empty."""
-    import sqlalchemy as sa
-
-    from corequeue.store import schema
     from corequeue.store.queries import Store
 
     store = Store.from_url(url)
     try:
         store.migrate()
-        with store.engine.begin() as conn:
-            tables = [t for t in schema.metadata.sorted_tables if t is not schema.meta]
-            names = ", ".join(t.name for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        store.truncate_all()
     finally:
         store.dispose()
 

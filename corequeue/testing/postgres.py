@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,39 +54,14 @@ class PostgresServer:
 
     def create_database(self) -> str:
         """Create an empty database on the server. Returns its URL."""
-        import sqlalchemy as sa
+        from corequeue.store import servers
 
-        from corequeue.store.engine import normalize_url
-
-        admin = normalize_url(self.admin_url)
-        name = f"cq_test_{uuid.uuid4().hex[:12]}"
-        engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        finally:
-            engine.dispose()
-        return admin.set(database=name).render_as_string(hide_password=False)
+        return servers.create_database(self.admin_url)
 
     def drop_database(self, url: str) -> None:
-        import sqlalchemy as sa
+        from corequeue.store import servers
 
-        from corequeue.store.engine import normalize_url
-
-        name = normalize_url(url).database
-        engine = sa.create_engine(normalize_url(self.admin_url), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": name},
-                )
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        finally:
-            engine.dispose()
+        servers.drop_database(self.admin_url, url)
 
 
 def find_postgres(explicit_url: str | None = None) -> PostgresServer:
@@ -123,23 +97,16 @@ def _require_psycopg() -> None:
 
 
 def _check_reachable(url: str) -> None:
-    import sqlalchemy as sa
-
+    from corequeue.store import servers
     from corequeue.store.engine import normalize_url
 
-    parsed = normalize_url(url)
-    engine = sa.create_engine(parsed)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.DBAPIError as exc:
-        first = str(exc.orig or exc).strip().splitlines()[0]
+    failure = servers.unreachable(url)
+    if failure is not None:
+        where = normalize_url(url).render_as_string(hide_password=True)
         raise PostgresNotFound(
-            f"PostgreSQL is not reachable at {parsed.render_as_string(hide_password=True)} "
-            f"({first}): start it, or fix --corequeue-postgres-url / {ENV_URL}"
-        ) from None
-    finally:
-        engine.dispose()
+            f"PostgreSQL is not reachable at {where} "
+            f"({failure}): start it, or fix --corequeue-postgres-url / {ENV_URL}"
+        )
 
 
 # -- testcontainers --------------------------------------------------------------------------
@@ -297,61 +264,13 @@ def _from_local_binaries(tried: list[str]) -> PostgresServer | None:
         tried.append("no initdb/pg_ctl found on PATH or under " + ", ".join(BINARY_DIRS[:2]))
         return None
     user = _run_as()
-    base = Path(tempfile.mkdtemp(prefix="corequeue-pg-"))
+    base = _scratch_dir(user)
     data, sockets, log = base / "data", base / "sockets", base / "server.log"
-    sockets.mkdir()
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        for path in (base, sockets):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        base.chmod(0o700)
     env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
     try:
-        _check_call(
-            _command(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
-                user,
-            ),
-            env,
-            base,
-        )
+        _initdb(bindir, data, user, env, base)
         port = _free_port()
-        options = (
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        _check_call(
-            _command(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(log),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-                user,
-            ),
-            env,
-            base,
-        )
+        _pg_ctl_start(bindir, data, log, port, sockets, user, env, base)
     except PostgresNotFound as exc:
         tried.append(str(exc))
         shutil.rmtree(base, ignore_errors=True)
@@ -373,6 +292,44 @@ def _from_local_binaries(tried: list[str]) -> PostgresServer | None:
 
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     return PostgresServer(url, f"local binaries in {bindir}", [stop])
+
+
+def _scratch_dir(user: str | None) -> Path:
+    """A fresh directory for the server (its ``sockets`` folder made), owned by ``user``."""
+    base = Path(tempfile.mkdtemp(prefix="corequeue-pg-"))
+    sockets = base / "sockets"
+    sockets.mkdir()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for path in (base, sockets):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        base.chmod(0o700)
+    return base
+
+
+def _initdb(bindir: Path, data: Path, user: str | None, env: dict[str, str], cwd: Path) -> None:
+    argv = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
+    argv += ["-E", "UTF8", "--no-sync", "--no-instructions"]
+    _check_call(_command(argv, user), env, cwd)
+
+
+def _pg_ctl_start(
+    bindir: Path,
+    data: Path,
+    log: Path,
+    port: int,
+    sockets: Path,
+    user: str | None,
+    env: dict[str, str],
+    cwd: Path,
+) -> None:
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    argv = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options]
+    argv += ["-w", "-t", "60", "start"]
+    _check_call(_command(argv, user), env, cwd)
 
 
 def _check_call(argv: list[str], env: dict[str, str], cwd: Path) -> None:

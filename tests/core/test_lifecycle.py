@@ -412,3 +412,79 @@ class JobLifecycle(RuleBasedStateMachine):
 
 JobLifecycle.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_job_lifecycle = JobLifecycle.TestCase
+
+
+# -- what a person may do ---------------------------------------------------------------------
+
+
+def test_actions_for_each_state_follow_the_table() -> None:
+    assert lifecycle.actions_for(R) == {Action.CANCEL, Action.DELETE}
+    assert lifecycle.actions_for(U) == {Action.CANCEL}
+    assert lifecycle.actions_for(S) == {Action.DELETE}
+    assert lifecycle.actions_for(F) == {Action.RETRY, Action.DELETE}
+    assert lifecycle.actions_for(C) == {Action.RETRY, Action.DELETE}
+
+
+@pytest.mark.parametrize("state", list(JobState))
+def test_cancel_and_retry_are_offered_exactly_where_the_table_allows_them(
+    state: JobState,
+) -> None:
+    for action in (Action.CANCEL, Action.RETRY):
+        assert (action in lifecycle.actions_for(state)) == ((state, action) in TRANSITIONS)
+
+
+def test_a_running_job_cannot_be_deleted_and_no_other_state_refuses() -> None:
+    with pytest.raises(InvalidTransition, match="cancel it before deleting it"):
+        lifecycle.check_delete(U)
+    for state in (R, S, F, C):
+        lifecycle.check_delete(state)
+
+
+# -- lost attempts, requeue --------------------------------------------------------------------
+
+
+def test_a_lost_attempt_with_attempts_left_is_retried_after_the_delay() -> None:
+    lost = lifecycle.lose(
+        running(attempts=1, max_attempts=2),
+        worker_id="w1",
+        reason=lifecycle.LostReason.HEARTBEAT_EXPIRED,
+        now=NOW,
+        retry_delay=30,
+        heartbeat_timeout=12.5,
+    )
+    assert lost.change == Change(R, 1, 2, None, NOW + timedelta(seconds=30), None)
+    assert lost.error_type == "WorkerLost"
+    assert lost.error_message == (
+        "worker w1 stopped heartbeating for more than 12.5s while running this job"
+    )
+
+
+def test_the_last_lost_attempt_fails_the_job_and_says_it_was_not_held() -> None:
+    lost = lifecycle.lose(
+        running(attempts=1, max_attempts=1),
+        worker_id="w2",
+        reason=lifecycle.LostReason.NOT_HELD,
+        now=NOW,
+        retry_delay=30,
+    )
+    assert lost.change == Change(F, 1, 1, None, EARLIER, NOW)
+    assert lost.error_message == (
+        "worker w2 no longer held this attempt (its result was never recorded)"
+    )
+
+
+def test_lost_before_is_now_minus_the_heartbeat_timeout() -> None:
+    assert lifecycle.lost_before(NOW, 30) == NOW - timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    ("change", "clears"),
+    [
+        (Change(R, 1, 2, None, NOW, None), True),  # retried or requeued: the old result goes
+        (Change(C, 1, 1, None, EARLIER, NOW), False),
+        (Change(S, 1, 1, None, EARLIER, NOW), False),
+        (Change(F, 1, 1, None, EARLIER, NOW), False),
+    ],
+)
+def test_only_going_back_to_wait_clears_the_stored_result(change: Change, clears: bool) -> None:
+    assert lifecycle.clears_result(change) is clears

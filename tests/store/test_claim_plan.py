@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
-from tests.store._support import T0, at, claim, insert, new_job
+from testing.store_support import T0, at, claim, insert, new_job
 
 FINISHED_ROWS = 200_000
 #: A backlog, due over ten minutes: the claims below run at T0 + 5 min, half of it ready.

@@ -24,7 +24,7 @@ from corequeue.store import schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import ON_JOB_ROW, ON_JOB_ROW_STATE, Store
 from corequeue.store.records import ClaimedJob, JobFilter, WorkerRecord
-from tests.store._support import (
+from testing.store_support import (
     EMPTY_PARAMS,
     T0,
     at,
@@ -527,9 +527,16 @@ def test_leases_gone_names_the_jobs_no_longer_running_under_them(store: Store) -
     store.job_cancel(c.id, now=at(1))
     pairs = [(a.id, a.lease), (b.id, b.lease), (b.id, "other"), (c.id, c.lease), (404, "x")]
     # a finished, c was cancelled, 404 does not exist; b runs under its lease, not "other".
-    assert store.job_leases_gone_many(pairs) == {a.id, b.id, c.id, 404}
-    assert store.job_leases_gone_many(pairs[1:2]) == set()
-    assert store.job_leases_gone_many([]) == set()
+    assert set(store.job_leases_gone_many(pairs)) == {a.id, b.id, c.id, 404}
+    assert set(store.job_leases_gone_many(pairs[1:2])) == set()
+    assert set(store.job_leases_gone_many([])) == set()
+    # Each with its job's state now: None for a job that does not exist (deleted).
+    assert store.job_leases_gone_many(pairs) == {
+        a.id: JobState.SUCCEEDED,
+        b.id: JobState.RUNNING,
+        c.id: JobState.CANCELLED,
+        404: None,
+    }
 
 
 # -- cancel, retry, delete --------------------------------------------------------------------
@@ -902,7 +909,7 @@ def test_the_database_itself_refuses_a_second_active_job_with_a_key(store: Store
 
 def test_a_claim_returns_the_columns_of_claimed_job_in_its_field_order() -> None:
     # Store._claim builds ClaimedJob positionally from the claim's RETURNING row.
-    from corequeue.store.queries import _CLAIM_COLUMNS
+    from corequeue.store.claims import CLAIM_COLUMNS as _CLAIM_COLUMNS
 
     names = [f.name for f in dataclasses.fields(ClaimedJob)]
     assert [c.name for c in _CLAIM_COLUMNS] == names[: len(_CLAIM_COLUMNS)]

@@ -19,8 +19,8 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.store.engine import create_engine, ping_after_idle
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, JobFilter
+from testing.store_support import T0, new_job
 from tests.conftest import empty_postgres
-from tests.store._support import T0, new_job
 
 
 def _backend_pid(engine: sa.Engine) -> int:

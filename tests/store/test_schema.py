@@ -21,7 +21,7 @@ from corequeue.core.errors import SchemaError
 from corequeue.store import migration, schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
-from tests.store._support import T0, insert, new_job
+from testing.store_support import T0, insert, new_job
 
 
 @pytest.fixture

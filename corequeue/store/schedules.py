@@ -7,14 +7,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 
-from corequeue.store.queries import Store
+from corequeue.core.schedules import ScheduleSpec, StoredSchedule, SyncStep, plan_sync
+from corequeue.store.engine import translate_errors
 from corequeue.store.records import NewJob
 from corequeue.store.schema import jobs, schedules
+
+if TYPE_CHECKING:
+    from corequeue.store.queries import Store
+
+__all__ = [
+    "Fired",
+    "ScheduleRow",
+    "ScheduleSpec",
+    "SyncResult",
+    "schedule_fire",
+    "schedule_list",
+    "schedule_sync_many",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +50,8 @@ class ScheduleRow:
 
 
 @dataclass(frozen=True, slots=True)
-class ScheduleSpec:
-    """What the configuration says a schedule is (compared with the stored row)."""
-
-    name: str
-    job: str
-    expression: str
-    timezone: str
-
-
-@dataclass(frozen=True, slots=True)
 class SyncResult:
-    """What :func:`schedule_sync_many` found."""
+    """What :func:`schedule_sync_many` found (see :class:`corequeue.core.schedules.SyncPlan`)."""
 
     #: Configured schedules whose stored row holds another, newer definition (a worker started
     #: after this one with a changed expression, zone or job): this worker must not fire them.
@@ -61,77 +67,67 @@ def schedule_sync_many(
     stale_after: timedelta = timedelta(seconds=90),
 ) -> SyncResult:
     """Make the stored schedules agree with ``specs`` (this worker's configuration, loaded at
-    ``loaded_at``, default ``now``). Every write is a compare-and-set on the row as read, so
-    workers syncing at the same time do each change once.
-
-    * A new schedule is inserted, first seen ``now`` (its occurrences after ``now`` fire).
-    * A schedule stored with this definition is marked alive (``updated_at``): workers
-      configured with a schedule keep touching it, by syncing and by firing.
-    * A schedule stored with another definition (expression, zone or job) is reset: first seen
-      ``now``, never fired, so the old definition never fires again and the new one fires from
-      ``now`` on. Unless the stored definition is newer than this configuration (first seen after
-      ``loaded_at``: a worker started later wrote it) and alive: then it is left alone and
-      reported in :attr:`SyncResult.deferred` (an old worker during a rolling deploy must not
-      bring the old definition back).
-    * A stored schedule that is not in ``specs`` and that no worker configured with it touched
-      for ``stale_after`` is deleted. Not at once: workers may run different configurations
-      (one imports a module declaring schedules, another does not), and a worker cannot tell
-      "removed" from "someone else's".
-    """
-    loaded = now if loaded_at is None else loaded_at
-    cutoff = now - stale_after
-    wanted = {s.name: s for s in specs}
-    deferred: set[str] = set()
-    with store._errors(), store.engine.begin() as conn:
-        rows = {r.name: r for r in conn.execute(sa.select(schedules))}
-        for name in sorted(rows.keys() - wanted.keys()):
-            unwanted = rows[name]
-            if unwanted.updated_at < cutoff:
-                conn.execute(
-                    sa.delete(schedules).where(
-                        schedules.c.name == name, schedules.c.updated_at == unwanted.updated_at
-                    )
-                )
-        for name, spec in sorted(wanted.items()):
-            row = rows.get(name)
-            values = {"job": spec.job, "expression": spec.expression, "timezone": spec.timezone}
-            if row is None:
-                insert = (
-                    pg_insert(schedules) if store.is_postgresql else sqlite_insert(schedules)
-                ).values(name=name, first_seen_at=now, updated_at=now, **values)
-                conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
-                continue
-            same_row = sa.and_(
-                schedules.c.name == name,
-                schedules.c.job == row.job,
-                schedules.c.expression == row.expression,
-                schedules.c.timezone == row.timezone,
+    ``loaded_at``, default ``now``), as :func:`corequeue.core.schedules.plan_sync` decides.
+    Every write is a compare-and-set on the row as read, so workers syncing at the same time
+    do each change once."""
+    with translate_errors(store.url), store.engine.begin() as conn:
+        stored = {
+            r.name: StoredSchedule(
+                r.name, r.job, r.expression, r.timezone, r.first_seen_at, r.updated_at
             )
-            if (row.job, row.expression, row.timezone) == (
-                spec.job,
-                spec.expression,
-                spec.timezone,
-            ):
-                conn.execute(
-                    sa.update(schedules)
-                    .where(same_row, schedules.c.updated_at < now)
-                    .values(updated_at=now)
+            for r in conn.execute(sa.select(schedules))
+        }
+        plan = plan_sync(stored, specs, now=now, loaded_at=loaded_at, stale_after=stale_after)
+        for name, updated_at in plan.deletes:
+            conn.execute(
+                sa.delete(schedules).where(
+                    schedules.c.name == name, schedules.c.updated_at == updated_at
                 )
-            elif row.first_seen_at > loaded and row.updated_at >= cutoff:
-                deferred.add(name)
-            else:
-                conn.execute(
-                    sa.update(schedules)
-                    .where(same_row, schedules.c.first_seen_at == row.first_seen_at)
-                    .values(
-                        first_seen_at=now,
-                        last_occurrence=None,
-                        last_job_id=None,
-                        updated_at=now,
-                        **values,
-                    )
-                )
-    return SyncResult(deferred=frozenset(deferred))
+            )
+        for step, spec, row in plan.steps:
+            _apply_step(store, conn, step, spec, row, now)
+    return SyncResult(deferred=plan.deferred)
+
+
+def _apply_step(
+    store: Store,
+    conn: Connection,
+    step: SyncStep,
+    spec: ScheduleSpec,
+    row: StoredSchedule | None,
+    now: datetime,
+) -> None:
+    values = {"job": spec.job, "expression": spec.expression, "timezone": spec.timezone}
+    if row is None:  # SyncStep.INSERT
+        insert = (pg_insert(schedules) if store.is_postgresql else sqlite_insert(schedules)).values(
+            name=spec.name, first_seen_at=now, updated_at=now, **values
+        )
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+        return
+    same_row = sa.and_(
+        schedules.c.name == row.name,
+        schedules.c.job == row.job,
+        schedules.c.expression == row.expression,
+        schedules.c.timezone == row.timezone,
+    )
+    if step is SyncStep.TOUCH:
+        conn.execute(
+            sa.update(schedules)
+            .where(same_row, schedules.c.updated_at < now)
+            .values(updated_at=now)
+        )
+        return
+    conn.execute(  # SyncStep.RESET
+        sa.update(schedules)
+        .where(same_row, schedules.c.first_seen_at == row.first_seen_at)
+        .values(
+            first_seen_at=now,
+            last_occurrence=None,
+            last_job_id=None,
+            updated_at=now,
+            **values,
+        )
+    )
 
 
 def schedule_list(store: Store) -> list[ScheduleRow]:
@@ -141,7 +137,7 @@ def schedule_list(store: Store) -> list[ScheduleRow]:
         .select_from(schedules.outerjoin(jobs, jobs.c.id == schedules.c.last_job_id))
         .order_by(schedules.c.name)
     )
-    with store._errors(), store.read() as conn:
+    with translate_errors(store.url), store.read() as conn:
         return [
             ScheduleRow(
                 name=r.name,
@@ -188,7 +184,7 @@ def schedule_fire(
         if seen_last is None
         else schedules.c.last_occurrence == seen_last
     )
-    with store._errors(), store.engine.begin() as conn:
+    with translate_errors(store.url), store.engine.begin() as conn:
         won = conn.execute(
             sa.update(schedules)
             .where(

@@ -1,0 +1,162 @@
+"""Claiming: the UPDATE that hands a worker its next ready jobs, in claim order.
+
+The statement is a translation of the core's claim rule (:mod:`corequeue.core.claims`: which
+jobs are ready, in which order); tests/store holds the two together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+from corequeue.core import claims
+from corequeue.core.states import JobState
+from corequeue.store import schema
+from corequeue.store.base import StoreBase
+from corequeue.store.driver import UTC_TYPE
+from corequeue.store.records import ClaimedJob
+from corequeue.store.rows import jobs
+
+#: What a claim returns: the first fields of ``ClaimedJob``, in its order.
+CLAIM_COLUMNS = [
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.params,
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.run_at,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.timeout,
+]
+
+
+class _ArrayOf(ColumnElement[Any]):
+    """PostgreSQL's ``ARRAY(SELECT ...)``: the claim's subquery, evaluated once."""
+
+    inherit_cache = True
+    _traverse_internals = [("select", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.select = select
+
+
+@compiles(_ArrayOf)
+def _compile_array_of(element: _ArrayOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.select, **kw)})"
+
+
+def _claim_order() -> list[ColumnElement[Any]]:
+    """:data:`corequeue.core.claims.CLAIM_ORDER` as an ORDER BY."""
+    return [
+        jobs.c[name].desc() if descending else jobs.c[name]
+        for name, descending in claims.CLAIM_ORDER
+    ]
+
+
+class ClaimQueries(StoreBase):
+    """Claiming ready jobs."""
+
+    def job_claim_many(
+        self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        """Claim up to ``limit`` ready jobs: highest priority, then earliest run_at, then oldest.
+
+        Each claim starts an attempt (``attempts + 1``), as ``lifecycle.claim`` decides.
+        """
+        if limit <= 0:
+            return []
+        key = tuple(queues)
+        stmt = self._claim_statement(key)
+        params = {"c_limit": limit, "c_lease": lease, "c_worker": worker_id, "c_now": now}
+        # The RETURNING columns are ClaimedJob's first fields, in order (positional: reading a
+        # row's fields by name costs more than the rest of the claim's Python work).
+        make: Any = ClaimedJob  # rows are typed Row[Any]: mypy cannot count their fields
+        with self._errors():
+            if self._driver is not None:
+                claimed: list[ClaimedJob] = [
+                    make(*r, lease, now) for r in self._driver_claim(key, params)
+                ]
+                dialect = self.engine.dialect
+                for job in claimed:  # as the column type converts it
+                    job.run_at = UTC_TYPE.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
+            else:
+                # One statement, atomic by itself: in autocommit on PostgreSQL (no BEGIN and
+                # COMMIT round trips), a write transaction on SQLite.
+                with self._atomic() as conn:
+                    claimed = [make(*r, lease, now) for r in conn.execute(stmt, params)]
+        claimed.sort(key=claims.claim_key)
+        return claimed
+
+    def _claim_statement(self, queues: tuple[str, ...]) -> sa.Update:
+        stmt = self._claim_statements.get(queues)
+        if stmt is None:
+            # Built once per queue list with bound parameters: the worker's hot path neither
+            # rebuilds nor recompiles it. Their placeholder values (None) let the driver's copy
+            # render the queue list inline; each claim gives all four.
+            stmt = self.claim_statement(
+                queues=queues,
+                limit=sa.bindparam("c_limit", None, type_=sa.Integer),
+                lease=sa.bindparam("c_lease", None, type_=sa.String),
+                worker_id=sa.bindparam("c_worker", None, type_=sa.String),
+                now=sa.bindparam("c_now", None, type_=schema.UTCDateTime),
+            )
+            self._claim_statements[queues] = stmt
+        return stmt
+
+    def _driver_claim(
+        self, queues: tuple[str, ...], params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """The claim's rows through the driver (:attr:`_driver`), on PostgreSQL: an idle
+        worker's pick-up latency is mostly this statement's round trip."""
+        compiled = self._driver_claims.get(queues)
+        if compiled is None:
+            compiled = self._compiled(self._claim_statement(queues))
+            self._driver_claims[queues] = compiled
+        return self._driver_run(compiled, params)
+
+    def claim_statement(
+        self, *, queues: Sequence[str], limit: Any, lease: Any, worker_id: Any, now: Any
+    ) -> sa.Update:
+        """The UPDATE that :meth:`job_claim_many` runs (tests EXPLAIN it).
+
+        It walks the partial index ``ix_corequeue_jobs_ready`` in claim order. On PostgreSQL
+        the ids are picked by ``id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))``, which keeps
+        that plan however many finished rows pile up (``IN (subquery)`` can turn into a hash
+        semi-join over the whole table).
+        """
+        # claims.is_ready, then claims.CLAIM_ORDER.
+        ready = sa.select(jobs.c.id).where(jobs.c.state == claims.CLAIMABLE_STATE.value)
+        ready = ready.where(jobs.c.run_at <= now)
+        if queues:
+            ready = ready.where(jobs.c.queue.in_(list(queues)))
+        ready = ready.order_by(*_claim_order()).limit(limit)
+        if self.is_postgresql:
+            picked = jobs.c.id == sa.any_(_ArrayOf(ready.with_for_update(skip_locked=True)))
+        else:
+            picked = jobs.c.id.in_(ready.scalar_subquery())
+        # lifecycle.claim's decision, as one statement: one more attempt, under the new lease.
+        return (
+            sa.update(jobs)
+            # No second "state = 'requested'" here: the rows were picked and locked in this
+            # statement (SKIP LOCKED on PostgreSQL; SQLite writers are serialized), so their
+            # state cannot change before the UPDATE; and that condition would match the
+            # partial index's predicate and make the planner walk the whole ready index
+            # (filtering on id) instead of fetching the picked ids by primary key.
+            .where(picked)
+            .values(
+                state=JobState.RUNNING.value,
+                lease=lease,
+                worker_id=worker_id,
+                started_at=now,
+                attempts=jobs.c.attempts + 1,
+            )
+            .returning(*CLAIM_COLUMNS)
+        )

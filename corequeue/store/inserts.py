@@ -1,0 +1,132 @@
+"""Enqueuing: inserting jobs, one or many, plain or with a unique key.
+
+One plain job outside a caller's transaction goes through the driver fast path
+(:mod:`corequeue.store.driver`) on PostgreSQL; each inserted row NOTIFYs its queue there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from corequeue.core import uniqueness
+from corequeue.store.base import StoreBase
+from corequeue.store.records import Inserted, NewJob
+from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
+
+
+class InsertQueries(StoreBase):
+    """Inserting jobs."""
+
+    def job_insert_many(
+        self, new_jobs: Sequence[NewJob], *, now: datetime, connection: ConnectionLike | None = None
+    ) -> list[Inserted]:
+        """Insert jobs; with ``connection``, inside the caller's transaction (not committed here).
+
+        A job whose unique key is held by a waiting or running job of the same name is not
+        inserted: its entry names the existing job instead.
+        """
+        if not new_jobs:
+            return []
+        with self._errors():
+            if connection is None and len(new_jobs) == 1 and self.is_postgresql:
+                if not new_jobs[0].unique_key and self._driver is not None:
+                    return [self._driver_insert(new_row(new_jobs[0], now))]
+                # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
+                with self._autocommit() as conn:
+                    return self._insert(conn, new_jobs, now)
+            if connection is None:
+                with self._begin() as conn:
+                    return self._insert(conn, new_jobs, now)
+            conn = connection.connection() if isinstance(connection, Session) else connection
+            return self._insert(conn, new_jobs, now)
+
+    def _insert(
+        self, conn: Connection, new_jobs: Sequence[NewJob], now: datetime
+    ) -> list[Inserted]:
+        # Ids follow the input order (insertion order breaks priority ties): runs of plain jobs
+        # go in one multi-row INSERT each, unique jobs one by one between them.
+        out: list[Inserted] = []
+        plain: list[dict[str, Any]] = []
+        for job in new_jobs:
+            row = new_row(job, now)
+            if not job.unique_key:
+                plain.append(row)
+                continue
+            out.extend(self._insert_plain(conn, plain))
+            plain = []
+            out.append(self._insert_unique(conn, row))
+        out.extend(self._insert_plain(conn, plain))
+        return out
+
+    def _returning(self) -> list[ColumnElement[Any]]:
+        # PostgreSQL: each inserted row also NOTIFYs its queue, in the same statement
+        # (delivered at commit; duplicates within a transaction are sent once).
+        if self.is_postgresql:
+            return [jobs.c.id, sa.func.pg_notify(NOTIFY_CHANNEL, jobs.c.queue)]
+        return [jobs.c.id]
+
+    @functools.cached_property
+    def _insert_one(self) -> sa.Insert:
+        """The one-row INSERT, built once (through SQLAlchemy and through the driver)."""
+        return sa.insert(jobs).returning(*self._returning())
+
+    def _driver_insert(self, row: dict[str, Any]) -> Inserted:
+        """One plain job on PostgreSQL, outside any caller's transaction, through the driver
+        (:attr:`_driver`): the same INSERT as ``_insert_plain``, compiled once per set of
+        columns. ``run_in_worker()`` should cost about one INSERT."""
+        keys = tuple(row)
+        compiled = self._driver_inserts.get(keys)
+        if compiled is None:
+            compiled = self._driver_inserts[keys] = self._compiled(self._insert_one, keys)
+        return Inserted(self._driver_run(compiled, row)[0][0], True)
+
+    def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
+        if not rows:
+            return []
+        if len(rows) == 1:
+            # One row: a plain execute of a statement built once (executemany's machinery
+            # for ordered RETURNING, and rebuilding the statement, cost more than the INSERT).
+            job_id = conn.execute(self._insert_one, rows[0]).scalar_one()
+            return [Inserted(job_id, True)]
+        result = conn.execute(
+            sa.insert(jobs).returning(*self._returning(), sort_by_parameter_order=True), rows
+        )
+        return [Inserted(job_id, True) for job_id in result.scalars()]
+
+    def _insert_unique(self, conn: Connection, row: dict[str, Any]) -> Inserted:
+        # Literal SQL, not bound parameters: PostgreSQL matches this WHERE to the partial unique
+        # index when planning, and a generic plan (psycopg prepares a statement after 5 runs on
+        # a connection) with $n parameters in it matches no index and the INSERT fails.
+        active = ", ".join(f"'{s.value}'" for s in uniqueness.HOLDING_STATES)
+        held = sa.text(f"unique_key <> '' AND state IN ({active})")
+        target: dict[str, Any] = {
+            "index_elements": [jobs.c.name, jobs.c.unique_key],
+            "index_where": held,
+        }
+        stmt: sa.Insert
+        if self.is_postgresql:
+            stmt = postgresql.insert(jobs).values(row).on_conflict_do_nothing(**target)
+        else:
+            stmt = sqlite.insert(jobs).values(row).on_conflict_do_nothing(**target)
+        stmt = stmt.returning(*self._returning())
+        existing_query = sa.select(jobs.c.id).where(
+            jobs.c.name == row["name"], jobs.c.unique_key == row["unique_key"], held
+        )
+        # The holder may finish between our conflict and our look-up: then insert again.
+        for _ in range(uniqueness.UNIQUE_INSERT_TRIES):
+            job_id = conn.execute(stmt).scalar()
+            if job_id is not None:
+                return Inserted(job_id, True)
+            existing = conn.execute(existing_query).scalar()
+            if existing is not None:
+                return Inserted(existing, False)
+        raise uniqueness.contention(row["unique_key"])

@@ -1,0 +1,119 @@
+"""What the store's modules share: the jobs table's rows to and from records, the job
+filter's WHERE clauses, and the channel enqueues notify."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+
+from corequeue.core.states import JobState, Outcome
+from corequeue.store import schema
+from corequeue.store.records import AttemptEnd, JobFilter, JobRecord, NewJob
+
+jobs, attempts, workers = schema.jobs, schema.attempts, schema.workers
+
+#: PostgreSQL channel that enqueues notify; its payload is the queue name.
+NOTIFY_CHANNEL = "corequeue_jobs"
+
+#: A connection or session a caller passes in to write inside its own transaction.
+ConnectionLike = Connection | Session
+
+JOB_COLUMNS = [c for c in jobs.c]
+
+
+def new_row(job: NewJob, now: datetime) -> dict[str, Any]:
+    """The jobs row of a job being enqueued."""
+    return {
+        "name": job.name,
+        "queue": job.queue,
+        "priority": job.priority,
+        "state": JobState.REQUESTED.value,
+        "params": job.params,
+        "run_at": job.run_at,
+        "created_at": now,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+        "unique_key": job.unique_key,
+        "source": job.source[:500],
+    }
+
+
+def error_line(end: AttemptEnd) -> str | None:
+    """The one-line error a job row keeps of its last attempt (None for a success)."""
+    if end.outcome is Outcome.SUCCEEDED:
+        return None
+    if end.error_type is None and end.error_message is None:
+        return end.outcome.value
+    return f"{end.error_type or end.outcome.value}: {end.error_message or ''}".rstrip(": ")
+
+
+def attempt_row(end: AttemptEnd) -> dict[str, Any]:
+    """The attempts row of an ending."""
+    return {
+        "job_id": end.job_id,
+        "attempt": end.attempt,
+        "outcome": end.outcome.value,
+        "lease": end.lease,
+        "worker_id": end.worker_id,
+        "started_at": end.started_at,
+        "finished_at": end.finished_at,
+        "error_type": end.error_type,
+        "error_message": end.error_message,
+        "traceback": end.traceback,
+    }
+
+
+def job_record(row: Any) -> JobRecord:
+    """A jobs row (all of :data:`JOB_COLUMNS`) as a record."""
+    return JobRecord(
+        id=row.id,
+        name=row.name,
+        queue=row.queue,
+        priority=row.priority,
+        state=JobState(row.state),
+        params=row.params,
+        run_at=row.run_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        unique_key=row.unique_key,
+        lease=row.lease,
+        worker_id=row.worker_id,
+        result=row.result,
+        error=row.error,
+        source=row.source,
+    )
+
+
+def filter_clauses(f: JobFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses that select the jobs ``f`` describes."""
+    clauses: list[ColumnElement[bool]] = []
+    if f.states:
+        clauses.append(jobs.c.state.in_([s.value for s in f.states]))
+    if f.queues:
+        clauses.append(jobs.c.queue.in_(list(f.queues)))
+    if f.names:
+        clauses.append(jobs.c.name.in_(list(f.names)))
+    if f.created_after is not None:
+        clauses.append(jobs.c.created_at >= f.created_after)
+    if f.created_before is not None:
+        clauses.append(jobs.c.created_at < f.created_before)
+    if f.search:
+        term = f.search.strip()
+        options: list[ColumnElement[bool]] = [
+            jobs.c.unique_key.contains(term, autoescape=True),
+            jobs.c.name.contains(term, autoescape=True),
+        ]
+        if term.isdigit():
+            options.append(jobs.c.id == int(term))
+        clauses.append(sa.or_(*options))
+    return clauses
