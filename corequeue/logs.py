@@ -5,7 +5,7 @@ for a worker that finishes tens of thousands of jobs a second and logs a line fo
   timestamp text within a second.
 - :class:`BufferedStreamHandler` leaves flushing the main thread's lines to the worker's loop.
 - :func:`direct_handler` tells the worker when its per-job lines may skip the ``LogRecord``
-  machinery (about 5 us a line): only while the command line's own handler is the one place
+  machinery (a cost paid once a line): only while the command line's own handler is the one place
   they would go, with nothing that could filter or see the records on the way.
 """
 

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.child import ChildConfig, child_main
 from corequeue.executor.task import Task, TaskResult
@@ -105,10 +106,11 @@ class ProcessPool:
         self,
         config: ChildConfig,
         *,
-        max_processes: int = 2,
-        max_jobs_per_process: int = 0,
-        max_pending_per_process: int = 10,
+        max_processes: int = Settings.max_processes,
+        max_jobs_per_process: int = Settings.max_jobs_per_process,
+        max_pending_per_process: int = Settings.max_pending_per_process,
     ) -> None:
+        """The limits default to :class:`~corequeue.config.Settings`' (defined there only)."""
         self.config = config
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
@@ -422,7 +424,7 @@ class ProcessPool:
                         Outcome.CANCELLED: "JobCancelled",
                     }.get(outcome, outcome.value),
                     error_message=why,
-                    retry_delay=-1.0,  # the worker decides: the child could not ask the job
+                    retry_delay=None,  # the worker decides: the child could not ask the job
                 )
             )
         if child.pending:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import traceback
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from corequeue import registry
+from corequeue.backoff import retry_delay_for
+from corequeue.core.delays import seconds_until
 from corequeue.core.errors import JobParamsError
 from corequeue.core.params import decode_params, encode_value
-from corequeue.core.retry import exponential_backoff
 from corequeue.core.states import Outcome
 from corequeue.jobs import DeferJob, Job
 from corequeue.middleware import RunJob
@@ -41,7 +42,10 @@ class TaskResult(NamedTuple):
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
-    retry_delay: float = 0.0  # from the job's retry_delay(attempt), for errored attempts
+    #: Seconds before the retry, for an attempt that raised (see corequeue.backoff); None when
+    #: the child did not decide it (nothing to retry, or the child could not ask the job: the
+    #: worker resolves it for a lost, timed-out or cancelled attempt).
+    retry_delay: float | None = None
     defer_delay: float = 0.0
     defer_counts: bool = False
 
@@ -58,19 +62,6 @@ class TaskResult(NamedTuple):
 _OUTCOMES = {o.value: o for o in Outcome}
 
 
-def _default_retry_delay(attempt: int) -> float:
-    return exponential_backoff(attempt, 0.5)
-
-
-def _delay_seconds(delay: Any) -> float:
-    if isinstance(delay, datetime):
-        aware = delay if delay.tzinfo is not None else delay.replace(tzinfo=UTC)
-        return max((aware - datetime.now(UTC)).total_seconds(), 0.0)
-    if isinstance(delay, timedelta):
-        return max(delay.total_seconds(), 0.0)
-    return max(float(delay), 0.0)
-
-
 def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
     """Run ``task`` through the middleware ``chain`` and say how it ended. Never raises
     (except for the process being killed): every failure becomes an ``errored`` result."""
@@ -81,16 +72,12 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
         return TaskResult(task.job_id, task.lease, outcome, time.perf_counter() - started, **kw)
 
     def errored(exc: BaseException, message: str | None = None) -> TaskResult:
-        try:
-            delay = job.retry_delay(task.attempt) if job is not None else None
-        except Exception:
-            delay = None
         return ended(
             Outcome.ERRORED,
             error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
             error_message=message if message is not None else str(exc),
             traceback="".join(traceback.format_exception(exc)),
-            retry_delay=float(delay) if delay is not None else _default_retry_delay(task.attempt),
+            retry_delay=retry_delay_for(job if job is not None else task.name, task.attempt),
         )
 
     try:
@@ -101,7 +88,7 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
     except DeferJob as defer:
         return ended(
             Outcome.DEFERRED,
-            defer_delay=_delay_seconds(defer.delay),
+            defer_delay=seconds_until(defer.delay, datetime.now(UTC)),
             defer_counts=defer.increment_retries,
             error_message=f"deferred for {defer.delay!r}",
         )

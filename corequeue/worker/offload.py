@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from corequeue.notifier import WakeUp
+from corequeue.worker.notifier import WakeUp
 
 
 class Offload:

@@ -3,14 +3,16 @@ two, recorded as a ``cancelled`` attempt; a claimed job still queued in a child 
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from corequeue.store.queries import Store
 from testing.faults import alive, run_cli, wait_for
+from testing.reliability_jobs import Touch, run_counts, runs
 from tests.reliability.conftest import Spawner, attempts_by_job
-from tests.reliability_jobs import Touch, run_counts, runs
 
 
 def test_cancel_waiting_and_running_jobs(pg_store: Store, spawn: Spawner, tmp_path: Path) -> None:
@@ -49,3 +51,32 @@ def test_cancel_waiting_and_running_jobs(pg_store: Store, spawn: Spawner, tmp_pa
             "cancelled by request while running",
         )
     assert worker.returncode is None
+
+
+def test_a_running_job_cancelled_is_counted_once_without_a_warning(
+    pg_store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    # The store records the cancel (the job and its attempt); the worker stops the child and
+    # records nothing of its own for it: no refused ending, no warning, counted as cancelled.
+    url = pg_store.url.render_as_string(hide_password=False)
+    log = str(tmp_path / "runs.jsonl")
+    running = Touch(log, "running", 120).run_in_worker()
+    worker = spawn(url, "--max-processes", "1")
+    first = wait_for(lambda: runs(log), timeout=60, what="the long job to start")[0]
+
+    result = run_cli(["jobs", "cancel", str(running.id), "--database-url", url])
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: not alive(first["pid"]), timeout=10, what="the cancelled job's child to stop")
+    worker.wait_log(f"cancelled job_id={running.id} name=", timeout=10)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+
+    lines = worker.log().splitlines()
+    assert [line for line in lines if " WARNING " in line or " ERROR " in line] == []
+    (stopped,) = [line for line in lines if " stopped: {" in line]
+    stats = json.loads(stopped.split(" stopped: ", 1)[1])
+    assert (stats["cancelled"], stats["refused"], stats["failed"]) == (1, 0, 0)
+    job = pg_store.job_get(running.id)
+    assert job is not None and job.state.value == "cancelled"
+    (row,) = attempts_by_job(pg_store)[running.id]
+    assert row.outcome == "cancelled"

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from corequeue.config import Settings
-from corequeue.notifier import APPLICATION_NAME, LISTEN_WAIT, Notifier, WakeUp
 from corequeue.store.queries import Store
 from corequeue.worker import Worker
-from tests.e2e.harness import WorkerFactory, wait_for
-from tests.jobs import Add
+from corequeue.worker.notifier import APPLICATION_NAME, LISTEN_WAIT, Notifier, WakeUp
+from testing.e2e import WorkerFactory, wait_for
+from testing.jobs import Add
 
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
@@ -30,7 +30,7 @@ def test_a_job_enqueued_while_listen_is_down_runs_by_polling(
 ) -> None:
     # The worker cannot LISTEN at all (nothing answers on port 1): only its poll finds jobs.
     settings = Settings(
-        database_url=database_url, imports=("tests.jobs",), max_processes=1, poll_interval=0.2
+        database_url=database_url, imports=("testing.jobs",), max_processes=1, poll_interval=0.2
     )
     worker = Worker(store, settings, listen_url=make_url("postgresql://postgres@127.0.0.1:1/x"))
     thread = threading.Thread(target=worker.run, kwargs={"install_signals": False})

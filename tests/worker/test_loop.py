@@ -17,10 +17,10 @@ from corequeue.core.states import JobState
 from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
 from corequeue.worker import GC_THRESHOLD, Worker, tune_gc, utcnow
+from testing.e2e import WorkerFactory
 from testing.faults import wait_for
-from tests.e2e.harness import WorkerFactory
-from tests.jobs import Add, Record, Sleep, runs
-from tests.slow_start import GATE_ENV
+from testing.jobs import Add, Record, Sleep, runs
+from testing.slow_start import GATE_ENV
 
 
 def final_counters(log: str) -> dict[str, int]:
@@ -92,7 +92,7 @@ def test_burst_does_not_mistake_an_outage_for_nothing_ready(
 ) -> None:
     handle = Add(20, 22).run_in_worker()
     flaky = FlakyStore(store.engine)
-    settings = Settings(database_url=database_url, imports=("tests.jobs",), max_processes=1)
+    settings = Settings(database_url=database_url, imports=("testing.jobs",), max_processes=1)
 
     code = Worker(flaky, settings, burst=True).run(install_signals=False)
 
@@ -134,7 +134,7 @@ def test_no_job_is_claimed_for_a_child_still_starting(
         "--heartbeat-interval",
         "0.05",
         env={GATE_ENV: str(gate)},
-        imports=("tests.jobs", "tests.slow_start"),
+        imports=("testing.jobs", "testing.slow_start"),
     )
     wait_for(lambda: Path(f"{gate}.waiting").exists(), what="the child to reach the gate")
     # The loop keeps turning meanwhile (a beat every 0.05 s): two more beats, and still

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from corequeue.offload import Offload
+from corequeue.worker.offload import Offload
 
 
 def _readable(offload: Offload, timeout: float) -> bool:

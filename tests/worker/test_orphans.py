@@ -13,8 +13,8 @@ from corequeue.config import Settings
 from corequeue.core.states import JobState, Outcome
 from corequeue.store.queries import Store
 from corequeue.worker import Heartbeat, Worker
-from tests.e2e.harness import WorkerFactory
-from tests.jobs import Add
+from testing.e2e import WorkerFactory
+from testing.jobs import Add
 
 
 def no_delay(name: str, attempt: int) -> float:
@@ -25,7 +25,7 @@ def test_a_running_job_the_worker_does_not_hold_is_recorded_lost_and_retried(
     store: Store, database_url: str
 ) -> None:
     handle = Add(1, 2).run_in_worker(retries=1)
-    worker = Worker(store, Settings(database_url=database_url, imports=("tests.jobs",)))
+    worker = Worker(store, Settings(database_url=database_url, imports=("testing.jobs",)))
     now = datetime.now(UTC)
     store.job_claim_many(queues=[], limit=1, lease="a" * 32, worker_id=worker.id, now=now)
     # The worker has no record of this claim (as if its result had been forgotten).

@@ -1,0 +1,129 @@
+"""The worker's line for each job that ends, and its counters for them.
+
+A busy worker ends thousands of jobs a second, so the quiet lines (succeeded, deferred) skip
+the ``LogRecord`` machinery when the command line's handler is the only place they would go
+(:func:`corequeue.logs.direct_handler`); every other line is a record as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from corequeue import logs
+from corequeue.core.states import JobState, Outcome
+from corequeue.store.records import AttemptEnd
+from corequeue.worker.counters import Counters
+
+log = logging.getLogger("corequeue.worker")
+
+#: The line logged for each finished job (its arguments: see log_ends).
+_FINISHED = "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f%s"
+
+
+def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
+    """Count and log the endings the store was asked to record; ``applied``: the ids of those
+    it recorded (the others were refused: their lease had moved on)."""
+    c = counters
+    # The INFO lines of jobs that succeeded or deferred go out together, written straight to
+    # the command line's handler when it is the only place they would go (see
+    # logs.direct_handler); as records otherwise.
+    direct = logs.direct_handler(log, logging.INFO)
+    lines: list[str] = []
+
+    def write_lines() -> None:  # before any other line, and at the end
+        if direct is not None and lines:
+            direct.write_lines(log, logging.INFO, lines)
+            lines.clear()
+
+    for end in ends:
+        if end.job_id not in applied:
+            c.refused += 1
+            write_lines()
+            _log_refused(end)
+            continue
+        job_state = end.change.state.value
+        if end.outcome is Outcome.SUCCEEDED:
+            c.succeeded += 1
+        elif end.outcome is Outcome.DEFERRED:
+            c.deferred += 1
+        elif end.outcome is Outcome.CANCELLED:
+            c.cancelled += 1
+        else:
+            c.failed += 1
+            if end.change.state.value == "requested":
+                c.retried += 1
+        quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
+        level = logging.INFO if quiet else logging.WARNING
+        if not log.isEnabledFor(level):
+            continue
+        duration_ms = (
+            (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
+        )
+        detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
+        args = (
+            end.job_id,
+            end.name,
+            end.queue,
+            end.attempt,
+            end.outcome.value,
+            job_state,
+            duration_ms,
+            detail,
+        )
+        if quiet and direct is not None:
+            lines.append(_FINISHED % args)
+            continue
+        write_lines()
+        # makeRecord + handle: Logger.log would also walk the stack for the caller's file
+        # and line, once per job, for a format that does not show them.
+        log.handle(log.makeRecord(log.name, level, __file__, 0, _FINISHED, args, None, "log_ends"))
+    write_lines()
+
+
+def _log_refused(end: AttemptEnd) -> None:
+    log.warning(
+        "refused job_id=%d attempt=%d outcome=%s: the job is no longer running "
+        "under this attempt's lease (cancelled or rescued)",
+        end.job_id,
+        end.attempt,
+        end.outcome.value,
+    )
+
+
+def log_stopped(counters: Counters, job_id: int, name: str, state: JobState | None) -> None:
+    """A running job whose child the worker stopped because the job no longer runs under its
+    lease: the store recorded its ending already (``state``: the job's state now, None when
+    it was deleted), so the worker records none; it counts a cancelled one."""
+    if state is JobState.CANCELLED:
+        counters.cancelled += 1
+        log.info("cancelled job_id=%d name=%s (stopped while running)", job_id, name)
+    elif state is None:
+        log.info("stopped job_id=%d name=%s: deleted while running", job_id, name)
+    else:
+        log.info(
+            "stopped job_id=%d name=%s: no longer running here (rescued, now %s)",
+            job_id,
+            name,
+            state.value,
+        )
+
+
+def log_stats(counters: Counters, *, running: int, degraded: bool) -> None:
+    """The worker's periodic stats line (``degraded``: LISTEN is down, the worker polls)."""
+    c = counters
+    elapsed = max(time.monotonic() - c.since, 1e-9)
+    log.info(
+        "stats claimed=%d succeeded=%d failed=%d retried=%d deferred=%d cancelled=%d "
+        "running=%d rate=%.1f/s%s",
+        c.claimed,
+        c.succeeded,
+        c.failed,
+        c.retried,
+        c.deferred,
+        c.cancelled,
+        running,
+        (c.succeeded + c.failed) / elapsed,
+        " listen=degraded(polling)" if degraded else "",
+    )

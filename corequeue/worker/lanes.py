@@ -1,0 +1,122 @@
+"""The worker's two database lanes: claims (and look-ups of the next ready time) and the
+recording of endings, each a call at a time in a thread of its own on PostgreSQL (see
+:mod:`corequeue.worker.offload`), so children get their next batch while the last one is
+recorded.
+
+A lane's ``take()`` gives the finished call's outcome once, as a value (or raises the call's
+exception, :class:`~corequeue.core.errors.DatabaseUnavailable` during an outage); the claim
+lane's is tagged by what was asked: :class:`Claimed` or :class:`NextReady`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from corequeue.store.queries import Store
+from corequeue.store.records import AttemptEnd, ClaimedJob
+from corequeue.worker.notifier import WakeUp
+from corequeue.worker.offload import Offload
+
+
+class Claimed(NamedTuple):
+    """A claim's jobs (``asked``: how many it asked for; fewer means nothing more is ready)."""
+
+    jobs: list[ClaimedJob]
+    asked: int
+
+
+class NextReady(NamedTuple):
+    """When the next waiting job becomes ready (None: no job waits)."""
+
+    when: datetime | None
+
+
+ClaimOutcome = Claimed | NextReady
+
+
+class ClaimLane:
+    def __init__(self, store: Store, queues: Sequence[str], worker_id: str) -> None:
+        self.store = store
+        self.queues = list(queues)
+        self.worker_id = worker_id
+        self._offload = Offload(threaded=store.is_postgresql, name="corequeue-claim")
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call was started and its outcome not taken yet."""
+        return self._offload.busy
+
+    @property
+    def done(self) -> WakeUp:
+        """Readable once the running call has finished."""
+        return self._offload.done
+
+    def claim(self, limit: int, now: datetime, *, inline: bool) -> bool:
+        """Claim up to ``limit`` jobs under a new lease. Returns True when the call already
+        ran (``inline``: the caller has nothing else to do meanwhile, or SQLite)."""
+        store, queues, worker_id = self.store, self.queues, self.worker_id
+        lease = uuid.uuid4().hex
+
+        def claim() -> Claimed:
+            jobs = store.job_claim_many(
+                queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+            )
+            return Claimed(jobs, limit)
+
+        return self._offload.start(claim, inline=inline)
+
+    def look_up(self, *, inline: bool) -> bool:
+        """Look up when the next waiting job becomes ready (as :meth:`claim` returns)."""
+        store, queues = self.store, self.queues
+        return self._offload.start(lambda: NextReady(store.job_next_run_at(queues)), inline=inline)
+
+    def take(self, timeout: float | None = 0.0) -> ClaimOutcome | None:
+        """The finished call's outcome, once; None while it still runs (waiting up to
+        ``timeout`` seconds; None: as long as it takes). Raises the call's exception."""
+        outcome: ClaimOutcome | None = _value(self._offload.take(timeout))
+        return outcome
+
+    def close(self) -> None:
+        self._offload.close()
+
+
+class RecordLane:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._offload = Offload(threaded=store.is_postgresql, name="corequeue-record")
+
+    @property
+    def busy(self) -> bool:
+        return self._offload.busy
+
+    @property
+    def done(self) -> WakeUp:
+        return self._offload.done
+
+    def record(self, ends: Sequence[AttemptEnd]) -> bool:
+        """Record ``ends`` (compare-and-set on each lease). Returns True when the call already
+        ran (SQLite). Never inline on PostgreSQL, even with nothing running: the children
+        would wait behind it for their next claim."""
+        store = self.store
+        return self._offload.start(lambda: store.job_finish_many(ends))
+
+    def take(self, timeout: float | None = 0.0) -> set[int] | None:
+        """The ids of the endings the store applied (the others' leases had moved on), once;
+        None while the call still runs. Raises the call's exception (nothing was recorded)."""
+        applied = _value(self._offload.take(timeout))
+        return None if applied is None else set(applied)
+
+    def close(self) -> None:
+        self._offload.close()
+
+
+def _value(outcome: tuple[Any, BaseException | None] | None) -> Any:
+    if outcome is None:
+        return None
+    value, exc = outcome
+    if exc is not None:
+        raise exc
+    return value
