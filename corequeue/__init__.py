@@ -17,9 +17,8 @@ from corequeue.core.errors import (
     UnknownJobError,
 )
 from corequeue.core.states import JobState, Outcome
-from corequeue.jobs import DeferJob, Job, JobHandle
-from corequeue.registry import register_job
-from corequeue.runtime import configure, enqueue_many, get_store
+from corequeue.jobs import DeferJob, Job, JobHandle, enqueue_many, register_job
+from corequeue.runtime import configure, get_store
 from corequeue.scheduler import schedule
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -11,47 +10,54 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import registry, runtime
-from corequeue.config import Settings, load_settings, parse_duration
+from corequeue import bench, registry, scheduler
+from corequeue.commands import (
+    Parser,
+    add_common_options,
+    emit,
+    import_modules,
+    open_store,
+    settings_from,
+)
+from corequeue.config import Settings, parse_duration
 from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState
+from corequeue.jobs import EnqueueOptions, enqueue
 from corequeue.logs import configure_logging
-from corequeue.store.queries import Store
+from corequeue.middleware import build_chain
 from corequeue.store.records import JobFilter, JobRecord
+from corequeue.web import command as web_command
 
 log = logging.getLogger("corequeue.cli")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one clear line, exit 2
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-    p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
-    p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
-    p.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="module that registers jobs (repeatable)",
-    )
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="corequeue", description="Background jobs kept in your SQL database.")
+    """The parser of the ``corequeue`` command and all its subcommands."""
+    parser = Parser(prog="corequeue", description="Background jobs kept in your SQL database.")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_run(sub)
+    _add_enqueue(sub)
+    add_common_options(sub.add_parser("stats", help="counts by queue and state, and live workers"))
+    _add_jobs(sub)
+    prune = sub.add_parser("prune", help="delete finished jobs past the retention")
+    add_common_options(prune)
+    prune.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h (default: retention)")
+    add_common_options(sub.add_parser("migrate", help="create or upgrade the corequeue tables"))
+    # Commands that live in their own modules.
+    scheduler.add_command(sub)
+    web_command.add_command(sub)
+    bench.add_command(sub)
+    return parser
 
+
+def _add_run(sub: Any) -> None:
+    defaults = Settings()
     run = sub.add_parser("run", help="run a worker")
-    _common(run, json_flag=False)
+    add_common_options(run, json_flag=False)
     run.add_argument(
         "--queue",
         dest="queues",
@@ -60,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="queue to serve (repeatable; default: every queue)",
     )
-    run.add_argument("--max-processes", type=int, metavar="N")
+    run.add_argument(
+        "--max-processes",
+        type=int,
+        metavar="N",
+        help=f"child processes (default {defaults.max_processes})",
+    )
     run.add_argument(
         "--max-jobs-per-process",
         type=int,
@@ -76,12 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--synchronous-commit",
         choices=["on", "off"],
-        help="PostgreSQL: wait for the WAL flush on the worker's own commits (default on)",
+        help="PostgreSQL: wait for the WAL flush on the worker's own commits "
+        f"(default {'on' if defaults.synchronous_commit else 'off'})",
     )
     run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
 
+
+def _add_enqueue(sub: Any) -> None:
     enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
-    _common(enqueue)
+    add_common_options(enqueue)
     enqueue.add_argument("job", help="registry name (module.Class) or alias")
     enqueue.add_argument("--args", default="[]", help="JSON list of positional arguments")
     enqueue.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments")
@@ -92,13 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--unique-key")
     enqueue.add_argument("--timeout", type=float, metavar="SECONDS")
 
-    stats = sub.add_parser("stats", help="counts by queue and state, and live workers")
-    _common(stats)
 
+def _add_jobs(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="list, show, retry, cancel or delete jobs")
-    jobs_sub = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    jobs_sub = jobs.add_subparsers(dest="action", required=True, parser_class=Parser)
     jl = jobs_sub.add_parser("list", help="newest first")
-    _common(jl)
+    add_common_options(jl)
     jl.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
     jl.add_argument("--queue", action="append", default=[])
     jl.add_argument("--job", action="append", default=[], help="job name")
@@ -107,73 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     jl.add_argument("--before-id", type=int, help="page: jobs with ids below this")
     for action in ("show", "retry", "cancel", "delete"):
         p = jobs_sub.add_parser(action, help=f"{action} one job")
-        _common(p)
+        add_common_options(p)
         p.add_argument("id", type=int)
-
-    prune = sub.add_parser("prune", help="delete finished jobs past the retention")
-    _common(prune)
-    prune.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h (default: retention)")
-
-    migrate = sub.add_parser("migrate", help="create or upgrade the corequeue tables")
-    _common(migrate)
-
-    for extra in _extra_commands():
-        extra(sub)
-    return parser
-
-
-def _extra_commands() -> list[Any]:
-    """Commands that live in their own modules (schedules, dashboard, bench)."""
-    found = []
-    for module_name in ("corequeue.scheduler", "corequeue.web.command", "corequeue.bench"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue
-            raise
-        found.append(module.add_command)
-    return found
-
-
-def settings_from(args: argparse.Namespace, **more: Any) -> Settings:
-    overrides = {"database_url": getattr(args, "database_url", None)}
-    overrides["imports"] = getattr(args, "imports", None)
-    overrides.update(more)
-    return load_settings(getattr(args, "config", None), overrides=overrides)
-
-
-def import_modules(modules: Sequence[str]) -> None:
-    """Import the modules that register jobs. Raises ConfigError naming the one that fails."""
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a module that fails while importing, not only a missing one
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ConfigError(
-                f"cannot import module {module!r} (--import / imports): "
-                f"{type(exc).__name__}: {first}".rstrip(": ")
-            ) from None
-
-
-def open_store(settings: Settings) -> Store:
-    return runtime.configure(settings.database_url, middleware=settings.middleware)
-
-
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        print(text)
 
 
 # -- commands -------------------------------------------------------------------------------
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from corequeue.worker import Worker, tune_gc, worker_store
+    from corequeue.worker import Worker, tune_gc, worker_store  # only the worker needs it
 
     settings = settings_from(
         args,
@@ -189,25 +144,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         synchronous_commit=args.synchronous_commit,
     )
     import_modules(settings.imports)
-    from corequeue.middleware import build_chain
-
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
     open_store(settings)  # for what the worker's own process enqueues
     store = worker_store(settings)
-    services = _worker_services(store, settings)
+    services = scheduler.worker_services(store, settings)
     worker = Worker(store, settings, burst=args.burst, services=services)
     tune_gc()
     return worker.run()
-
-
-def _worker_services(store: Store, settings: Settings) -> list[Any]:
-    try:
-        scheduler = importlib.import_module("corequeue.scheduler")
-    except ModuleNotFoundError as exc:
-        if exc.name == "corequeue.scheduler":
-            return []
-        raise
-    return list(scheduler.worker_services(store, settings))
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
@@ -226,16 +169,10 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise ConfigError(f"--args/--kwargs do not fit {registry.job_name(cls)}: {exc}") from None
     open_store(settings)
-    (handle,) = runtime.enqueue_many(
-        [job],
-        queue=args.queue,
-        delay=args.delay,
-        priority=args.priority,
-        retries=args.retries,
-        unique_key=args.unique_key,
-        timeout=args.timeout,
-        _source="corequeue enqueue (command line)",
+    options = EnqueueOptions(
+        args.queue, args.delay, args.priority, args.retries, args.unique_key, args.timeout
     )
+    (handle,) = enqueue([job], options, source="corequeue enqueue (command line)")
     emit(args, {"id": handle.id}, f"enqueued job {handle.id} ({registry.job_name(cls)})")
     return 0
 

@@ -16,6 +16,9 @@ from corequeue.store.engine import DEFAULT_DATABASE_URL
 
 @dataclass(frozen=True)
 class Settings:
+    """The worker's and the commands' settings: the one place their defaults are defined (the
+    command-line flags leave them unset, and their help reads them from here)."""
+
     database_url: str = DEFAULT_DATABASE_URL
     imports: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()  # empty: every queue

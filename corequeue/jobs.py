@@ -1,4 +1,10 @@
-"""The public job API: ``Job``, ``DeferJob`` and the handle ``run_in_worker()`` returns."""
+"""The public job API: ``Job``, ``DeferJob``, ``register_job``, enqueueing, and the handle
+``run_in_worker()`` returns.
+
+Enqueueing lives here, beside the class whose ``run_in_worker()`` calls it: per-call options
+travel as one :class:`EnqueueOptions`, and the class defaults (``default_queue()``, ...) are
+applied in one place, :func:`apply_defaults`.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,23 @@ import inspect
 import random
 import sys
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from corequeue.core.errors import JobFailed, JobParamsError, JobTimeout
-from corequeue.core.params import decode_value
+from corequeue import registry, runtime
+from corequeue.core import delays
+from corequeue.core.delays import Delay
+from corequeue.core.errors import JobFailed, JobParamsError, JobTimeout, UnknownJobError
+from corequeue.core.params import decode_value, encode_params
 from corequeue.core.retry import exponential_backoff
 from corequeue.core.states import JobState
+from corequeue.store.records import NewJob
 
 if TYPE_CHECKING:
     from corequeue.store.queries import ConnectionLike, Store
     from corequeue.store.records import JobRecord
-
-Delay = int | float | timedelta | datetime
 
 
 class DeferJob(Exception):
@@ -30,6 +39,10 @@ class DeferJob(Exception):
     """
 
     def __init__(self, delay: Delay = 0, *, increment_retries: bool = False) -> None:
+        try:  # the enqueue rule (corequeue.core.delays), checked where the job raises this
+            delays.run_at(delay, datetime.now(UTC))
+        except JobParamsError as exc:
+            raise ValueError(f"DeferJob: {exc}") from None
         self.delay = delay
         self.increment_retries = increment_retries
         super().__init__(f"deferred for {delay!r}")
@@ -97,25 +110,37 @@ class Job:
         by a waiting or running job of the same class returns that job's handle instead.
         Raises JobParamsError naming a parameter that cannot be stored.
         """
-        from corequeue.runtime import enqueue_many
-
-        (handle,) = enqueue_many(
-            [self],
-            queue=queue,
-            delay=delay,
-            priority=priority,
-            retries=retries,
-            unique_key=unique_key,
-            timeout=timeout,
-            connection=connection,
-            _source=caller_source(),
-        )
+        options = EnqueueOptions(queue, delay, priority, retries, unique_key, timeout)
+        (handle,) = enqueue([self], options, connection=connection, source=caller_source())
         return handle
 
     def __repr__(self) -> str:
         parts = [repr(a) for a in self._cq_args]
         parts += [f"{k}={v!r}" for k, v in self._cq_kwargs.items()]
         return f"{type(self).__qualname__}({', '.join(parts)})"
+
+
+J = TypeVar("J", bound=type[Job])
+
+
+@overload
+def register_job(cls: J, /) -> J: ...
+@overload
+def register_job(*, alias: str | None = None) -> Callable[[J], J]: ...
+def register_job(cls: J | None = None, /, *, alias: str | None = None) -> J | Callable[[J], J]:
+    """Register a Job subclass so workers can run it: ``@register_job`` or
+    ``@register_job(alias="welcome")``. Returns the class unchanged.
+
+    Raises TypeError for what is not a Job subclass or cannot be imported by a worker,
+    ValueError for an alias that already names another job."""
+
+    def decorate(cls: J) -> J:
+        if not (isinstance(cls, type) and issubclass(cls, Job)):
+            raise TypeError(f"@register_job decorates Job subclasses, not {cls!r}")
+        registry.add(cls, alias=alias)
+        return cls
+
+    return decorate(cls) if cls is not None else decorate
 
 
 def arg_names(job: Job) -> tuple[str, ...]:
@@ -133,27 +158,6 @@ def arg_names(job: Job) -> tuple[str, ...]:
 
 
 _ARG_NAMES: dict[type[Job], tuple[str, ...]] = {}
-
-
-def resolve_run_at(delay: Delay | None, now: datetime) -> datetime:
-    """When a job enqueued ``now`` with ``delay`` may run. Raises JobParamsError."""
-    if delay is None:
-        return now
-    if isinstance(delay, datetime):
-        if delay.tzinfo is None:
-            raise JobParamsError(
-                f"delay={delay!r} is a naive datetime: pass an aware one (tzinfo=UTC)"
-            )
-        return delay.astimezone(UTC)
-    if isinstance(delay, timedelta):
-        return now + delay
-    if isinstance(delay, (int, float)) and not isinstance(delay, bool):
-        if delay < 0:
-            raise JobParamsError(f"delay={delay!r} is negative: pass seconds >= 0")
-        return now + timedelta(seconds=delay)
-    raise JobParamsError(
-        f"delay={delay!r}: pass seconds (int or float), a timedelta or an aware datetime"
-    )
 
 
 def caller_source() -> str:
@@ -179,9 +183,7 @@ class JobHandle:
 
     def _get_store(self) -> Store:
         if self._store is None:
-            from corequeue.runtime import get_store
-
-            self._store = get_store()
+            self._store = runtime.get_store()
         return self._store
 
     def refresh(self) -> JobHandle:
@@ -227,21 +229,14 @@ class JobHandle:
         return f"<JobHandle id={self.id} state={self.state.value}>"
 
 
-def enqueue_options(
-    job: Job,
-    *,
-    queue: str | None,
-    priority: int | None,
-    retries: int | None,
-    unique_key: str | None,
-    timeout: float | None,
-) -> tuple[str, int, int, str, float | None]:
-    """(queue, priority, max_attempts, unique_key, timeout) after class defaults, validated."""
-    q = job.default_queue() if queue is None else queue
-    p = job.default_priority() if priority is None else priority
-    r = job.default_retries() if retries is None else retries
-    u = job.default_unique_key() if unique_key is None else unique_key
-    t = job.default_timeout() if timeout is None else timeout
+def apply_defaults(job: Job, options: EnqueueOptions) -> tuple[str, int, int, str, float | None]:
+    """(queue, priority, max_attempts, unique_key, timeout) for ``job``: each option left None
+    takes the class default. Raises JobParamsError naming a value that cannot be stored."""
+    q = job.default_queue() if options.queue is None else options.queue
+    p = job.default_priority() if options.priority is None else options.priority
+    r = job.default_retries() if options.retries is None else options.retries
+    u = job.default_unique_key() if options.unique_key is None else options.unique_key
+    t = job.default_timeout() if options.timeout is None else options.timeout
     name = type(job).__qualname__
     if not isinstance(q, str) or not q or len(q) > 100:
         raise JobParamsError(f"{name}: queue={q!r} must be a non-empty string (at most 100 chars)")
@@ -258,3 +253,94 @@ def enqueue_options(
 
 def handles(ids: Sequence[int], store: Store) -> list[JobHandle]:
     return [JobHandle(i, store=store) for i in ids]
+
+
+# -- enqueueing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """The per-call options of ``run_in_worker()`` and ``enqueue_many()``; None takes the job
+    class's default (:func:`apply_defaults`). ``delay`` follows :mod:`corequeue.core.delays`."""
+
+    queue: str | None = None
+    delay: Delay | None = None
+    priority: int | None = None
+    retries: int | None = None
+    unique_key: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """A job ready to insert: the Job instance and its row."""
+
+    job: Job
+    row: NewJob
+
+
+def prepare(job: Job, options: EnqueueOptions, *, now: datetime, source: str) -> PreparedJob:
+    """Validate and encode one job for insertion. Raises JobParamsError, UnknownJobError."""
+    cls = type(job)
+    if not isinstance(job, Job):
+        raise TypeError(f"expected a Job instance, got {job!r}")
+    if not registry.is_registered(cls):
+        raise UnknownJobError(
+            f"{registry.job_name(cls)} is not registered: decorate the class with "
+            "@register_job so workers can find it"
+        )
+    q, p, max_attempts, u, t = apply_defaults(job, options)
+    codecs = runtime.codecs()
+    params = encode_params(job._cq_args, job._cq_kwargs, arg_names=arg_names(job), codecs=codecs)
+    row = NewJob(
+        name=registry.job_name(cls),
+        params=params,
+        queue=q,
+        priority=p,
+        run_at=delays.run_at(options.delay, now),
+        max_attempts=max_attempts,
+        timeout=t,
+        unique_key=u,
+        source=source,
+    )
+    return PreparedJob(job, row)
+
+
+def enqueue(
+    jobs: Iterable[Job],
+    options: EnqueueOptions,
+    *,
+    connection: ConnectionLike | None = None,
+    source: str,
+) -> list[JobHandle]:
+    """Enqueue ``jobs`` with ``options`` in one transaction (the caller's, with ``connection``),
+    unless an interceptor (the pytest plugin) takes them. Returns the handles in order."""
+    now = datetime.now(UTC)
+    prepared = [prepare(job, options, now=now, source=source) for job in jobs]
+    for interceptor in reversed(runtime.interceptors()):
+        intercepted = interceptor(prepared, connection)
+        if intercepted is not None:
+            return intercepted
+    store = runtime.get_store()
+    inserted = store.job_insert_many([p.row for p in prepared], now=now, connection=connection)
+    return [JobHandle(i.id, store=store) for i in inserted]
+
+
+def enqueue_many(
+    jobs: Iterable[Job],
+    *,
+    queue: str | None = None,
+    delay: Delay | None = None,
+    priority: int | None = None,
+    retries: int | None = None,
+    unique_key: str | None = None,
+    timeout: float | None = None,
+    connection: ConnectionLike | None = None,
+    _source: str | None = None,
+) -> list[JobHandle]:
+    """Enqueue many jobs in one transaction (multi-row inserts). Options left None take each
+    job's class defaults. Returns the handles in order; nothing is inserted if any job's
+    parameters cannot be stored (JobParamsError names it)."""
+    options = EnqueueOptions(queue, delay, priority, retries, unique_key, timeout)
+    source = _source if _source is not None else caller_source()
+    return enqueue(jobs, options, connection=connection, source=source)

@@ -19,6 +19,7 @@ from typing import Any
 
 from corequeue.core.errors import ConfigError
 from corequeue.jobs import Job
+from corequeue.runtime import resolve_setting_path
 
 RunJob = Callable[[Job], Any]
 
@@ -32,8 +33,6 @@ def build_chain(paths: Sequence[str]) -> RunJob:
 
     Raises ConfigError when a path cannot be imported or is not callable.
     """
-    from corequeue.runtime import resolve_setting_path
-
     handler: RunJob = _run
     for path in reversed(paths):
         factory = resolve_setting_path(path)

@@ -1,18 +1,18 @@
-"""The job registry: names stored in the database <-> Job classes."""
+"""The job registry: names stored in the database <-> Job classes.
+
+It holds classes and never needs the Job class itself: :mod:`corequeue.jobs` (which defines
+``register_job``) imports this module, not the other way round."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING
 
 from corequeue.core.errors import UnknownJobError
 
 if TYPE_CHECKING:
     from corequeue.jobs import Job
-
-J = TypeVar("J", bound="type[Job]")
 
 _JOBS: dict[str, type[Job]] = {}
 _ALIASES: dict[str, str] = {}
@@ -36,34 +36,22 @@ def job_name(cls: type[Job]) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
-@overload
-def register_job(cls: J, /) -> J: ...
-@overload
-def register_job(*, alias: str | None = None) -> Callable[[J], J]: ...
-def register_job(cls: J | None = None, /, *, alias: str | None = None) -> J | Callable[[J], J]:
-    """Register a Job subclass so workers can run it: ``@register_job`` or
-    ``@register_job(alias="welcome")``. Returns the class unchanged."""
-
-    def decorate(cls: J) -> J:
-        from corequeue.jobs import Job
-
-        if not (isinstance(cls, type) and issubclass(cls, Job)):
-            raise TypeError(f"@register_job decorates Job subclasses, not {cls!r}")
-        name = job_name(cls)
-        if "<locals>" in name:
-            raise TypeError(
-                f"{name} is defined inside a function: workers cannot import it. "
-                "Define job classes at module level."
-            )
-        _JOBS[name] = cls
-        if alias is not None:
-            taken = _ALIASES.get(alias)
-            if taken is not None and taken != name:
-                raise ValueError(f"job alias {alias!r} already names {taken}")
-            _ALIASES[alias] = name
-        return cls
-
-    return decorate(cls) if cls is not None else decorate
+def add(cls: type[Job], *, alias: str | None = None) -> None:
+    """Register ``cls`` under its name (and ``alias``). :func:`corequeue.register_job` checks
+    that it is a Job subclass first. Raises TypeError for a class workers cannot import,
+    ValueError for an alias that already names another job."""
+    name = job_name(cls)
+    if "<locals>" in name:
+        raise TypeError(
+            f"{name} is defined inside a function: workers cannot import it. "
+            "Define job classes at module level."
+        )
+    _JOBS[name] = cls
+    if alias is not None:
+        taken = _ALIASES.get(alias)
+        if taken is not None and taken != name:
+            raise ValueError(f"job alias {alias!r} already names {taken}")
+        _ALIASES[alias] = name
 
 
 def is_registered(cls: type[Job]) -> bool:

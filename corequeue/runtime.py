@@ -1,40 +1,30 @@
-"""Process-wide configuration: which database, which middleware; and enqueueing."""
+"""Process-wide state: which database, which middleware, and who intercepts enqueues.
+
+The lowest module of the public API: :mod:`corequeue.jobs` (the Job class and enqueueing) reads
+the configured store from here, and nothing here knows about Job classes.
+"""
 
 from __future__ import annotations
 
+import importlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Engine
 
-from corequeue import registry
-from corequeue.core.errors import ConfigError, UnknownJobError
-from corequeue.core.params import Codec, encode_params
-from corequeue.jobs import (
-    Delay,
-    Job,
-    JobHandle,
-    arg_names,
-    caller_source,
-    enqueue_options,
-    resolve_run_at,
-)
+from corequeue.config import load_settings
+from corequeue.core.errors import ConfigError
+from corequeue.core.params import Codec
 from corequeue.store.queries import ConnectionLike, Store
-from corequeue.store.records import NewJob
 
-#: Called instead of inserting, when set (the pytest plugin's inline and capture modes).
-Interceptor = Callable[[Sequence["PreparedJob"], "ConnectionLike | None"], list[JobHandle] | None]
+if TYPE_CHECKING:
+    from corequeue.jobs import JobHandle, PreparedJob
 
-
-@dataclass(frozen=True, slots=True)
-class PreparedJob:
-    """A job ready to insert: the Job instance and its row."""
-
-    job: Job
-    row: NewJob
+#: Called instead of inserting, when set (the pytest plugin's inline and capture modes): given
+#: the prepared jobs and the caller's connection, returns their handles (or None: not mine).
+Interceptor = Callable[[Sequence["PreparedJob"], "ConnectionLike | None"], "list[JobHandle] | None"]
 
 
 @dataclass
@@ -42,6 +32,7 @@ class _State:
     store: Store | None = None
     middleware: tuple[str, ...] = ()
     interceptors: list[Interceptor] = field(default_factory=list)
+    codecs: tuple[Codec, ...] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -58,8 +49,6 @@ def configure(
     Without arguments, reads ``[tool.corequeue]`` in ./pyproject.toml and COREQUEUE_*
     variables (default ``sqlite:///corequeue.sqlite3``). Returns the store. Raises ConfigError.
     """
-    from corequeue.config import load_settings
-
     settings = None
     if database is None or middleware is None:
         settings = load_settings()
@@ -103,96 +92,24 @@ def add_interceptor(interceptor: Interceptor) -> Callable[[], None]:
     return lambda: _state.interceptors.remove(interceptor)
 
 
+def interceptors() -> tuple[Interceptor, ...]:
+    """The active interceptors, the most recently added last."""
+    return tuple(_state.interceptors)
+
+
 def codecs() -> tuple[Codec, ...]:
-    """Parameter codecs beyond the built-in ones (ORM instances, when SQLAlchemy ORM is used)."""
-    from corequeue.store.orm import ORM_CODEC
+    """Parameter codecs beyond the built-in ones: ORM instances, loaded again through the
+    configured store's engine. Built once; the ORM module is imported only when first asked."""
+    found = _state.codecs
+    if found is None:
+        from corequeue.store.orm import orm_codec
 
-    return (ORM_CODEC,)
-
-
-def prepare(
-    job: Job,
-    *,
-    now: datetime,
-    source: str,
-    queue: str | None = None,
-    delay: Delay | None = None,
-    priority: int | None = None,
-    retries: int | None = None,
-    unique_key: str | None = None,
-    timeout: float | None = None,
-) -> PreparedJob:
-    """Validate and encode one job for insertion. Raises JobParamsError, UnknownJobError."""
-    cls = type(job)
-    if not isinstance(job, Job):
-        raise TypeError(f"expected a Job instance, got {job!r}")
-    if not registry.is_registered(cls):
-        raise UnknownJobError(
-            f"{registry.job_name(cls)} is not registered: decorate the class with "
-            "@register_job so workers can find it"
-        )
-    q, p, max_attempts, u, t = enqueue_options(
-        job, queue=queue, priority=priority, retries=retries, unique_key=unique_key, timeout=timeout
-    )
-    params = encode_params(job._cq_args, job._cq_kwargs, arg_names=arg_names(job), codecs=codecs())
-    row = NewJob(
-        name=registry.job_name(cls),
-        params=params,
-        queue=q,
-        priority=p,
-        run_at=resolve_run_at(delay, now),
-        max_attempts=max_attempts,
-        timeout=t,
-        unique_key=u,
-        source=source,
-    )
-    return PreparedJob(job, row)
-
-
-def enqueue_many(
-    jobs: Iterable[Job],
-    *,
-    queue: str | None = None,
-    delay: Delay | None = None,
-    priority: int | None = None,
-    retries: int | None = None,
-    unique_key: str | None = None,
-    timeout: float | None = None,
-    connection: ConnectionLike | None = None,
-    _source: str | None = None,
-) -> list[JobHandle]:
-    """Enqueue many jobs in one transaction (multi-row inserts). Options left None take each
-    job's class defaults. Returns the handles in order; nothing is inserted if any job's
-    parameters cannot be stored (JobParamsError names it)."""
-    now = datetime.now(UTC)
-    source = _source if _source is not None else caller_source()
-    prepared = [
-        prepare(
-            job,
-            now=now,
-            source=source,
-            queue=queue,
-            delay=delay,
-            priority=priority,
-            retries=retries,
-            unique_key=unique_key,
-            timeout=timeout,
-        )
-        for job in jobs
-    ]
-    for interceptor in reversed(_state.interceptors):
-        intercepted = interceptor(prepared, connection)
-        if intercepted is not None:
-            return intercepted
-    store = get_store()
-    inserted = store.job_insert_many([p.row for p in prepared], now=now, connection=connection)
-    return [JobHandle(i.id, store=store) for i in inserted]
+        found = _state.codecs = (orm_codec(lambda: get_store().engine),)
+    return found
 
 
 def resolve_setting_path(path: str) -> Any:
     """Import ``package.module.Name`` and return Name. Raises ConfigError."""
-    import importlib
-
     module_name, _, attr = path.rpartition(".")
     if not module_name:
         raise ConfigError(f"{path!r} is not a dotted path (package.module.Name)")

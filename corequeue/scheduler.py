@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import registry, runtime
+from corequeue import registry
+from corequeue.commands import add_common_options, emit, import_modules, open_store, settings_from
 from corequeue.config import Settings
 from corequeue.core import cron
 from corequeue.core.errors import ConfigError, CorequeueError
-from corequeue.jobs import Job
+from corequeue.jobs import EnqueueOptions, Job, prepare
 from corequeue.store.queries import Store
-from corequeue.store.schedule_queries import (
+from corequeue.store.schedules import (
     ScheduleRow,
     ScheduleSpec,
     schedule_fire,
@@ -56,6 +57,10 @@ class ScheduleDefinition:
     def build_job(self) -> Job:
         job: Job = registry.resolve(self.job)(*self.args, **dict(self.kwargs))
         return job
+
+    def options(self, *, delay: datetime | None = None) -> EnqueueOptions:
+        """The enqueue options of the jobs it enqueues (to run at ``delay``, an occurrence)."""
+        return EnqueueOptions(queue=self.queue, priority=self.priority, delay=delay)
 
 
 _DECLARED: dict[str, ScheduleDefinition] = {}
@@ -142,12 +147,11 @@ def load_definitions(settings: Settings) -> list[ScheduleDefinition]:
     now = datetime.now(UTC)
     for definition in found.values():
         try:
-            runtime.prepare(
+            prepare(
                 definition.build_job(),
+                definition.options(),
                 now=now,
                 source=f"schedule {definition.name}",
-                queue=definition.queue,
-                priority=definition.priority,
             )
         except CorequeueError as exc:
             raise ConfigError(f"schedule {definition.name!r}: {exc}") from None
@@ -239,13 +243,11 @@ class Scheduler:
         assert decision.last is not None
         job_row = None
         if decision.enqueue is not None:
-            job_row = runtime.prepare(
+            job_row = prepare(
                 definition.build_job(),
+                definition.options(delay=decision.enqueue),
                 now=now,
                 source=f"schedule {definition.name}",
-                delay=decision.enqueue,
-                queue=definition.queue,
-                priority=definition.priority,
             ).row
         fired = schedule_fire(
             self.store,
@@ -284,16 +286,12 @@ def worker_services(store: Store, settings: Settings) -> list[Scheduler]:
 
 
 def add_command(sub: Any) -> None:
-    from corequeue.cli import _common
-
     p = sub.add_parser("schedules", help="list schedules: expression, zone, next and last runs")
-    _common(p)
+    add_common_options(p)
     p.set_defaults(handler=cmd_schedules)
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
-    from corequeue.cli import emit, import_modules, open_store, settings_from
-
     settings = settings_from(args)
     import_modules(settings.imports)
     definitions = {d.name: d for d in load_definitions(settings)}

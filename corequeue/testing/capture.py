@@ -26,7 +26,7 @@ from typing import Any
 from corequeue import registry, runtime
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
-from corequeue.jobs import Job, JobHandle
+from corequeue.jobs import Job, JobHandle, PreparedJob
 from corequeue.store.queries import ConnectionLike, Store
 from corequeue.store.records import JobFilter, NewJob
 
@@ -179,7 +179,7 @@ class EnqueuedJobs:
     # -- sources ----------------------------------------------------------------------------
 
     def _intercept(
-        self, prepared: Sequence[runtime.PreparedJob], connection: ConnectionLike | None
+        self, prepared: Sequence[PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         handles: list[JobHandle] = []
         for p in prepared:

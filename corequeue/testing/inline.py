@@ -39,7 +39,7 @@ from corequeue.core.lifecycle import JobSnapshot
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import Task, TaskResult, run_task
-from corequeue.jobs import Job, JobHandle
+from corequeue.jobs import Job, JobHandle, PreparedJob
 from corequeue.middleware import RunJob, build_chain
 from corequeue.store.queries import ConnectionLike
 from corequeue.store.records import NewJob
@@ -144,7 +144,7 @@ class InlineJobs:
         return build_chain(paths)
 
     def _intercept(
-        self, prepared: Sequence[runtime.PreparedJob], connection: ConnectionLike | None
+        self, prepared: Sequence[PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         chain = self._chain()
         out: list[JobHandle] = []
@@ -174,12 +174,14 @@ class InlineJobs:
 
             task = Task(handle.id, lease, handle.name, handle.params, snapshot.attempts, None)
             result = run_task(task, recording, codecs=runtime.codecs())
+            # None: the attempt did not raise (an inline attempt is never lost nor timed out).
+            retry_delay = 0.0 if result.retry_delay is None else result.retry_delay
             change = lifecycle.finish(
                 snapshot,
                 result.outcome,
                 lease=lease,
                 now=_now(),
-                retry_delay=result.retry_delay,
+                retry_delay=retry_delay,
                 defer_delay=result.defer_delay,
                 defer_counts=result.defer_counts,
             )
@@ -202,7 +204,7 @@ class InlineJobs:
                 if deferrals > self.max_deferrals:
                     return  # left waiting, as it would be in the database
             else:
-                handle.delays.append(result.retry_delay)
+                handle.delays.append(retry_delay)
 
     @staticmethod
     def _record(handle: InlineHandle, result: TaskResult, raised: Sequence[BaseException]) -> None:

@@ -22,8 +22,8 @@ from corequeue.store import schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter
-from tests.e2e.harness import WorkerFactory, run_cli
-from tests.jobs import Add, Fail, Record
+from testing.e2e import WorkerFactory, run_cli
+from testing.jobs import Add, Fail, Record
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -116,8 +116,8 @@ def test_enqueue_by_name_and_alias_then_show(store: Store, database_url: str, cl
         "enqueue",
         *url,
         "--import",
-        "tests.jobs",
-        "tests.jobs.Add",
+        "testing.jobs",
+        "testing.jobs.Add",
         "--args",
         "[2, 3]",
         "--priority",
@@ -126,12 +126,12 @@ def test_enqueue_by_name_and_alias_then_show(store: Store, database_url: str, cl
         "maths",
     )
     assert code == 0
-    assert out.startswith("enqueued job ") and "(tests.jobs.Add)" in out
+    assert out.startswith("enqueued job ") and "(testing.jobs.Add)" in out
     by_alias = cli_json(cli, "enqueue", *url, "record", "--kwargs", '{"path": "p", "key": 1}')
 
     shown = cli_json(cli, "jobs", "show", *url, str(by_alias["id"]))
     assert (shown["name"], shown["state"], shown["queue"]) == (
-        "tests.jobs.Record",
+        "testing.jobs.Record",
         "requested",
         "default",
     )
@@ -139,21 +139,21 @@ def test_enqueue_by_name_and_alias_then_show(store: Store, database_url: str, cl
     assert shown["source"] == "corequeue enqueue (command line)"
     assert shown["attempts_detail"] == []
     (added,) = store.job_list(JobFilter(queues=("maths",)))
-    assert (added.name, added.priority) == ("tests.jobs.Add", 7)
+    assert (added.name, added.priority) == ("testing.jobs.Add", 7)
 
     code, out, _ = cli("jobs", "show", *url, str(added.id))
     assert code == 0
-    assert "name: tests.jobs.Add" in out and "state: requested" in out
+    assert "name: testing.jobs.Add" in out and "state: requested" in out
 
 
 def test_enqueue_with_arguments_that_do_not_fit_is_one_clear_error(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:
     result = run_cli(
-        ["enqueue", "--database-url", database_url, "tests.jobs.Add", "--args", "[1]"],
+        ["enqueue", "--database-url", database_url, "testing.jobs.Add", "--args", "[1]"],
         cwd=tmp_path,
     )
-    assert_one_clear_line(result, "do not fit tests.jobs.Add", "missing 1 required")
+    assert_one_clear_line(result, "do not fit testing.jobs.Add", "missing 1 required")
     assert store.job_list() == []
 
 
@@ -203,7 +203,7 @@ def test_jobs_list_filters_and_pages_newest_first(
 
     code, out, _ = cli("jobs", "list", *url, "--queue", "other")
     assert code == 0
-    assert out.split()[:4] == [str(other.id), "requested", "other", "tests.jobs.Record"]
+    assert out.split()[:4] == [str(other.id), "requested", "other", "testing.jobs.Record"]
     code, out, _ = cli("jobs", "list", *url, "--state", "failed")
     assert out.strip() == "no jobs"
 
@@ -298,11 +298,11 @@ def test_an_unimportable_import_is_one_clear_error(database_url: str, tmp_path: 
 
 def test_a_bad_middleware_path_is_one_clear_error(database_url: str, tmp_path: Path) -> None:
     result = run_cli(
-        ["run", "--database-url", database_url, "--import", "tests.jobs", "--burst"],
+        ["run", "--database-url", database_url, "--import", "testing.jobs", "--burst"],
         cwd=tmp_path,
-        env={"COREQUEUE_MIDDLEWARE": "tests.jobs.NoSuchMiddleware"},
+        env={"COREQUEUE_MIDDLEWARE": "testing.jobs.NoSuchMiddleware"},
     )
-    assert_one_clear_line(result, "module 'tests.jobs' has no attribute 'NoSuchMiddleware'")
+    assert_one_clear_line(result, "module 'testing.jobs' has no attribute 'NoSuchMiddleware'")
 
 
 def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from corequeue import worker as worker_module
 from corequeue.core.lifecycle import Change
 from corequeue.core.states import JobState, Outcome
 from corequeue.logs import BufferedStreamHandler, LineFormatter, direct_handler
 from corequeue.store.records import AttemptEnd
 from corequeue.worker import Counters, Worker
+from corequeue.worker import joblog as worker_module
 
 
 def test_line_formatter_writes_what_the_standard_formatter_writes() -> None:
