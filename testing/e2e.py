@@ -1,11 +1,11 @@
 """Real worker processes for tests: ``corequeue run`` started with ``sys.executable -m corequeue``.
 
-A :class:`WorkerProcess` writes its log (stdout and stderr) to a file, can be waited on with a
+A :class:`ScratchWorker` writes its log (stdout and stderr) to a file, can be waited on with a
 deadline, and is stopped with SIGTERM, then SIGKILL. The ``workers`` fixture hands out
 factories and kills whatever is still running when the test ends, pass or fail.
 
 Workers run in the test's temporary directory (so no pyproject.toml is picked up by accident),
-with the repository root on PYTHONPATH so ``--import tests.jobs`` works.
+with the repository root on PYTHONPATH so ``--import testing.jobs`` works.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from testing.faults import ROOT, Worker, clean_env, run_cli, wait_for
+from testing.faults import ROOT, WorkerProcess, clean_env, run_cli, wait_for
 
-__all__ = ["ROOT", "WorkerFactory", "WorkerProcess", "clean_env", "run_cli", "wait_for", "workers"]
+__all__ = ["ROOT", "ScratchWorker", "WorkerFactory", "clean_env", "run_cli", "wait_for", "workers"]
 
 
-class WorkerProcess(Worker):
+class ScratchWorker(WorkerProcess):
     """One ``corequeue run`` process for lifecycle tests: it runs in the test's directory,
-    imports ``tests.jobs``, and :meth:`kill` takes its whole process group."""
+    imports ``testing.jobs``, and :meth:`kill` takes its whole process group."""
 
     def __init__(
         self,
@@ -35,7 +35,7 @@ class WorkerProcess(Worker):
         log_path: Path,
         cwd: Path,
         env: Mapping[str, str] | None = None,
-        imports: Sequence[str] = ("tests.jobs",),
+        imports: Sequence[str] = ("testing.jobs",),
     ) -> None:
         super().__init__(database_url, *args, log_path=log_path, imports=imports, env=env, cwd=cwd)
 
@@ -60,7 +60,7 @@ class WorkerProcess(Worker):
         self.cleanup()
 
 
-WorkerFactory = Callable[..., WorkerProcess]
+WorkerFactory = Callable[..., ScratchWorker]
 
 
 @pytest.fixture
@@ -70,15 +70,15 @@ def workers(tmp_path: Path) -> Iterator[WorkerFactory]:
     Every worker is killed (with its children) when the test ends. Logs are in
     ``tmp_path/worker-N.log``.
     """
-    started: list[WorkerProcess] = []
+    started: list[ScratchWorker] = []
 
     def start(
         database_url: str,
         *args: str,
         env: Mapping[str, str] | None = None,
-        imports: Sequence[str] = ("tests.jobs",),
-    ) -> WorkerProcess:
-        worker = WorkerProcess(
+        imports: Sequence[str] = ("testing.jobs",),
+    ) -> ScratchWorker:
+        worker = ScratchWorker(
             database_url,
             *args,
             log_path=tmp_path / f"worker-{len(started) + 1}.log",

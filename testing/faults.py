@@ -1,8 +1,9 @@
 """Fault injection for real ``corequeue run`` processes.
 
-- :class:`Worker`: a ``python -m corequeue run`` subprocess (cwd = the repository root, log in a
-  file) that can be SIGKILLed, SIGTERMed and waited on; :func:`children` finds its child
-  processes through /proc, :meth:`Worker.kill_child` kills one mid-job.
+- :class:`WorkerProcess`: a ``python -m corequeue run`` subprocess (cwd = the repository root,
+  log in a file) that can be SIGKILLed, SIGTERMed and waited on; :func:`children` finds its
+  child processes through /proc, :meth:`WorkerProcess.kill_child` kills one mid-job. (Not
+  :class:`corequeue.worker.Worker`, the loop inside such a process.)
 - :class:`TcpProxy`: a loopback TCP proxy in front of PostgreSQL. Point a worker's URL at it,
   then :meth:`TcpProxy.cut` drops every connection and refuses new ones until
   :meth:`TcpProxy.restore`: a database outage that leaves the shared server alone.
@@ -108,7 +109,7 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-class Worker:
+class WorkerProcess:
     """One ``corequeue run`` process."""
 
     def __init__(
@@ -116,7 +117,7 @@ class Worker:
         database_url: str,
         *args: str,
         log_path: Path,
-        imports: Sequence[str] = ("tests.reliability_jobs",),
+        imports: Sequence[str] = ("testing.reliability_jobs",),
         env: Mapping[str, str] | None = None,
         cwd: Path = ROOT,
     ) -> None:

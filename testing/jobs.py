@@ -1,4 +1,4 @@
-"""Jobs that the end-to-end tests enqueue and real worker processes run (``--import tests.jobs``).
+"""Jobs that the end-to-end tests enqueue and real worker processes run (``--import testing.jobs``).
 
 Each run that matters appends one JSON line to a file whose path is a job parameter: the
 job's ``key``, the child's pid, the worker's pid (the child's parent) and the wall-clock time.
@@ -158,4 +158,4 @@ class WrapResult:
         self.run_job = run_job
 
     def __call__(self, job: Job) -> Any:
-        return {"wrapped": self.run_job(job), "by": "tests.jobs.WrapResult"}
+        return {"wrapped": self.run_job(job), "by": "testing.jobs.WrapResult"}

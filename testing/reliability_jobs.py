@@ -1,4 +1,4 @@
-"""Jobs for the fault-injection tests (workers run with ``--import tests.reliability_jobs``).
+"""Jobs for the fault-injection tests (workers run with ``--import testing.reliability_jobs``).
 
 Every job appends one JSON line per run to the file named by its ``log`` parameter, before
 doing anything else: its ``key``, the child's pid and the worker's pid (the child's parent).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corequeue import Job, register_job
-from tests.jobs import append_line, runs, wait_for_gate
+from testing.jobs import append_line, runs, wait_for_gate
 
 
 def record(path: str, key: Any, **extra: Any) -> None:

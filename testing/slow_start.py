@@ -1,4 +1,4 @@
-"""Imported by a worker's children (``--import tests.slow_start``) to hold their start-up.
+"""Imported by a worker's children (``--import testing.slow_start``) to hold their start-up.
 
 In a child process, importing this module first creates ``$COREQUEUE_TEST_GATE.waiting``,
 then blocks until the file ``$COREQUEUE_TEST_GATE`` exists. The worker's own process imports
@@ -11,7 +11,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from tests.jobs import wait_for_gate
+from testing.jobs import wait_for_gate
 
 GATE_ENV = "COREQUEUE_TEST_GATE"
 

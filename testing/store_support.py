@@ -31,7 +31,7 @@ def new_job(
     unique_key: str = "",
     params: str = EMPTY_PARAMS,
     timeout: float | None = None,
-    source: str = "tests/store/_support.py:1",
+    source: str = "testing/store_support.py:1",
 ) -> NewJob:
     return NewJob(
         name=name,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from corequeue.core.states import JobState
-from corequeue.store.monitoring import Distribution, Monitor
+from corequeue.store.monitoring import Distribution, Monitor, QueueStats, WorkerStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -70,8 +70,14 @@ def render_metrics(
     - ``corequeue_running_jobs{worker}``.
     """
     w = _Writer()
-    stats = monitor.queue_stats(now=now)
+    _queue_families(w, monitor.queue_stats(now=now), now)
+    _attempt_families(w, monitor, now, window)
+    _worker_families(w, monitor.worker_statuses(now=now, heartbeat_timeout=heartbeat_timeout))
+    return w.text()
 
+
+def _queue_families(w: _Writer, stats: list[QueueStats], now: datetime) -> None:
+    """What the table holds now: jobs by queue and state, ready and scheduled, oldest wait."""
     w.family("corequeue_jobs", "gauge", "Jobs in the table by queue and state.")
     for q in stats:
         for state in JobState:
@@ -94,6 +100,9 @@ def render_metrics(
             "corequeue_oldest_ready_job_age_seconds", {"queue": q.queue}, q.oldest_wait(now) or 0
         )
 
+
+def _attempt_families(w: _Writer, monitor: Monitor, now: datetime, window: timedelta) -> None:
+    """What happened: attempts by outcome, jobs finished in ``window``, and their timings."""
     w.family("corequeue_attempts", "gauge", "Attempts recorded, by outcome (pruning lowers it).")
     for outcome, n in monitor.attempt_counts().items():
         w.sample("corequeue_attempts", {"outcome": outcome.value}, n)
@@ -125,7 +134,9 @@ def render_metrics(
         timings.duration,
     )
 
-    statuses = monitor.worker_statuses(now=now, heartbeat_timeout=heartbeat_timeout)
+
+def _worker_families(w: _Writer, statuses: list[WorkerStatus]) -> None:
+    """The fleet: workers alive and silent, each one's heartbeat age and running jobs."""
     w.family("corequeue_workers", "gauge", "Worker rows by heartbeat status.")
     alive = sum(1 for s in statuses if s.alive)
     w.sample("corequeue_workers", {"status": "alive"}, alive)
@@ -142,4 +153,3 @@ def render_metrics(
     w.family("corequeue_running_jobs", "gauge", "Jobs running, by worker.")
     for s in statuses:
         w.sample("corequeue_running_jobs", {"worker": s.worker.id}, len(s.running))
-    return w.text()

@@ -1,3 +1,3 @@
-from tests.e2e.harness import workers
+from testing.e2e import workers
 
 __all__ = ["workers"]

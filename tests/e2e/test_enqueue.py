@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 import corequeue
 from corequeue import JobParamsError, JobState
 from corequeue.store.queries import Store
-from tests.e2e.harness import ROOT, WorkerFactory, clean_env
-from tests.jobs import Add, Echo, Record
+from testing.e2e import ROOT, WorkerFactory, clean_env
+from testing.jobs import Add, Echo, Record
 
 
 def test_a_unique_key_yields_one_job_under_concurrent_enqueues_from_threads(
@@ -37,7 +37,7 @@ def test_a_unique_key_yields_one_job_under_concurrent_enqueues_from_threads(
 ENQUEUE_AT = """
 import sys, time
 import corequeue
-from tests.jobs import Add
+from testing.jobs import Add
 corequeue.configure(sys.argv[1])
 start = float(sys.argv[2])
 time.sleep(max(start - time.time(), 0))

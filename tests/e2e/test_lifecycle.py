@@ -13,8 +13,8 @@ import pytest
 import corequeue
 from corequeue import JobFailed, JobState, JobTimeout, Outcome
 from corequeue.store.queries import Store
-from tests.e2e.harness import WorkerFactory, wait_for
-from tests.jobs import (
+from testing.e2e import WorkerFactory, wait_for
+from testing.jobs import (
     Add,
     DeferTimes,
     DelayedRetry,
@@ -129,7 +129,7 @@ def test_a_failing_job_with_two_retries_runs_three_times_and_fails_with_its_trac
         assert attempt.traceback is not None
         assert attempt.traceback.startswith("Traceback (most recent call last):")
         assert 'raise RuntimeError(f"boom {self.key}")' in attempt.traceback
-        assert "tests/jobs.py" in attempt.traceback
+        assert "testing/jobs.py" in attempt.traceback
     with pytest.raises(JobFailed, match="RuntimeError: boom f"):
         handle.wait(timeout=5)
 
@@ -180,7 +180,7 @@ def test_wait_returns_the_result_and_raises_for_failures_and_timeouts(
     worker = workers(database_url)
 
     assert added.wait(timeout=60) == 42
-    with pytest.raises(JobFailed, match=rf"job {failed.id} \(tests.jobs.Fail\) failed: "):
+    with pytest.raises(JobFailed, match=rf"job {failed.id} \(testing.jobs.Fail\) failed: "):
         failed.wait(timeout=60)
     assert worker.stop() == 0
 
@@ -198,7 +198,7 @@ def test_the_worker_logs_one_line_per_finished_job(
             line for line in worker.log().splitlines() if f"finished job_id={handle.id} " in line
         ]
         assert re.search(
-            rf"job_id={handle.id} name=tests\.jobs\.Add queue=maths attempt=1 "
+            rf"job_id={handle.id} name=testing\.jobs\.Add queue=maths attempt=1 "
             r"outcome=succeeded state=succeeded duration_ms=\d+\.\d",
             line,
         ), line
@@ -238,10 +238,12 @@ def test_middleware_configured_by_dotted_path_wraps_run(
 ) -> None:
     handle = Add(1, 2).run_in_worker()
 
-    worker = workers(database_url, "--burst", env={"COREQUEUE_MIDDLEWARE": "tests.jobs.WrapResult"})
+    worker = workers(
+        database_url, "--burst", env={"COREQUEUE_MIDDLEWARE": "testing.jobs.WrapResult"}
+    )
 
     assert worker.wait_exit() == 0, worker.log()
-    assert handle.wait(timeout=5) == {"wrapped": 3, "by": "tests.jobs.WrapResult"}
+    assert handle.wait(timeout=5) == {"wrapped": 3, "by": "testing.jobs.WrapResult"}
 
 
 def test_an_unregistered_job_in_the_table_fails_with_a_clear_message_and_others_run(
@@ -253,7 +255,7 @@ def test_an_unregistered_job_in_the_table_fails_with_a_clear_message_and_others_
     (unknown,) = store.job_insert_many(
         [
             NewJob(
-                "tests.jobs.NoSuchJob",
+                "testing.jobs.NoSuchJob",
                 '{"args":[],"kwargs":{}}',
                 "default",
                 5,
@@ -275,7 +277,7 @@ def test_an_unregistered_job_in_the_table_fails_with_a_clear_message_and_others_
     assert job is not None
     assert job.state is JobState.FAILED
     assert job.error is not None
-    assert "no job is registered as 'tests.jobs.NoSuchJob'" in job.error
+    assert "no job is registered as 'testing.jobs.NoSuchJob'" in job.error
     assert [h.wait(timeout=5) for h in others] == [i + 1 for i in range(10)]
 
 
@@ -323,15 +325,15 @@ def test_a_job_can_enqueue_another_job(
     child_id = parent.wait(timeout=5)
     child = store.job_get(child_id)
     assert child is not None
-    assert (child.name, child.state) == ("tests.jobs.Record", JobState.SUCCEEDED)
-    assert child.source.endswith("tests/jobs.py:" + str(child_source_line()))
+    assert (child.name, child.state) == ("testing.jobs.Record", JobState.SUCCEEDED)
+    assert child.source.endswith("testing/jobs.py:" + str(child_source_line()))
     assert [r["key"] for r in runs(path)] == ["child"]
 
 
 def child_source_line() -> int:
     import inspect
 
-    from tests import jobs
+    from testing import jobs
 
     lines, start = inspect.getsourcelines(jobs.EnqueueRecord.run)
     return start + next(i for i, line in enumerate(lines) if "run_in_worker" in line)

@@ -16,7 +16,7 @@ from corequeue import runtime
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptRecord
-from testing.faults import Worker
+from testing.faults import WorkerProcess
 from tests.conftest import empty_postgres
 
 #: Fast heartbeats for tests: a SIGKILLed worker's jobs are rescued about 3 s after its last beat.
@@ -62,10 +62,10 @@ class Spawner:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.started: list[Worker] = []
+        self.started: list[WorkerProcess] = []
 
-    def __call__(self, url: str, *args: str, fast: bool = True) -> Worker:
-        worker = Worker(
+    def __call__(self, url: str, *args: str, fast: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(
             url,
             *(FAST if fast else ()),
             *args,

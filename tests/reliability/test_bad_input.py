@@ -13,8 +13,8 @@ from corequeue.core.errors import JobParamsError
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from testing.faults import run_cli
+from testing.reliability_jobs import RaiseBase, Touch, run_counts
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
-from tests.reliability_jobs import RaiseBase, Touch, run_counts
 
 
 def _url(store: Store) -> str:
@@ -45,7 +45,7 @@ def test_bad_rows_and_base_exceptions_fail_only_their_own_job(
     jobs = schema.jobs
     with pg_store.engine.begin() as conn:
         for job_id, values in (
-            (unknown.id, {"name": "tests.reliability_jobs.NoSuchJob"}),
+            (unknown.id, {"name": "testing.reliability_jobs.NoSuchJob"}),
             (not_json.id, {"params": "not json"}),
             (truncated.id, {"params": '{"args": ["x"'}),
             (not_object.id, {"params": "[1, 2]"}),
@@ -60,26 +60,26 @@ def test_bad_rows_and_base_exceptions_fail_only_their_own_job(
     expected = {
         unknown.id: (
             "corequeue.core.errors.UnknownJobError",
-            "no job is registered as 'tests.reliability_jobs.NoSuchJob': make sure the module "
+            "no job is registered as 'testing.reliability_jobs.NoSuchJob': make sure the module "
             "that defines it is importable by the worker (--import MODULE, or `imports` in "
             "[tool.corequeue]) and that the class is decorated with @register_job",
         ),
         not_json.id: (
             "corequeue.core.errors.JobParamsError",
-            f"job {not_json.id} (tests.reliability_jobs.Touch) has unusable parameters: stored "
+            f"job {not_json.id} (testing.reliability_jobs.Touch) has unusable parameters: stored "
             "value is not valid JSON (Expecting value: line 1 column 1 (char 0)): 'not json'; "
             "it may be corrupt or truncated, so the job cannot run: fix or delete it",
         ),
         truncated.id: (
             "corequeue.core.errors.JobParamsError",
-            f"job {truncated.id} (tests.reliability_jobs.Touch) has unusable parameters: stored "
+            f"job {truncated.id} (testing.reliability_jobs.Touch) has unusable parameters: stored "
             "value is not valid JSON (Expecting ',' delimiter: line 1 column 14 (char 13)): "
             '\'{"args": ["x"\'; it may be corrupt or truncated, so the job cannot run: fix or '
             "delete it",
         ),
         not_object.id: (
             "corequeue.core.errors.JobParamsError",
-            f"job {not_object.id} (tests.reliability_jobs.Touch) has unusable parameters: "
+            f"job {not_object.id} (testing.reliability_jobs.Touch) has unusable parameters: "
             "stored parameters must be an object with 'args' and 'kwargs', got '[1, 2]'",
         ),
         system_exit.id: ("SystemExit", "4"),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
-from testing.faults import Worker, alive, wait_for
+from testing.faults import WorkerProcess, alive, wait_for
+from testing.reliability_jobs import Touch, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts, worker_id_of
-from tests.reliability_jobs import Touch, runs
 
 JOBS = 400
 KILLS = 5
@@ -28,7 +28,7 @@ def test_sigkilled_workers_lose_nothing_and_rerun_only_their_own_jobs(
     rng = random.Random(4)
     args = ("--max-processes", "2", "--max-pending-per-process", "2")
 
-    live: list[Worker] = []
+    live: list[WorkerProcess] = []
     ids: dict[int, str] = {}  # worker pid -> worker id
 
     def start() -> None:
@@ -38,7 +38,7 @@ def test_sigkilled_workers_lose_nothing_and_rerun_only_their_own_jobs(
 
     for _ in range(3):
         start()
-    killed: list[Worker] = []
+    killed: list[WorkerProcess] = []
     for k in range(KILLS):
         # Kill a random worker at random points spread over the run (while jobs remain).
         target = int(JOBS * (0.1 + 0.14 * k)) + rng.randint(0, 20)

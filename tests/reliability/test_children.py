@@ -8,8 +8,8 @@ from pathlib import Path
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
 from testing.faults import alive, wait_for
+from testing.reliability_jobs import Crash, Touch, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, worker_id_of
-from tests.reliability_jobs import Crash, Touch, runs
 
 
 def test_crashed_and_timed_out_children_are_recorded_and_replaced(

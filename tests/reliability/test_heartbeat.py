@@ -19,8 +19,8 @@ from corequeue.store import schema
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, WorkerRecord
 from testing.faults import wait_for
+from testing.reliability_jobs import Touch, run_counts, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, worker_id_of
-from tests.reliability_jobs import Touch, run_counts, runs
 
 TIMEOUT = 3.0  # --heartbeat-timeout in conftest.FAST
 

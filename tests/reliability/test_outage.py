@@ -20,8 +20,8 @@ import pytest
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
 from testing.faults import TcpProxy, postgres_start, postgres_stop, wait_for
+from testing.reliability_jobs import Gated, Touch, run_counts, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
-from tests.reliability_jobs import Gated, Touch, run_counts, runs
 
 JOBS = 80
 OUTAGE_LINE = "retrying (results are kept until it is back)"

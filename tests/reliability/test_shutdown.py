@@ -11,8 +11,8 @@ from pathlib import Path
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
 from testing.faults import alive, wait_for
+from testing.reliability_jobs import Touch, run_counts, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
-from tests.reliability_jobs import Touch, run_counts, runs
 
 
 def _url(store: Store) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
 from testing.faults import alive, wait_for
+from testing.reliability_jobs import Crash, Touch, runs
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
-from tests.reliability_jobs import Crash, Touch, runs
 
 
 def test_a_sigkilled_sqlite_worker_leaves_nothing_stuck(

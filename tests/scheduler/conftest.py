@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import tests.schedule_jobs  # noqa: F401  (registers the jobs schedules enqueue)
+import testing.schedule_jobs  # noqa: F401  (registers the jobs schedules enqueue)
 from corequeue import scheduler
 from corequeue.config import Settings
 from corequeue.scheduler import ScheduleDefinition, Scheduler, load_definitions
 from corequeue.store.queries import Store
-from corequeue.store.schedule_queries import ScheduleRow, schedule_list
+from corequeue.store.schedules import ScheduleRow, schedule_list
 from corequeue.store.schema import jobs
-from tests.e2e.harness import workers
+from testing.e2e import workers
 
 __all__ = ["workers"]
 
-TICK = "tests.schedule_jobs.Tick"
+TICK = "testing.schedule_jobs.Tick"
 
 
 @pytest.fixture(autouse=True)

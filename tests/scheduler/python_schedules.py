@@ -9,6 +9,6 @@ every later ``load_definitions`` call.
 from __future__ import annotations
 
 import corequeue
-from tests.schedule_jobs import Tick
+from testing.schedule_jobs import Tick
 
 corequeue.schedule("every-2s", job=Tick("python"), cron="* * * * * */2")

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 from corequeue.core import cron
 from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
+from testing.e2e import run_cli
 from testing.faults import wait_for
-from tests.e2e.harness import run_cli
+from testing.schedule_jobs import write_pyproject
 from tests.scheduler.conftest import definitions, stored
-from tests.scheduler.test_config import write_pyproject
 
 CONFIG = {
     "every-minute": {"job": "tick", "cron": "* * * * *", "args": ["m"]},
@@ -62,7 +62,7 @@ def test_schedules_lists_expression_zone_next_and_last_runs(
         "skip",
         True,
     )
-    assert minute["job"] == "tests.schedule_jobs.Tick"
+    assert minute["job"] == "testing.schedule_jobs.Tick"
     assert minute["last_job_id"] == fired.last_job_id
     assert minute["last_outcome"] == "succeeded"
     last_run = datetime.fromisoformat(minute["last_run"])  # when that job started

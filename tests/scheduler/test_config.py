@@ -11,8 +11,8 @@ import pytest
 
 import corequeue
 from corequeue.core.errors import ConfigError
-from tests.e2e.harness import run_cli
-from tests.schedule_jobs import Tick
+from testing.e2e import run_cli
+from testing.schedule_jobs import Tick, write_pyproject
 from tests.scheduler.conftest import TICK, definitions
 
 BAD: dict[str, tuple[dict[str, Any], str]] = {
@@ -112,25 +112,6 @@ def test_the_configuration_wins_over_a_python_declaration_of_the_same_name() -> 
     ]
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
-def write_pyproject(directory: Path, schedules: dict[str, dict[str, Any]]) -> None:
-    lines = ["[tool.corequeue]", 'imports = ["tests.schedule_jobs"]', ""]
-    for name, table in schedules.items():
-        lines.append(f'[tool.corequeue.schedule."{name}"]')
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-        lines.append("")
-    (directory / "pyproject.toml").write_text("\n".join(lines))
-
-
 @pytest.mark.parametrize("case", ["expression", "zone", "unknown job", "bad args"])
 def test_the_worker_refuses_to_start_with_a_bad_schedule(tmp_path: Path, case: str) -> None:
     table, message = BAD[case]
@@ -150,7 +131,7 @@ def test_the_worker_refuses_a_bad_python_declaration(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import corequeue
-            from tests.schedule_jobs import Tick
+            from testing.schedule_jobs import Tick
 
             corequeue.schedule("py-bad", job=Tick("x"), cron="* * * * *", timezone="Moon/Base")
             """

@@ -13,7 +13,7 @@ import pytest
 from corequeue.core.states import JobState
 from corequeue.scheduler import Scheduler
 from corequeue.store.queries import Store
-from corequeue.store.schedule_queries import schedule_fire
+from corequeue.store.schedules import schedule_fire
 from tests.scheduler.conftest import (
     TICK,
     at,
@@ -210,11 +210,13 @@ def test_a_changed_zone_or_job_also_starts_afresh(store: Store) -> None:
     run([first], at(12, 0), at(12, 1, 30))
     zoned = Scheduler(store, definitions({"r": every_minute(timezone="Asia/Kolkata")}))
     run([zoned], at(12, 1, 40), at(12, 2, 30))  # UTC+5:30: every minute still
-    other_job = Scheduler(store, definitions({"r": every_minute(job="tests.schedule_jobs.Report")}))
+    other_job = Scheduler(
+        store, definitions({"r": every_minute(job="testing.schedule_jobs.Report")})
+    )
     run([other_job], at(12, 2, 40), at(12, 3, 30))
     assert enqueued(store, "r") == [minute(12, 1), minute(12, 2), minute(12, 3)]
     row = stored(store)["r"]
-    assert (row.job, row.timezone) == ("tests.schedule_jobs.Report", "UTC")
+    assert (row.job, row.timezone) == ("testing.schedule_jobs.Report", "UTC")
 
 
 def test_an_old_worker_takes_over_again_when_the_newer_one_is_gone(store: Store) -> None:
@@ -307,7 +309,7 @@ def test_a_zoned_schedule_fires_at_its_wall_clock_time(store: Store) -> None:
 def test_a_scheduled_job_carries_its_args_kwargs_queue_and_priority(store: Store) -> None:
     config = {
         "report": {
-            "job": "tests.schedule_jobs.Report",
+            "job": "testing.schedule_jobs.Report",
             "cron": "* * * * *",
             "args": ["weekly"],
             "kwargs": {"pages": 3},

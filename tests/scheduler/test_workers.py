@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from corequeue.store.queries import Store
 from corequeue.store.schema import jobs
-from tests.e2e.harness import WorkerFactory, WorkerProcess, wait_for
-from tests.scheduler.test_config import write_pyproject
+from testing.e2e import ScratchWorker, WorkerFactory, wait_for
+from testing.schedule_jobs import write_pyproject
 
 PERIOD = timedelta(seconds=2)
 WORKER_ARGS = ("--max-processes", "1", "--poll-interval", "0.5")
@@ -51,7 +51,7 @@ def wait_for_jobs(url: str, count: int, *, what: str) -> list[tuple[datetime, st
     return result
 
 
-def check_once_each(url: str, logs: list[WorkerProcess], at_least: int) -> list[datetime]:
+def check_once_each(url: str, logs: list[ScratchWorker], at_least: int) -> list[datetime]:
     found = scheduled(url)
     run_ats = [r for r, _ in found]
     assert len(run_ats) >= at_least, run_ats
@@ -76,7 +76,7 @@ def test_three_workers_fire_each_occurrence_once(
         tmp_path, {"every-2s": {"job": "tick", "cron": "* * * * * */2", "args": ["toml"]}}
     )  # the workers' working directory: they read it
     fleet = [
-        workers(database_url, *WORKER_ARGS, imports=("tests.schedule_jobs",)) for _ in range(3)
+        workers(database_url, *WORKER_ARGS, imports=("testing.schedule_jobs",)) for _ in range(3)
     ]
     for worker in fleet:
         worker.wait_log("starting", timeout=120)

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
+from corequeue.core.lifecycle import Action, actions_for
 from corequeue.core.states import JobState
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter
+from corequeue.web.actions import ACTIONS, states_allowing
 from tests.web.conftest import Seeded, csrf_of, new_job
 
 
@@ -109,3 +111,20 @@ def test_bulk_delete_by_state_and_search(client: TestClient, store: Store, seede
     assert store.job_get(seeded.xss) is not None  # another job name
     remaining = store.job_list(JobFilter(states=(JobState.SUCCEEDED,)), limit=100)
     assert [j.id for j in remaining] == [seeded.xss]
+
+
+def test_the_dashboard_offers_what_the_core_allows() -> None:
+    # The dashboard keeps no table of its own: the states each action applies to come from
+    # corequeue.core.lifecycle.actions_for, and are the ones the dashboard has always offered.
+    assert {a: states_allowing(a) for a in ACTIONS} == {
+        Action.RETRY: (JobState.FAILED, JobState.CANCELLED),
+        Action.CANCEL: (JobState.REQUESTED, JobState.RUNNING),
+        Action.DELETE: (
+            JobState.REQUESTED,
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+        ),
+    }
+    for state in JobState:
+        assert {a for a in ACTIONS if state in states_allowing(a)} == actions_for(state)
