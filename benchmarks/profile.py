@@ -16,13 +16,13 @@ from benchmarks.scenarios import corequeue_enqueue_backlog, corequeue_window
 
 #: Functions whose inclusive share of a thread's samples we report.
 WATCH = {
-    "Store.job_finish_many": "record endings (one statement)",
-    "Store.job_claim_many": "claim (UPDATE ... SKIP LOCKED) and its rows",
-    "Store.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
+    "EndingQueries.job_finish_many": "record endings (one statement)",
+    "ClaimQueries.job_claim_many": "claim (UPDATE ... SKIP LOCKED) and its rows",
+    "ReadQueries.job_next_run_at": "next run_at look-up (store.job_next_run_at)",
     "Worker._take_claim": "apply a claim (hand the jobs to the children)",
     "Worker._take_record": "apply recorded endings (log lines)",
-    "Worker._log_ends": "per-job logging (worker._log_ends)",
-    "Worker._decide": "lifecycle decision (worker._decide)",
+    "log_ends": "per-job logging (worker.joblog.log_ends)",
+    "decide": "lifecycle decision (worker.endings.decide)",
     "ProcessPool.submit": "hand-off to children (pool.submit: pickle + send)",
     "ProcessPool.collect": "results from children (pool.collect: read + unpickle)",
     "ProcessPool.wait": "waiting (pool.wait: poll)",
@@ -36,8 +36,8 @@ WATCH = {
 #: A stack belongs to the first thread whose marker frame it contains (else "other").
 THREADS = {
     "main thread": "Worker._loop",
-    "claim lane": "Worker._start_claim.<locals>.claim",
-    "record lane": "Worker._start_record.<locals>.<lambda>",
+    "claim lane": "ClaimLane.claim.<locals>.claim",
+    "record lane": "RecordLane.record.<locals>.<lambda>",
 }
 
 
