@@ -184,8 +184,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     workers = store.worker_list()
     by_queue: dict[str, dict[str, int]] = {}
     for queue, state, n in counts:
-        by_queue.setdefault(queue, {s.value: 0 for s in JobState})[state.value] = n
-    totals = {s.value: sum(q[s.value] for q in by_queue.values()) for s in JobState}
+        row = by_queue.setdefault(queue, {s.value: 0 for s in JobState})
+        row[state.value] = row.get(state.value, 0) + n  # (unknown states add a column)
+    states = [s.value for s in JobState]
+    states += sorted({k for q in by_queue.values() for k in q} - set(states))
+    totals = {s: sum(q.get(s, 0) for q in by_queue.values()) for s in states}
     data = {
         "queues": by_queue,
         "totals": totals,
@@ -201,11 +204,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
             for w in workers
         ],
     }
-    states = [s.value for s in JobState]
     width = max([len("queue"), len("TOTAL"), *(len(q) for q in by_queue)])
     lines = ["queue".ljust(width) + "".join(s.rjust(11) for s in states)]
     for queue, row in sorted(by_queue.items()):
-        lines.append(queue.ljust(width) + "".join(str(row[s]).rjust(11) for s in states))
+        lines.append(queue.ljust(width) + "".join(str(row.get(s, 0)).rjust(11) for s in states))
     lines.append("TOTAL".ljust(width) + "".join(str(totals[s]).rjust(11) for s in states))
     lines.append(f"\n{len(workers)} live worker(s)")
     for w in workers:

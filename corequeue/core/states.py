@@ -41,3 +41,19 @@ class Outcome(StrEnum):
     LOST = "lost"
     CANCELLED = "cancelled"
     DEFERRED = "deferred"
+
+
+def _unknown(cls: type[JobState] | type[Outcome]) -> JobState | Outcome:
+    """A member outside the enumeration: not iterated, not parsed from text, not in the
+    database's CHECK constraints; it stands for a value in a row this code does not know."""
+    member = str.__new__(cls, "unknown")
+    member._name_ = "UNKNOWN"
+    member._value_ = "unknown"
+    return member
+
+
+#: A job row's state this code does not know (a newer version's, or a tampered row): shown as
+#: ``unknown``, offered no action, never written.
+UNKNOWN_STATE: JobState = _unknown(JobState)  # type: ignore[assignment]
+#: An attempt row's outcome this code does not know.
+UNKNOWN_OUTCOME: Outcome = _unknown(Outcome)  # type: ignore[assignment]

@@ -1,11 +1,13 @@
-"""A person's actions on one job (the command line, the dashboard): read it, cancel it, retry
-it, delete it. What each action does is the core's decision (:mod:`corequeue.core.lifecycle`);
-this module reads the job, asks, and persists the answer through the compare-and-set writer."""
+"""A person's actions on jobs (the command line, the dashboard): read one, cancel, retry or
+delete one, or many at once in a few statements per batch. What each action does is the core's
+decision (:mod:`corequeue.core.lifecycle`); this module reads the jobs, asks, and persists the
+answer through the compare-and-set writer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,11 +24,38 @@ from corequeue.store.rows import (
     attempts,
     job_record,
     jobs,
+    read_state,
 )
 from corequeue.store.writer import Write, write_changes
 
 #: How many times an action is decided again when the job changed under it.
 _ACTION_TRIES = 10
+
+Decide = Callable[[lifecycle.JobSnapshot], lifecycle.Change]
+
+
+class _Target(NamedTuple):
+    """What a bulk action reads of a job (not its parameters, result or error)."""
+
+    id: int
+    name: str
+    queue: str
+    state: JobState
+    attempts: int
+    max_attempts: int
+    lease: str | None
+    run_at: datetime
+    worker_id: str | None
+    started_at: datetime | None
+    unique_key: str
+
+    def snapshot(self) -> lifecycle.JobSnapshot:
+        return lifecycle.JobSnapshot(
+            self.state, self.attempts, self.max_attempts, self.lease, self.run_at
+        )
+
+
+_TARGET_COLUMNS = [jobs.c[name] for name in _Target._fields]
 
 
 class AdminQueries(StoreBase):
@@ -76,7 +105,7 @@ class AdminQueries(StoreBase):
         raise InvalidTransition(f"job {job_id} kept changing state; try again")
 
     def _act_write(
-        self, conn: Connection, job: JobRecord, change: lifecycle.Change, now: datetime
+        self, conn: Connection, job: JobRecord | _Target, change: lifecycle.Change, now: datetime
     ) -> bool:
         """Apply ``change`` if ``job`` is still as read (state, lease and attempts)."""
         write = Write(job.id, job.state, job.lease, change, job.attempts, ends_attempt=False)
@@ -108,7 +137,7 @@ class AdminQueries(StoreBase):
             found = conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             if found is not None:
                 try:
-                    lifecycle.check_delete(JobState(found))
+                    lifecycle.check_delete(read_state(found))
                 except InvalidTransition:
                     raise InvalidTransition(
                         f"job {job_id} is {found}: cancel it before deleting it"
@@ -119,3 +148,87 @@ class AdminQueries(StoreBase):
                     sa.delete(jobs).where(jobs.c.id == job_id, jobs.c.state.in_(deletable))
                 ).rowcount
             )
+
+    # -- many jobs at once ----------------------------------------------------------------
+
+    def job_act_many(
+        self, ids: Sequence[int], action: lifecycle.Action, *, now: datetime
+    ) -> tuple[int, int]:
+        """Apply a person's ``action`` (retry, cancel or delete) to the jobs ``ids`` in one
+        transaction of a few statements: (done, skipped). Each job's change is the core's
+        decision, written by the compare-and-set writer; a job whose state does not allow the
+        action, or that changed or went meanwhile, is skipped."""
+        if action is lifecycle.Action.DELETE:
+            return self._delete_many(ids)
+        if action not in (lifecycle.Action.RETRY, lifecycle.Action.CANCEL):
+            raise ValueError(f"{action.value!r} is not an action a person takes on jobs")
+        step = lifecycle.retry if action is lifecycle.Action.RETRY else lifecycle.cancel
+
+        def decide(snap: lifecycle.JobSnapshot) -> lifecycle.Change:
+            return step(snap, now=now)
+
+        if not ids:
+            return 0, 0
+        with self._errors():
+            try:
+                with self._begin() as conn:
+                    return self._act_many(conn, ids, decide, now)
+            except sa.exc.IntegrityError as exc:
+                if "unique" not in str(exc.orig).lower():
+                    raise
+            # A retried job's unique key is taken by another: this batch, one job at a time.
+            return self._act_each(ids, decide, now)
+
+    def _act_many(
+        self, conn: Connection, ids: Sequence[int], decide: Decide, now: datetime
+    ) -> tuple[int, int]:
+        query = sa.select(*_TARGET_COLUMNS).where(jobs.c.id.in_(list(ids)))
+        targets = [
+            _Target(**{**row._mapping, "state": read_state(row.state)})
+            for row in conn.execute(query)
+        ]
+        skipped = len(set(ids)) - len(targets)  # gone
+        waiting: list[tuple[_Target, lifecycle.Change]] = []
+        running: list[tuple[_Target, lifecycle.Change]] = []
+        for target in targets:
+            try:
+                change = decide(target.snapshot())
+            except InvalidTransition:
+                skipped += 1
+                continue
+            is_running = target.state is JobState.RUNNING and target.lease is not None
+            (running if is_running else waiting).append((target, change))
+        writes = [
+            Write(t.id, t.state, t.lease, c, t.attempts, ends_attempt=False) for t, c in waiting
+        ]
+        done = write_changes(conn, writes) if writes else 0
+        skipped += len(writes) - done
+        for target, change in running:  # their attempts end too: one by one (few run at once)
+            if self._act_write(conn, target, change, now):
+                done += 1
+            else:
+                skipped += 1
+        if self.is_postgresql:
+            for queue in sorted({t.queue for t, c in waiting if c.state is JobState.REQUESTED}):
+                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
+        return done, skipped
+
+    def _act_each(self, ids: Sequence[int], decide: Decide, now: datetime) -> tuple[int, int]:
+        done = skipped = 0
+        for job_id in ids:
+            try:
+                self._act(job_id, now, decide)
+                done += 1
+            except (KeyError, InvalidTransition, UniqueViolation):
+                skipped += 1
+        return done, skipped
+
+    def _delete_many(self, ids: Sequence[int]) -> tuple[int, int]:
+        if not ids:
+            return 0, 0
+        deletable = [s.value for s in lifecycle.DELETABLE]
+        with self._errors(), self._begin() as conn:
+            deleted = conn.execute(
+                sa.delete(jobs).where(jobs.c.id.in_(list(ids)), jobs.c.state.in_(deletable))
+            ).rowcount
+        return deleted, len(set(ids)) - deleted

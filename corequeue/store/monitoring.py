@@ -22,8 +22,8 @@ from corequeue.store import schema
 from corequeue.store.endings import ON_JOB_ROW, ON_JOB_ROW_STATE
 from corequeue.store.engine import translate_errors
 from corequeue.store.queries import Store
-from corequeue.store.records import JobFilter, JobRecord, WorkerRecord
-from corequeue.store.rows import filter_clauses, job_record
+from corequeue.store.records import JobFilter, WorkerRecord
+from corequeue.store.rows import filter_clauses, read_outcome, read_state
 from corequeue.store.schedules import ScheduleRow, schedule_list
 
 jobs, attempts = schema.jobs, schema.attempts
@@ -106,6 +106,54 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSummary:
+    """What a list of jobs shows of each: no parameters, no result, the error cut short."""
+
+    id: int
+    name: str
+    queue: str
+    state: JobState
+    unique_key: str
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+#: The longest error a list shows (cut in SQL, so a huge one is never read for a list).
+LIST_ERROR_CHARS = 300
+
+_SUMMARY_COLUMNS = (
+    jobs.c.id,
+    jobs.c.name,
+    jobs.c.queue,
+    jobs.c.state,
+    jobs.c.unique_key,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.run_at,
+    jobs.c.finished_at,
+    sa.func.substr(jobs.c.error, 1, LIST_ERROR_CHARS).label("error"),
+)
+
+
+def _summary(row: Any) -> JobSummary:
+    return JobSummary(
+        id=row.id,
+        name=row.name,
+        queue=row.queue,
+        state=read_state(row.state),
+        unique_key=row.unique_key,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        run_at=row.run_at,
+        finished_at=row.finished_at,
+        error=row.error,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class RunningJob:
     id: int
     name: str
@@ -151,7 +199,8 @@ class Monitor:
         )
         counts: dict[str, dict[JobState, int]] = {}
         for queue, state, n in self.store.job_count_many():
-            counts.setdefault(queue, {})[state] = n
+            row = counts.setdefault(queue, {})
+            row[state] = row.get(state, 0) + n  # (two unknown states add up)
         with translate_errors(self.store.url), self._connect() as conn:
             ready = {q: (int(n), _utc(self.store, at)) for q, n, at in conn.execute(ready_q)}
             scheduled = {q: int(n) for q, n in conn.execute(scheduled_q)}
@@ -171,7 +220,7 @@ class Monitor:
         totals = dict.fromkeys(JobState, 0)
         for q in stats:
             for state, n in q.counts.items():
-                totals[state] += n
+                totals[state] = totals.get(state, 0) + n
         return totals
 
     # -- throughput and timings -------------------------------------------------------------
@@ -247,8 +296,9 @@ class Monitor:
         kept = sa.select(sa.func.count()).where(jobs.c.state == ON_JOB_ROW_STATE.value)
         counts = dict.fromkeys(Outcome, 0)
         with translate_errors(self.store.url), self._connect() as conn:
-            for outcome, n in conn.execute(query):
-                counts[Outcome(outcome)] = int(n)
+            for text, n in conn.execute(query):
+                outcome = read_outcome(text)
+                counts[outcome] = counts.get(outcome, 0) + int(n)
             counts[ON_JOB_ROW] = int(conn.execute(kept).scalar_one())
         return counts
 
@@ -282,12 +332,17 @@ class Monitor:
         """Every stored schedule, by name, with its last job's state (None once pruned)."""
         return schedule_list(self.store)
 
-    def delayed_jobs(self, *, now: datetime, limit: int = 100) -> tuple[list[JobRecord], int]:
+    def delayed_jobs(self, *, now: datetime, limit: int = 100) -> tuple[list[JobSummary], int]:
         """Waiting jobs whose run_at is in the future, soonest first, and how many there are."""
         where = (jobs.c.state == JobState.REQUESTED.value, jobs.c.run_at > now)
-        query = sa.select(*jobs.c).where(*where).order_by(jobs.c.run_at, jobs.c.id).limit(limit)
+        query = (
+            sa.select(*_SUMMARY_COLUMNS)
+            .where(*where)
+            .order_by(jobs.c.run_at, jobs.c.id)
+            .limit(limit)
+        )
         with translate_errors(self.store.url), self._connect() as conn:
-            found = [job_record(r) for r in conn.execute(query)]
+            found = [_summary(r) for r in conn.execute(query)]
             total = conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one()
         return found, int(total)
 
@@ -319,20 +374,32 @@ class Monitor:
                 return
             before = ids[-1]
 
+    def job_page(
+        self,
+        filter: JobFilter,
+        *,
+        limit: int = 50,
+        before_id: int | None = None,
+        after_id: int | None = None,
+    ) -> list[JobSummary]:
+        """Up to ``limit`` matching jobs, newest first: older than ``before_id``, or (keyset,
+        the other way) the ones just newer than ``after_id``."""
+        query = sa.select(*_SUMMARY_COLUMNS).where(*filter_clauses(filter)).limit(limit)
+        if after_id is not None:
+            query = query.where(jobs.c.id > after_id).order_by(jobs.c.id)
+        else:
+            query = query.order_by(jobs.c.id.desc())
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
+        with translate_errors(self.store.url), self._connect() as conn:
+            found = [_summary(r) for r in conn.execute(query)]
+        return found[::-1] if after_id is not None else found
+
     def job_list_after(
         self, filter: JobFilter, *, after_id: int, limit: int = 50
-    ) -> list[JobRecord]:
-        """Up to ``limit`` matching jobs just newer than ``after_id``, newest first: the page
-        before one that :meth:`Store.job_list` returned (keyset, both ways)."""
-        query = (
-            sa.select(*jobs.c)
-            .where(*filter_clauses(filter), jobs.c.id > after_id)
-            .order_by(jobs.c.id)
-            .limit(limit)
-        )
-        with translate_errors(self.store.url), self._connect() as conn:
-            found = [job_record(r) for r in conn.execute(query)]
-        return found[::-1]
+    ) -> list[JobSummary]:
+        """The page before one :meth:`job_page` returned: :meth:`job_page` with ``after_id``."""
+        return self.job_page(filter, after_id=after_id, limit=limit)
 
     def distinct_names(self, *, limit: int = 200) -> list[str]:
         """Job names present in the table (for filter suggestions)."""

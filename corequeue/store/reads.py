@@ -7,12 +7,20 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from corequeue.core.states import JobState, Outcome
+from corequeue.core.states import JobState
 from corequeue.store import schema
 from corequeue.store.base import StoreBase
 from corequeue.store.endings import ON_JOB_ROW, ON_JOB_ROW_STATE
 from corequeue.store.records import AttemptRecord, JobFilter, JobRecord
-from corequeue.store.rows import JOB_COLUMNS, attempts, filter_clauses, job_record, jobs
+from corequeue.store.rows import (
+    JOB_COLUMNS,
+    attempts,
+    filter_clauses,
+    job_record,
+    jobs,
+    read_outcome,
+    read_state,
+)
 
 
 class ReadQueries(StoreBase):
@@ -43,7 +51,7 @@ class ReadQueries(StoreBase):
                     id=r.id,
                     job_id=r.job_id,
                     attempt=r.attempt,
-                    outcome=Outcome(r.outcome),
+                    outcome=read_outcome(r.outcome),
                     lease=r.lease,
                     worker_id=r.worker_id,
                     started_at=r.started_at,
@@ -96,4 +104,4 @@ class ReadQueries(StoreBase):
             .order_by(jobs.c.queue, jobs.c.state)
         )
         with self._errors(), self.read() as conn:
-            return [(q, JobState(s), int(n)) for q, s, n in conn.execute(query)]
+            return [(q, read_state(s), int(n)) for q, s, n in conn.execute(query)]

@@ -3,6 +3,7 @@ filter's WHERE clauses, and the channel enqueues notify."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
-from corequeue.core.states import JobState, Outcome
+from corequeue.core.states import UNKNOWN_OUTCOME, UNKNOWN_STATE, JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.records import AttemptEnd, JobFilter, JobRecord, NewJob
 
@@ -24,6 +25,39 @@ NOTIFY_CHANNEL = "corequeue_jobs"
 ConnectionLike = Connection | Session
 
 JOB_COLUMNS = [c for c in jobs.c]
+
+log = logging.getLogger("corequeue.store")
+_reported: set[tuple[str, str]] = set()
+
+
+def read_state(text: str) -> JobState:
+    """A stored state; UNKNOWN_STATE (logged once per value) for one this code does not know,
+    so one odd row does not take every list and count down."""
+    try:
+        return JobState(text)
+    except ValueError:
+        _report("state", text)
+        return UNKNOWN_STATE
+
+
+def read_outcome(text: str) -> Outcome:
+    """A stored attempt outcome; UNKNOWN_OUTCOME (logged once per value) when unknown."""
+    try:
+        return Outcome(text)
+    except ValueError:
+        _report("outcome", text)
+        return UNKNOWN_OUTCOME
+
+
+def _report(what: str, text: str) -> None:
+    if (what, text) not in _reported and len(_reported) < 100:
+        _reported.add((what, text))
+        log.warning(
+            "a row has the %s %r, which this version of corequeue does not know: shown as "
+            "unknown (upgrade corequeue if a newer version wrote it, else fix the row)",
+            what,
+            text,
+        )
 
 
 def new_row(job: NewJob, now: datetime) -> dict[str, Any]:
@@ -76,7 +110,7 @@ def job_record(row: Any) -> JobRecord:
         name=row.name,
         queue=row.queue,
         priority=row.priority,
-        state=JobState(row.state),
+        state=read_state(row.state),
         params=row.params,
         run_at=row.run_at,
         created_at=row.created_at,

@@ -121,21 +121,11 @@ def act_bulk(dash: Dashboard, request: Request, ctx: Context) -> Response:
 
 
 def _apply_many(dash: Dashboard, action: Action, target: JobFilter) -> tuple[int, int]:
-    """Apply ``action`` to every job ``target`` matches, one at a time: (done, skipped). A job
-    that changed state meanwhile, or went, is skipped."""
+    """Apply ``action`` to every job ``target`` matches, a batch per transaction: (done,
+    skipped). A job that changed state meanwhile, or went, is skipped."""
     done = skipped = 0
     now = datetime.now(UTC)
     for ids in dash.monitor.job_ids(target):
-        for job_id in ids:
-            try:
-                if action is Action.RETRY:
-                    dash.store.job_retry(job_id, now=now)
-                elif action is Action.CANCEL:
-                    dash.store.job_cancel(job_id, now=now)
-                elif not dash.store.job_delete(job_id):
-                    skipped += 1
-                    continue
-                done += 1
-            except (KeyError, InvalidTransition):
-                skipped += 1
+        d, s = dash.store.job_act_many(ids, action, now=now)
+        done, skipped = done + d, skipped + s
     return done, skipped

@@ -80,7 +80,8 @@ def _queue_families(w: _Writer, stats: list[QueueStats], now: datetime) -> None:
     """What the table holds now: jobs by queue and state, ready and scheduled, oldest wait."""
     w.family("corequeue_jobs", "gauge", "Jobs in the table by queue and state.")
     for q in stats:
-        for state in JobState:
+        unknown = [s for s in q.counts if s not in set(JobState)]  # rows this code can't read
+        for state in [*JobState, *unknown]:
             w.sample(
                 "corequeue_jobs", {"queue": q.queue, "state": state.value}, q.counts.get(state, 0)
             )

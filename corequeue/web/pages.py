@@ -95,13 +95,13 @@ def page_jobs(dash: Dashboard, request: Request, ctx: Context) -> Response:
     before = int_or_none(params.get("before"))
     after = int_or_none(params.get("after"))
     if after is not None and before is None:
-        page = dash.monitor.job_list_after(filt, after_id=after, limit=PAGE_SIZE + 1)
+        page = dash.monitor.job_page(filt, after_id=after, limit=PAGE_SIZE + 1)
         has_newer = len(page) > PAGE_SIZE
         page = page[-PAGE_SIZE:] if has_newer else page
-        older = dash.store.job_list(filt, limit=1, before_id=page[-1].id) if page else []
+        older = dash.monitor.job_page(filt, limit=1, before_id=page[-1].id) if page else []
         has_older = bool(older)
     else:
-        page = dash.store.job_list(filt, limit=PAGE_SIZE + 1, before_id=before)
+        page = dash.monitor.job_page(filt, limit=PAGE_SIZE + 1, before_id=before)
         has_older = len(page) > PAGE_SIZE
         page = page[:PAGE_SIZE]
         has_newer = before is not None
