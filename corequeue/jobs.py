@@ -229,6 +229,12 @@ class JobHandle:
         return f"<JobHandle id={self.id} state={self.state.value}>"
 
 
+#: The jobs table's integer columns (priority, max_attempts) are 32-bit.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+#: The longest job timeout accepted, in seconds (about 31 years).
+MAX_TIMEOUT = 1e9
+
+
 def apply_defaults(job: Job, options: EnqueueOptions) -> tuple[str, int, int, str, float | None]:
     """(queue, priority, max_attempts, unique_key, timeout) for ``job``: each option left None
     takes the class default. Raises JobParamsError naming a value that cannot be stored."""
@@ -238,17 +244,51 @@ def apply_defaults(job: Job, options: EnqueueOptions) -> tuple[str, int, int, st
     u = job.default_unique_key() if options.unique_key is None else options.unique_key
     t = job.default_timeout() if options.timeout is None else options.timeout
     name = type(job).__qualname__
-    if not isinstance(q, str) or not q or len(q) > 100:
-        raise JobParamsError(f"{name}: queue={q!r} must be a non-empty string (at most 100 chars)")
-    if not isinstance(p, int) or isinstance(p, bool):
-        raise JobParamsError(f"{name}: priority={p!r} must be an integer")
-    if not isinstance(r, int) or isinstance(r, bool) or r < 0:
-        raise JobParamsError(f"{name}: retries={r!r} must be an integer >= 0")
-    if not isinstance(u, str) or len(u) > 255:
-        raise JobParamsError(f"{name}: unique_key={u!r} must be a string (at most 255 chars)")
-    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0):
-        raise JobParamsError(f"{name}: timeout={t!r} must be a number of seconds > 0")
+    if not isinstance(q, str) or not q or len(q) > 100 or _bad_text(q):
+        raise JobParamsError(
+            f"{name}: queue={q!r:.120} must be a non-empty string (at most 100 chars, "
+            "no NUL or lone surrogates)"
+        )
+    if not _is_int(p) or not INT_MIN <= p <= INT_MAX:
+        raise JobParamsError(
+            f"{name}: priority={p!r:.120} must be an integer from {INT_MIN} to {INT_MAX}"
+        )
+    if not _is_int(r) or not 0 <= r < INT_MAX:
+        raise JobParamsError(
+            f"{name}: retries={r!r:.120} must be an integer from 0 to {INT_MAX - 1}"
+        )
+    if not isinstance(u, str) or len(u) > 255 or _bad_text(u):
+        raise JobParamsError(
+            f"{name}: unique_key={u!r:.120} must be a string (at most 255 chars, no NUL or "
+            "lone surrogates)"
+        )
+    if t is not None and (
+        not isinstance(t, (int, float))
+        or isinstance(t, bool)
+        or not 0 < t <= MAX_TIMEOUT  # also false for NaN
+    ):
+        raise JobParamsError(
+            f"{name}: timeout={t!r:.120} must be a number of seconds > 0 (at most {MAX_TIMEOUT:g})"
+        )
     return q, p, r + 1, u, float(t) if t is not None else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bad_text(text: str) -> bool:
+    """Whether ``text`` holds what a database column cannot (NUL) or what is not text at all
+    (a lone surrogate)."""
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def handles(ids: Sequence[int], store: Store) -> list[JobHandle]:

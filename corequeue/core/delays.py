@@ -24,8 +24,19 @@ Delay = int | float | timedelta | datetime
 def run_at(delay: Delay | None, now: datetime) -> datetime:
     """The instant a job delayed by ``delay`` from ``now`` may run (None: now), in UTC.
 
-    Raises JobParamsError for a naive datetime or a value that is not a delay.
+    Raises JobParamsError for a naive datetime, a value that is not a delay, or one that ends
+    outside the years 1 to 9999 (what datetimes hold).
     """
+    try:
+        return _run_at(delay, now)
+    except OverflowError:
+        raise JobParamsError(
+            f"delay={delay!r:.80} is out of range (a job may run from the year 1 to 9999): "
+            "pass a shorter delay"
+        ) from None
+
+
+def _run_at(delay: Delay | None, now: datetime) -> datetime:
     if delay is None:
         return now
     if isinstance(delay, datetime):

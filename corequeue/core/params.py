@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -54,10 +55,34 @@ BUILTIN_CODECS: tuple[Codec, ...] = (
 )
 
 
+#: Lone surrogates ("\\ud800") are not text: a string holding one cannot be written as UTF-8,
+#: so it would break every page and line that shows it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Integers of more digits than Python converts to text by default (4300) cannot be read back.
+MAX_INT_BITS = 13_000  # about 3900 decimal digits
+
+
+def _check_text(text: str, path: str, what: str) -> None:
+    found = None if text.isascii() else _SURROGATE.search(text)
+    if found is not None:
+        raise JobParamsError(
+            f"parameter {path} {what} a lone surrogate ({found[0]!r}), which is not text: "
+            "pass valid Unicode"
+        )
+
+
 def _encode(obj: Any, path: str, codecs: Sequence[Codec]) -> Any:
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
         return obj
-    if isinstance(obj, int) and type(obj) in (int, bool):
+    if isinstance(obj, str):
+        _check_text(obj, path, "contains")
+        return obj
+    if isinstance(obj, int) and type(obj) is int:
+        if obj.bit_length() > MAX_INT_BITS:
+            raise JobParamsError(
+                f"parameter {path} is an integer of more than 3900 digits, which cannot be "
+                "stored as JSON: pass it as a string or a Decimal"
+            )
         return obj
     if type(obj) is float:
         if not math.isfinite(obj):
@@ -73,6 +98,7 @@ def _encode(obj: Any, path: str, codecs: Sequence[Codec]) -> Any:
                     f"parameter {path} has a key {k!r} of type {type(k).__name__}: "
                     "dictionary keys must be strings"
                 )
+            _check_text(k, path, "has a key with")
             out[k] = _encode(v, f"{path}[{k!r}]", codecs)
         # A user dictionary that happens to use our tag key is wrapped, so it stays a dictionary.
         return {TAG: "dict", "v": out} if TAG in out else out

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core import uniqueness
+from corequeue.store import migration, schema
 from corequeue.store.base import StoreBase
 from corequeue.store.records import Inserted, NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
@@ -25,6 +26,23 @@ from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
 
 class InsertQueries(StoreBase):
     """Inserting jobs."""
+
+    #: Whether this store's database was found at a schema version this code may write to:
+    #: checked before the first insert only, so an enqueue stays one INSERT.
+    _schema_allows_inserts = False
+
+    def _refuse_newer_schema(self, connection: ConnectionLike | None) -> None:
+        """Raise SchemaError when the tables are at a schema version newer than this code's
+        (its jobs could miss what the newer version requires). No tables: left to the insert."""
+        if connection is None:
+            with self.read() as conn:
+                found = migration.version(conn)
+        else:
+            conn = connection.connection() if isinstance(connection, Session) else connection
+            found = migration.version(conn)
+        if found is not None and found > schema.SCHEMA_VERSION:
+            raise migration.newer_schema(found, self.url)
+        self._schema_allows_inserts = found is not None
 
     def job_insert_many(
         self, new_jobs: Sequence[NewJob], *, now: datetime, connection: ConnectionLike | None = None
@@ -37,6 +55,8 @@ class InsertQueries(StoreBase):
         if not new_jobs:
             return []
         with self._errors():
+            if not self._schema_allows_inserts:
+                self._refuse_newer_schema(connection)
             if connection is None and len(new_jobs) == 1 and self.is_postgresql:
                 if not new_jobs[0].unique_key and self._driver is not None:
                     return [self._driver_insert(new_row(new_jobs[0], now))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from corequeue.core.errors import SchemaError
 from corequeue.store import schema
@@ -20,7 +20,8 @@ from corequeue.store.base import StoreBase
 UPGRADES: dict[int, Callable[[Connection], None]] = {}
 
 
-def _version(conn: Connection) -> int | None:
+def version(conn: Connection) -> int | None:
+    """The schema version recorded in the database on ``conn`` (None: no tables)."""
     if not sa.inspect(conn).has_table(schema.meta.name):
         return None
     value = conn.execute(
@@ -34,31 +35,42 @@ def upgrade(conn: Connection) -> tuple[int | None, int]:
 
     Returns (version before, version after); before is None for a new database.
     """
-    before = _version(conn)
+    before = version(conn)
+    if before is not None and before > schema.SCHEMA_VERSION:
+        raise newer_schema(before, conn.engine.url)
     if before is None:
         schema.metadata.create_all(conn)
         conn.execute(
             sa.insert(schema.meta).values(key="schema_version", value=str(schema.SCHEMA_VERSION))
         )
         return None, schema.SCHEMA_VERSION
-    version = before
-    while version < schema.SCHEMA_VERSION:
-        step = UPGRADES.get(version)
+    current = before
+    while current < schema.SCHEMA_VERSION:
+        step = UPGRADES.get(current)
         if step is None:
             raise SchemaError(
-                f"the corequeue tables are at schema version {version}, which this corequeue "
+                f"the corequeue tables are at schema version {current}, which this corequeue "
                 f"cannot upgrade to {schema.SCHEMA_VERSION}: back up the data, then drop the "
                 "corequeue_* tables and run `corequeue migrate` again"
             )
         step(conn)
-        version += 1
-    if version != before:
+        current += 1
+    if current != before:
         conn.execute(
             sa.update(schema.meta)
             .where(schema.meta.c.key == "schema_version")
-            .values(value=str(version))
+            .values(value=str(current))
         )
-    return before, version
+    return before, current
+
+
+def newer_schema(found: int, url: URL) -> SchemaError:
+    """The error for tables at a schema version newer than this code's."""
+    where = url.render_as_string(hide_password=True)
+    return SchemaError(
+        f"the corequeue tables in {where} are at schema version {found}, newer than this "
+        f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
+    )
 
 
 class SchemaQueries(StoreBase):
@@ -88,10 +100,7 @@ class SchemaQueries(StoreBase):
                 f"needs {schema.SCHEMA_VERSION}: run `corequeue migrate`"
             )
         if found > schema.SCHEMA_VERSION:
-            raise SchemaError(
-                f"the corequeue tables in {where} are at schema version {found}, newer than this "
-                f"corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
-            )
+            raise newer_schema(found, self.url)
         with self._errors(), self.read() as conn:
             present = set(sa.inspect(conn).get_table_names())
         missing = [t.name for t in schema.metadata.sorted_tables if t.name not in present]

@@ -3,13 +3,18 @@ affected."""
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from corequeue import enqueue_many
-from corequeue.core.errors import JobParamsError
+from corequeue.core.errors import JobParamsError, SchemaError
+from corequeue.core.params import encode_params
+from corequeue.core.states import Outcome
+from corequeue.executor.task import Task, run_task
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from testing.faults import run_cli
@@ -172,3 +177,144 @@ def test_an_outdated_schema_is_refused_with_run_migrate(pg_store: Store, tmp_pat
         f"corequeue needs {schema.SCHEMA_VERSION}: run `corequeue migrate`\n"
     )
     assert job.refresh().state.value == "requested"
+
+
+# -- issue 18: hostile values at enqueue, refused with the parameter's name, nothing inserted --
+
+
+def _job_count(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(schema.jobs)).scalar_one())
+
+
+@pytest.mark.parametrize(
+    ("value", "named", "why"),
+    [
+        ("bad \ud800 text", "'key'", "lone surrogate"),
+        ({"k\udfff": 1}, "'key'", "lone surrogate"),
+        ([1, {"x": "\udc80"}], "'key'[1]['x']", "lone surrogate"),
+        (10**5000, "'key'", "more than 3900 digits"),
+        (-(10**5000), "'key'", "more than 3900 digits"),
+    ],
+    ids=["surrogate", "surrogate-key", "nested-surrogate", "huge-int", "huge-negative-int"],
+)
+def test_parameters_that_break_later_are_refused_at_enqueue(
+    store: Store, value: object, named: str, why: str
+) -> None:
+    with pytest.raises(JobParamsError) as info:
+        Touch("runs.jsonl", value).run_in_worker()
+    assert f"parameter {named}" in str(info.value) and why in str(info.value)
+    assert _job_count(store) == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("timeout", math.nan),
+        ("timeout", math.inf),
+        ("timeout", 1e300),
+        ("delay", math.nan),
+        ("delay", math.inf),
+        ("delay", 1e12),
+        ("delay", timedelta.max),
+        ("delay", 10**40),
+        ("delay", datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))),
+        ("priority", 2**31),
+        ("priority", -(2**31) - 1),
+        ("priority", 10**20),
+        ("retries", 2**31 - 1),
+        ("retries", 10**20),
+        ("queue", "a\x00b"),
+        ("queue", "q\ud800"),
+        ("unique_key", "k\x00"),
+        ("unique_key", "\udc80"),
+    ],
+)
+def test_options_that_break_later_are_refused_at_enqueue(
+    store: Store, option: str, value: object
+) -> None:
+    with pytest.raises(JobParamsError) as info:
+        Touch("runs.jsonl", 1).run_in_worker(**{option: value})  # type: ignore[arg-type]
+    assert f"{option}=" in str(info.value)
+    with pytest.raises(JobParamsError, match=f"{option}="):
+        enqueue_many([Touch("runs.jsonl", 2)], **{option: value})  # type: ignore[arg-type]
+    assert _job_count(store) == 0
+
+
+def test_the_column_bounds_themselves_are_stored_and_read_back(store: Store) -> None:
+    far = datetime(9999, 12, 31, tzinfo=UTC)
+    high = Touch("runs.jsonl", [10**3000, "ünïcode \U0001f600"]).run_in_worker(
+        priority=2**31 - 1, retries=2**31 - 2, timeout=1e9, delay=far, queue="é" * 100
+    )
+    low = Touch("runs.jsonl", 1).run_in_worker(priority=-(2**31), unique_key="é" * 255)
+    record = high.refresh().record
+    assert record is not None
+    assert (record.priority, record.max_attempts, record.timeout) == (2**31 - 1, 2**31 - 1, 1e9)
+    assert record.run_at == far and record.queue == "é" * 100
+    assert low.refresh().record is not None and low.record.priority == -(2**31)  # type: ignore[union-attr]
+    assert _job_count(store) == 2
+
+
+def test_a_result_that_cannot_be_stored_is_an_errored_attempt() -> None:
+    task = Task(1, "lease", "testing.reliability_jobs.Touch", encode_params(("x", 1), {}), 1, None)
+    result = run_task(task, lambda job: "half \ud800 a pair")
+    assert result.outcome is Outcome.ERRORED
+    assert result.result is None
+    assert result.error_type == "corequeue.core.errors.JobParamsError"
+    assert result.error_message == (
+        "the job's return value cannot be stored: parameter return value contains a lone "
+        "surrogate ('\\ud800'), which is not text: pass valid Unicode"
+    )
+
+
+# -- issue 18: a database newer than the code ------------------------------------------------
+
+
+def _set_version(store: Store, version: int) -> None:
+    meta = schema.meta
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(meta).where(meta.c.key == "schema_version").values(value=str(version))
+        )
+
+
+def test_a_newer_schema_refuses_inserts_and_migrate(store: Store, tmp_path: Path) -> None:
+    _set_version(store, schema.SCHEMA_VERSION + 1)
+    where = store.url.render_as_string(hide_password=True)
+    newer = (
+        f"the corequeue tables in {where} are at schema version {schema.SCHEMA_VERSION + 1}, "
+        f"newer than this corequeue understands ({schema.SCHEMA_VERSION}): upgrade corequeue"
+    )
+    try:
+        with pytest.raises(SchemaError) as info:
+            Touch("runs.jsonl", 1).run_in_worker()
+        assert str(info.value) == newer
+        with store.engine.begin() as conn, pytest.raises(SchemaError):
+            Touch("runs.jsonl", 1).run_in_worker(connection=conn)
+        url = store.url.render_as_string(hide_password=False)
+        migrate = run_cli(["migrate", "--database-url", url])
+        assert (migrate.returncode, migrate.stdout) == (1, "")
+        assert migrate.stderr == f"corequeue: error: {newer}\n"
+        enqueued = run_cli(
+            [
+                *("enqueue", "--database-url", url, "--import", "testing.reliability_jobs"),
+                *("rel-touch", "--args", '["runs.jsonl", 1]'),
+            ]
+        )
+        assert (enqueued.returncode, enqueued.stderr) == (1, f"corequeue: error: {newer}\n")
+        assert _job_count(store) == 0
+    finally:
+        _set_version(store, schema.SCHEMA_VERSION)
+    Touch("runs.jsonl", 1).run_in_worker()  # refusals are not cached: fine once fixed
+    assert _job_count(store) == 1
+
+
+def test_the_version_is_checked_once_per_store(store: Store) -> None:
+    Touch("runs.jsonl", 1).run_in_worker()
+    statements: list[str] = []
+    sa.event.listen(
+        store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]), named=False
+    )
+    Touch("runs.jsonl", 2).run_in_worker()
+    Touch("runs.jsonl", 3).run_in_worker(unique_key="k")
+    assert not any("corequeue_meta" in s for s in statements), statements
