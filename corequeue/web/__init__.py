@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.engine import URL, Engine
     from starlette.applications import Starlette
 
@@ -32,15 +34,18 @@ def create_app(
     secret: str | bytes | None = None,
     heartbeat_timeout: float = 60.0,
     refresh_seconds: float = 5.0,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """Return the dashboard's ASGI application.
 
     ``database`` is a Store, a URL or an Engine (default: corequeue's configured database).
     With ``token`` every request must carry it (``Authorization: Bearer TOKEN``, basic auth with
     the token as password, or the login form's session cookie); without one, anyone who can
-    reach the app may use it, so serve it on localhost only. ``read_only`` hides and refuses
-    every action. ``secret`` signs session cookies (default: derived from the token, else
-    random per process). ``heartbeat_timeout`` is the age after which a worker shows as gone;
+    reach the app may use it, so serve it on localhost only: without a token it answers only
+    to loopback host names and ``allowed_hosts`` (with a token, to any unless ``allowed_hosts``
+    is given). ``read_only`` hides and refuses every action. ``secret`` signs session cookies
+    (default: random per process, so a restart logs everyone out; set one to share sessions
+    between processes). ``heartbeat_timeout`` is the age after which a worker shows as gone;
     the overview refreshes itself every ``refresh_seconds``.
 
     Raises ConfigError when the dashboard extra is not installed.
@@ -62,4 +67,5 @@ def create_app(
         secret=secret,
         heartbeat_timeout=heartbeat_timeout,
         refresh_seconds=refresh_seconds,
+        allowed_hosts=allowed_hosts,
     )

@@ -18,7 +18,7 @@ from corequeue.core.lifecycle import Action, actions_for
 from corequeue.core.states import JobState
 from corequeue.store.records import JobFilter, JobRecord
 from corequeue.web.dashboard import Context, Dashboard
-from corequeue.web.query import form_field, parse_filter, query_string
+from corequeue.web.query import form_field, job_id_of, parse_filter, query_string
 
 #: The actions the dashboard offers, in the order its buttons show them.
 ACTIONS = (Action.RETRY, Action.CANCEL, Action.DELETE)
@@ -41,16 +41,17 @@ def states_allowing(action: Action) -> tuple[JobState, ...]:
 
 
 def act_job(dash: Dashboard, request: Request, ctx: Context) -> Response:
-    job_id = int(request.path_params["job_id"])
+    job_id = job_id_of(request.path_params["job_id"])
     action = person_action(str(request.path_params["action"]))
     assert ctx.form is not None
     if action is None:
         return dash.error(
             request, ctx, 404, "No such action", "Jobs can be retried, cancelled or deleted."
         )
-    job = dash.store.job_get(job_id)
-    if job is None:
-        return dash.error(request, ctx, 404, "No such job", f"There is no job with id {job_id}.")
+    job = dash.store.job_get(job_id) if job_id is not None else None
+    if job_id is None or job is None:
+        shown = request.path_params["job_id"]
+        return dash.error(request, ctx, 404, "No such job", f"There is no job with id {shown}.")
     if form_field(ctx.form, "confirm") != "yes":
         return dash.render(
             request,

@@ -8,11 +8,13 @@ through :meth:`corequeue.web.dashboard.Dashboard.endpoint`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.engine import URL, Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -20,7 +22,7 @@ from corequeue import runtime
 from corequeue.store.queries import Store
 from corequeue.web import actions, login, pages
 from corequeue.web.dashboard import Dashboard
-from corequeue.web.security import SecurityHeaders
+from corequeue.web.security import LOCAL_HOSTS, SecurityHeaders, TrustedHosts, host_of
 from corequeue.web.templating import STATIC
 
 
@@ -32,6 +34,7 @@ def build_app(
     secret: str | bytes | None,
     heartbeat_timeout: float,
     refresh_seconds: float,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """See :func:`corequeue.web.create_app`."""
     store = _resolve_store(database)
@@ -53,8 +56,14 @@ def build_app(
         heartbeat_timeout=heartbeat_timeout,
         refresh_seconds=refresh_seconds,
     )
+    hosts: frozenset[str] | None = None  # with a token, any host name may be used
+    if token is None or allowed_hosts is not None:
+        hosts = LOCAL_HOSTS | {host_of(h) for h in allowed_hosts or ()}
     application = Starlette(
-        routes=_routes(dash), middleware=[Middleware(SecurityHeaders)], lifespan=lifespan
+        routes=_routes(dash),
+        middleware=[Middleware(SecurityHeaders), Middleware(TrustedHosts, allowed=hosts)],
+        exception_handlers={Exception: server_error},
+        lifespan=lifespan,
     )
     application.state.dashboard = dash
     return application
@@ -82,6 +91,17 @@ def _routes(dash: Dashboard) -> list[BaseRoute]:
         Route("/logout", e(login.do_logout, public=True), methods=["POST"], name="logout"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The 500 response: plain, with the security headers (Starlette sends it from outside the
+    middleware that adds them to every other response)."""
+    headers = {k.decode(): v.decode() for k, v in SecurityHeaders.HEADERS}
+    return PlainTextResponse(
+        "500 Internal Server Error: the dashboard failed; its log says why.\n",
+        500,
+        headers={**headers, "cache-control": "no-store"},
+    )
 
 
 def _resolve_store(database: Store | str | URL | Engine | None) -> Store:

@@ -15,6 +15,7 @@ from corequeue.core.errors import ConfigError, CorequeueError
 from corequeue.web.security import check_bind
 
 TOKEN_ENV = "COREQUEUE_DASHBOARD_TOKEN"
+SECRET_ENV = "COREQUEUE_DASHBOARD_SECRET"
 
 
 def add_command(subparsers: Any) -> None:
@@ -34,6 +35,19 @@ def add_command(subparsers: Any) -> None:
         help=f"require this token (Bearer, basic auth or login form); default ${TOKEN_ENV}",
     )
     p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help=(
+            "behind a TLS proxy: trust its X-Forwarded-Proto and X-Forwarded-For (from "
+            "--forwarded-allow-ips), so cookies get the Secure flag and throttling sees clients"
+        ),
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="the proxy addresses trusted with --proxy-headers (default 127.0.0.1)",
+    )
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
     p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
     p.set_defaults(handler=run_dashboard)
@@ -68,6 +82,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
             store,
             token=token,
             read_only=args.read_only,
+            secret=os.environ.get(SECRET_ENV) or None,
             heartbeat_timeout=settings.heartbeat_timeout,
         )
     except CorequeueError as exc:
@@ -81,5 +96,12 @@ def run_dashboard(args: argparse.Namespace) -> int:
         + (" (read-only)" if args.read_only else ""),
         file=sys.stderr,
     )
-    uvicorn.run(app, host=host, port=args.port, log_level="warning", proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
     return 0

@@ -23,8 +23,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from corequeue.store.monitoring import Monitor
 from corequeue.store.queries import Store
-from corequeue.web.query import form_field
-from corequeue.web.security import SESSION_COOKIE, SESSION_MAX_AGE, Guard, Session
+from corequeue.web.query import BadRequest, form_field, read_form
+from corequeue.web.security import SESSION_COOKIE, SESSION_MAX_AGE, Guard, Session, cross_site
 from corequeue.web.templating import make_templates
 
 NOTICES = {
@@ -82,21 +82,65 @@ class Dashboard:
             if session is None:
                 session = self.guard.new_session(authenticated=False, now=now)
             ctx = Context(session)
-            if not public and not self.guard.allows(session, request.headers.get("authorization")):
-                response = self._unauthorized(request, ctx)
-            elif request.method == "POST":
-                ctx.form = await request.form()
-                refused = self._refused_post(request, ctx, action=action)
-                if refused is not None:
-                    response = refused
-                else:
-                    response = await run_in_threadpool(handler, self, request, ctx)
-            else:
-                response = await run_in_threadpool(handler, self, request, ctx)
+            try:
+                response = await self._respond(request, ctx, handler, action, public)
+            except BadRequest as exc:
+                response = self.error(request, ctx, exc.status, exc.title, exc.message)
             self._cookies(request, ctx, response)
             return response
 
         return run
+
+    async def _respond(
+        self, request: Request, ctx: Context, handler: Handler, action: bool, public: bool
+    ) -> Response:
+        if not public and not self._admits(request, ctx):
+            return self._unauthorized(request, ctx)
+        if request.method == "POST":
+            if cross_site(request.headers):
+                return self.error(
+                    request,
+                    ctx,
+                    403,
+                    "Cross-site request refused",
+                    "This form was sent from another site. Open the dashboard and use its own "
+                    "buttons.",
+                )
+            ctx.form = await read_form(request)
+            refused = self._refused_post(request, ctx, action=action)
+            if refused is not None:
+                return refused
+        return await run_in_threadpool(handler, self, request, ctx)
+
+    def client_of(self, request: Request) -> str:
+        return request.client.host if request.client else ""
+
+    def _admits(self, request: Request, ctx: Context) -> bool:
+        """Whether the request may see the dashboard; wrong credentials count against its
+        client, and a locked-out client is refused (BadRequest 429)."""
+        guard = self.guard
+        if not guard.auth_required or ctx.session.authenticated:
+            return True
+        authorization = request.headers.get("authorization")
+        if not authorization:
+            return False
+        client = self.client_of(request)
+        self.check_lockout(client)
+        if guard.header_credentials(authorization):
+            guard.throttle.succeeded(client)
+            return True
+        guard.throttle.failed(client, time.monotonic())
+        return False
+
+    def check_lockout(self, client: str) -> None:
+        """Raise BadRequest (429) while ``client`` is locked out after failed credentials."""
+        wait = self.guard.throttle.locked_for(client, time.monotonic())
+        if wait > 0:
+            raise BadRequest(
+                429,
+                "Too many failed attempts",
+                f"Wrong credentials were sent too often; try again in {int(wait) + 1} s.",
+            )
 
     def _refused_post(self, request: Request, ctx: Context, *, action: bool) -> Response | None:
         """The error page for a POST without a valid CSRF token, or an action in read-only mode;

@@ -29,7 +29,10 @@ def do_login(dash: Dashboard, request: Request, ctx: Context) -> Response:
     target = safe_next(form_field(ctx.form, "next"), root)
     if not dash.guard.auth_required:
         return RedirectResponse(target, status_code=303)
+    client = dash.client_of(request)
+    dash.check_lockout(client)
     if not dash.guard.token_matches(form_field(ctx.form, "token")):
+        dash.guard.throttle.failed(client, time.monotonic())
         return dash.render(
             request,
             ctx,
@@ -41,10 +44,12 @@ def do_login(dash: Dashboard, request: Request, ctx: Context) -> Response:
             },
             status=401,
         )
+    dash.guard.throttle.succeeded(client)
     ctx.session = dash.guard.new_session(authenticated=True, now=int(time.time()))
     return RedirectResponse(target, status_code=303)
 
 
 def do_logout(dash: Dashboard, request: Request, ctx: Context) -> Response:
+    dash.guard.revoke(ctx.session, now=int(time.time()))  # a copied cookie ends here too
     ctx.clear_cookie = True
     return dash.redirect(request, "/login" if dash.guard.auth_required else "/")

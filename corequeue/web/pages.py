@@ -15,7 +15,7 @@ from corequeue.web import metrics
 from corequeue.web.actions import job_actions
 from corequeue.web.chart import throughput_chart
 from corequeue.web.dashboard import Context, Dashboard
-from corequeue.web.query import int_or_none, parse_filter, query_string
+from corequeue.web.query import cursor, job_id_of, parse_filter, query_string
 
 PAGE_SIZE = 50
 
@@ -92,8 +92,8 @@ def _dist(d: Any) -> dict[str, Any]:
 def page_jobs(dash: Dashboard, request: Request, ctx: Context) -> Response:
     params = request.query_params
     filt, form, problems = parse_filter(params)
-    before = int_or_none(params.get("before"))
-    after = int_or_none(params.get("after"))
+    before = cursor(params, "before", problems)
+    after = cursor(params, "after", problems)
     if after is not None and before is None:
         page = dash.monitor.job_page(filt, after_id=after, limit=PAGE_SIZE + 1)
         has_newer = len(page) > PAGE_SIZE
@@ -126,19 +126,21 @@ def page_jobs(dash: Dashboard, request: Request, ctx: Context) -> Response:
             "names": names,
             "filtered": bool(query) or bool(filt.states),
         },
+        status=400 if problems else 200,
     )
 
 
 def page_job(dash: Dashboard, request: Request, ctx: Context) -> Response:
-    job_id = int(request.path_params["job_id"])
-    job = dash.store.job_get(job_id)
-    if job is None:
+    job_id = job_id_of(request.path_params["job_id"])
+    job = dash.store.job_get(job_id) if job_id is not None else None
+    if job_id is None or job is None:
         return dash.error(
             request,
             ctx,
             404,
             "No such job",
-            f"There is no job with id {job_id}; it may have been deleted or pruned.",
+            f"There is no job with id {request.path_params['job_id']}; it may have been deleted "
+            "or pruned.",
         )
     return dash.render(
         request,

@@ -1,4 +1,5 @@
-"""Who may use the dashboard: token checks, signed session cookies, CSRF tokens, bind rules.
+"""Who may use the dashboard: token checks, signed session cookies, CSRF tokens, login
+throttling, trusted hosts and origins, bind rules.
 
 Stdlib only (hmac, hashlib, secrets), no framework: the app asks these functions and acts.
 
@@ -6,8 +7,14 @@ Stdlib only (hmac, hashlib, secrets), no framework: the app asks these functions
   logged in with the token. Every visitor gets one, so the login form is CSRF-protected too.
 - The CSRF token of a session is HMAC(key, "csrf:" + session id): nothing to store server-side,
   and it changes when the session does (at login).
-- The signing key derives from the token (or an explicit secret), so changing the token logs
-  everyone out; without either it is random per process.
+- The signing key is random per process unless a secret is configured; it never derives from
+  the token, so a cookie is no oracle for guessing the token offline. A logged-in session also
+  carries a fingerprint of the token (changing the token logs everyone out) and is revoked
+  server-side at logout.
+- Failed credentials are throttled per client; a token shorter than MIN_TOKEN_LENGTH is refused
+  for an address beyond this machine.
+- Without a token, only requests naming a loopback host (or a configured one) are served, and
+  a POST from another site (Origin, Sec-Fetch-Site) is refused: no DNS rebinding.
 """
 
 from __future__ import annotations
@@ -26,15 +33,29 @@ from corequeue.core.errors import ConfigError
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 SESSION_COOKIE = "corequeue_session"
 SESSION_MAX_AGE = 7 * 86400
+#: The shortest token accepted for an address beyond this machine.
+MIN_TOKEN_LENGTH = 16
+#: Failed credentials a client may send per LOCKOUT_SECONDS before it is locked out that long.
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 300.0
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to serve beyond this machine without credentials. Raises ConfigError."""
-    if host.strip().lower() not in LOCAL_HOSTS and not token:
+    """Refuse to serve beyond this machine without credentials, or with a token that can be
+    guessed. Raises ConfigError."""
+    if host.strip().lower() in LOCAL_HOSTS:
+        return
+    if not token:
         raise ConfigError(
             f"refusing to listen on {host!r} without a token: anyone who can reach it could "
             "retry, cancel and delete jobs. Set --token TOKEN (or COREQUEUE_DASHBOARD_TOKEN), "
             "or listen on 127.0.0.1"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"refusing to listen on {host!r} with a {len(token)}-character token: it can be "
+            f"guessed. Use at least {MIN_TOKEN_LENGTH} random characters, e.g. from "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
         )
 
 
@@ -53,11 +74,13 @@ class Guard:
         self.token = token or None
         if secret is not None:
             raw = secret.encode() if isinstance(secret, str) else secret
-        elif self.token is not None:
-            raw = b"corequeue-dashboard:" + self.token.encode()
         else:
             raw = secrets.token_bytes(32)
         self._key = hashlib.sha256(b"corequeue-session-key\0" + raw).digest()
+        # A logged-in session names the token it logged in with: a new token ends it.
+        self._token_tag = "" if self.token is None else self._sign(b"token:" + self.token.encode())
+        self._revoked: dict[str, int] = {}  # session id -> issued_at, until it would expire
+        self.throttle = Throttle()
 
     @property
     def auth_required(self) -> bool:
@@ -73,31 +96,50 @@ class Guard:
 
     def dump_session(self, session: Session) -> str:
         payload = json.dumps(
-            {"sid": session.id, "auth": session.authenticated, "iat": session.issued_at},
+            {
+                "sid": session.id,
+                "auth": session.authenticated,
+                "iat": session.issued_at,
+                "tok": self._token_tag[:32] if session.authenticated else "",
+            },
             separators=(",", ":"),
         ).encode()
         body = base64.urlsafe_b64encode(payload).decode().rstrip("=")
         return f"{body}.{self._sign(payload)}"
 
     def load_session(self, cookie: str | None, *, now: int) -> Session | None:
-        """The session in ``cookie`` if its signature is good and it has not expired."""
-        if not cookie or "." not in cookie:
+        """The session in ``cookie`` if its signature is good, it has not expired, was not
+        logged out, and (logged in) names the current token."""
+        if not cookie or "." not in cookie or len(cookie) > 1000:
             return None
         body, _, signature = cookie.rpartition(".")
         try:
             payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError):
             return None
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
             return None
         try:
             data = json.loads(payload)
             session = Session(str(data["sid"]), bool(data["auth"]), int(data["iat"]))
-        except (ValueError, KeyError, TypeError):
+            tag = str(data.get("tok", ""))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        if not 0 <= now - session.issued_at <= SESSION_MAX_AGE:
+        if not 0 <= now - session.issued_at <= SESSION_MAX_AGE or session.id in self._revoked:
+            return None
+        if session.authenticated and tag != self._token_tag[:32]:
             return None
         return session
+
+    def revoke(self, session: Session, *, now: int) -> None:
+        """End ``session`` for good (logout): its cookie, even copied, no longer works."""
+        self._revoked = {
+            sid: at for sid, at in self._revoked.items() if now - at <= SESSION_MAX_AGE
+        }
+        if len(self._revoked) >= 100_000:  # bounded: past that, every session ends
+            self._revoked.clear()
+            self._key = hashlib.sha256(self._key + secrets.token_bytes(32)).digest()
+        self._revoked[session.id] = session.issued_at
 
     # -- CSRF -----------------------------------------------------------------------------
 
@@ -105,14 +147,18 @@ class Guard:
         return self._sign(b"csrf:" + session.id.encode())
 
     def csrf_valid(self, session: Session, candidate: str | None) -> bool:
-        return bool(candidate) and hmac.compare_digest(self.csrf_token(session), str(candidate))
+        if not candidate:
+            return False
+        expected = self.csrf_token(session).encode()
+        return hmac.compare_digest(expected, candidate.encode("utf-8", "replace"))
 
     # -- credentials ----------------------------------------------------------------------
 
     def token_matches(self, candidate: str | None) -> bool:
         if self.token is None or not candidate:
             return False
-        return hmac.compare_digest(candidate.encode(), self.token.encode())
+        given = candidate.encode("utf-8", "replace")
+        return hmac.compare_digest(given, self.token.encode("utf-8", "replace"))
 
     def header_credentials(self, authorization: str | None) -> bool:
         """True when an ``Authorization`` header carries the token (Bearer, or Basic with the
@@ -126,7 +172,7 @@ class Guard:
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
                 return False
             _, sep, password = decoded.partition(":")
             return bool(sep) and self.token_matches(password)
@@ -139,6 +185,53 @@ class Guard:
         if session is not None and session.authenticated:
             return True
         return self.header_credentials(authorization)
+
+
+class Throttle:
+    """Failed credentials per client: after MAX_FAILURES within LOCKOUT_SECONDS, the client is
+    locked out for LOCKOUT_SECONDS (``now`` is a monotonic clock, an argument)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, list[float]] = {}
+
+    def locked_for(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may try again (0: it may)."""
+        recent = [t for t in self._failures.get(client, []) if now - t < LOCKOUT_SECONDS]
+        if len(recent) < MAX_FAILURES:
+            return 0.0
+        return max(LOCKOUT_SECONDS - (now - recent[-1]), 1.0)
+
+    def failed(self, client: str, now: float) -> None:
+        if len(self._failures) > 10_000:  # bounded memory: forget the quiet ones
+            self._failures = {
+                c: ts for c, ts in self._failures.items() if now - ts[-1] < LOCKOUT_SECONDS
+            }
+        recent = [t for t in self._failures.get(client, []) if now - t < LOCKOUT_SECONDS]
+        self._failures[client] = [*recent[-MAX_FAILURES:], now]
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+
+def host_of(header: str) -> str:
+    """The host name of a ``Host`` header or an origin's authority, lower case, no port."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def cross_site(headers: Any) -> bool:
+    """Whether a request's ``Sec-Fetch-Site`` or ``Origin`` says another site sent it."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False  # not a browser's cross-site request (curl, an old browser: CSRF token)
+    _, sep, authority = origin.partition("://")
+    own = headers.get("host", "").strip().lower()
+    return not sep or authority.strip().lower() != own
 
 
 def safe_next(target: str | None, root: str) -> str:
@@ -181,3 +274,42 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+async def _refuse(send: Any, status: int, text: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"cache-control", b"no-store"),
+                *SecurityHeaders.HEADERS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+class TrustedHosts:
+    """ASGI middleware that answers 400 to a request whose ``Host`` names none of ``allowed``
+    (None: any host). Without a token, a dashboard answers to loopback names only, so a page
+    on another domain that rebinds its name to 127.0.0.1 cannot read or drive it."""
+
+    def __init__(self, app: Any, allowed: frozenset[str] | None) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and self.allowed is not None:
+            raw = dict(scope.get("headers") or []).get(b"host", b"")
+            if host_of(raw.decode("latin-1")) not in self.allowed:
+                await _refuse(
+                    send,
+                    400,
+                    "400 Bad Request: this dashboard does not answer to that host name. Open it "
+                    "as http://127.0.0.1:PORT/ (or name the host in create_app(allowed_hosts=...)"
+                    ", or set a token)\n",
+                )
+                return
+        await self.app(scope, receive, send)

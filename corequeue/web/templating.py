@@ -4,10 +4,13 @@ undefined names, and the filters the templates use to show times, durations and 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
 from corequeue.core.states import JobState
@@ -24,10 +27,30 @@ def make_templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=show_controls,
     )
     env.filters.update(ts=format_ts, secs=format_seconds, pretty=pretty_json)
     env.globals.update(states=list(JobState))
     return Jinja2Templates(env=env)
+
+
+#: Characters that reorder or hide the text around them: bidirectional controls (U+202E
+#: shows "\u202etxt.exe" as "exe.txt"), zero-width ones, and the C0/C1 controls a terminal
+#: would act on.
+_CONTROLS = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
+    "\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+def show_controls(value: Any) -> Any:
+    """Every value a template prints (user text included) with its invisible and reordering
+    characters shown as ``[U+202E]`` instead of acting on the page (safe markup stays safe:
+    the marker holds nothing HTML reads)."""
+    if isinstance(value, str) and _CONTROLS.search(value):
+        shown = _CONTROLS.sub(lambda m: f"[U+{ord(m.group()):04X}]", value)
+        return Markup(shown) if isinstance(value, Markup) else shown
+    return value
 
 
 def format_ts(value: datetime | None, with_seconds: bool = True) -> str:

@@ -169,7 +169,7 @@ def test_history_pages_with_keyset_links(store: Store) -> None:
     now = datetime.now(UTC)
     store.job_insert_many([new_job(run_at=now) for _ in range(120)], now=now)
     all_ids = sorted((j.id for j in store.job_list(limit=1000)), reverse=True)
-    with TestClient(create_app(store)) as client:
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
         first = client.get("/jobs").text
         assert f'href="/jobs/{all_ids[49]}"' in first and f'href="/jobs/{all_ids[50]}"' not in first
         assert "Newer" not in first
@@ -193,7 +193,7 @@ def test_app_mounts_under_a_prefix(store: Store, seeded: Seeded) -> None:
     from starlette.routing import Mount
 
     outer = Starlette(routes=[Mount("/admin/queue", app=create_app(store))])
-    with TestClient(outer) as client:
+    with TestClient(outer, base_url="http://localhost") as client:
         html = client.get("/admin/queue/jobs").text
         assert f'href="/admin/queue/jobs/{seeded.failed}"' in html
         assert 'href="/admin/queue/static/style.css"' in html
@@ -203,7 +203,7 @@ def test_app_mounts_under_a_prefix(store: Store, seeded: Seeded) -> None:
 
 
 def test_app_from_a_url_opens_and_closes_its_own_engine(database_url: str) -> None:
-    with TestClient(create_app(database_url)) as client:
+    with TestClient(create_app(database_url), base_url="http://127.0.0.1") as client:
         assert client.get("/jobs").status_code == 200
         dashboard = client.app.state.dashboard  # type: ignore[attr-defined]
         assert dashboard.store.engine.pool.checkedin() >= 1

@@ -174,7 +174,7 @@ def test_security_headers(client: TestClient) -> None:
 def test_binding_beyond_localhost_needs_a_token(host: str) -> None:
     with pytest.raises(ConfigError, match="without a token"):
         check_bind(host, None)
-    check_bind(host, "t0ken")
+    check_bind(host, "t0ken-of-16-chars")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
