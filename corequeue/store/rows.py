@@ -147,7 +147,7 @@ def filter_clauses(f: JobFilter) -> list[ColumnElement[bool]]:
             jobs.c.unique_key.contains(term, autoescape=True),
             jobs.c.name.contains(term, autoescape=True),
         ]
-        if term.isdigit():
+        if term.isascii() and term.isdigit() and len(term) < 19:  # "²" is a digit; ids are bigint
             options.append(jobs.c.id == int(term))
         clauses.append(sa.or_(*options))
     return clauses
