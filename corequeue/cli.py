@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,15 +17,19 @@ from corequeue.commands import (
     Parser,
     add_common_options,
     emit,
+    finite_float,
     import_modules,
+    int_between,
+    job_id,
     open_store,
     settings_from,
 )
-from corequeue.config import Settings, parse_duration
+from corequeue.config import Settings, check_max_processes, parse_duration
 from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState
-from corequeue.jobs import EnqueueOptions, enqueue
+from corequeue.core.text import one_line
+from corequeue.jobs import INT_MAX, INT_MIN, EnqueueOptions, enqueue
 from corequeue.logs import configure_logging
 from corequeue.middleware import build_chain
 from corequeue.store.records import JobFilter, JobRecord
@@ -91,6 +97,7 @@ def _add_run(sub: Any) -> None:
         f"(default {'on' if defaults.synchronous_commit else 'off'})",
     )
     run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
+    run.add_argument("--force", action="store_true", help="allow --max-processes above 4 per CPU")
 
 
 def _add_enqueue(sub: Any) -> None:
@@ -100,11 +107,11 @@ def _add_enqueue(sub: Any) -> None:
     enqueue.add_argument("--args", default="[]", help="JSON list of positional arguments")
     enqueue.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments")
     enqueue.add_argument("--queue")
-    enqueue.add_argument("--delay", type=float, metavar="SECONDS")
-    enqueue.add_argument("--priority", type=int)
-    enqueue.add_argument("--retries", type=int)
+    enqueue.add_argument("--delay", type=finite_float, metavar="SECONDS")
+    enqueue.add_argument("--priority", type=int_between(INT_MIN, INT_MAX))
+    enqueue.add_argument("--retries", type=int_between(0, INT_MAX - 1))
     enqueue.add_argument("--unique-key")
-    enqueue.add_argument("--timeout", type=float, metavar="SECONDS")
+    enqueue.add_argument("--timeout", type=finite_float, metavar="SECONDS")
 
 
 def _add_jobs(sub: Any) -> None:
@@ -116,12 +123,12 @@ def _add_jobs(sub: Any) -> None:
     jl.add_argument("--queue", action="append", default=[])
     jl.add_argument("--job", action="append", default=[], help="job name")
     jl.add_argument("--search", default="", help="id, unique key or name fragment")
-    jl.add_argument("--limit", type=int, default=50)
-    jl.add_argument("--before-id", type=int, help="page: jobs with ids below this")
+    jl.add_argument("--limit", type=int_between(1, 100_000), default=50)
+    jl.add_argument("--before-id", type=job_id, help="page: jobs with ids below this")
     for action in ("show", "retry", "cancel", "delete"):
         p = jobs_sub.add_parser(action, help=f"{action} one job")
         add_common_options(p)
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=job_id)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -143,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         synchronous_commit=args.synchronous_commit,
     )
+    check_max_processes(settings, force=args.force)
     import_modules(settings.imports)
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
     open_store(settings)  # for what the worker's own process enqueues
@@ -207,7 +215,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     width = max([len("queue"), len("TOTAL"), *(len(q) for q in by_queue)])
     lines = ["queue".ljust(width) + "".join(s.rjust(11) for s in states)]
     for queue, row in sorted(by_queue.items()):
-        lines.append(queue.ljust(width) + "".join(str(row.get(s, 0)).rjust(11) for s in states))
+        lines.append(
+            one_line(queue).ljust(width) + "".join(str(row.get(s, 0)).rjust(11) for s in states)
+        )
     lines.append("TOTAL".ljust(width) + "".join(str(totals[s]).rjust(11) for s in states))
     lines.append(f"\n{len(workers)} live worker(s)")
     for w in workers:
@@ -223,9 +233,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def _job_line(job: JobRecord) -> str:
     return (
-        f"{job.id:>8}  {job.state.value:<10} {job.queue:<10} {job.name}  "
+        f"{job.id:>8}  {job.state.value:<10} {one_line(job.queue):<10} {one_line(job.name)}  "
         f"attempts={job.attempts}/{job.max_attempts} run_at={job.run_at:%Y-%m-%d %H:%M:%S}"
-        + (f"  error={job.error}" if job.error and job.state is not JobState.SUCCEEDED else "")
+        + (
+            f"  error={one_line(job.error)}"
+            if job.error and job.state is not JobState.SUCCEEDED
+            else ""
+        )
     )
 
 
@@ -255,13 +269,13 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 raise KeyError(f"no job with id {args.id}")
             attempts = store.attempt_list(args.id)
             data = job.as_dict() | {"attempts_detail": [a.as_dict() for a in attempts]}
-            lines = [f"{k}: {v}" for k, v in job.as_dict().items()]
+            lines = [f"{k}: {one_line(str(v))}" for k, v in job.as_dict().items()]
             if job.result is not None:
                 lines.append(f"result (decoded): {decode_value(job.result)!r}")
             for a in attempts:
                 lines.append(
                     f"attempt {a.attempt}: {a.outcome.value} at {a.finished_at:%Y-%m-%d %H:%M:%S}"
-                    + (f" {a.error_type}: {a.error_message}" if a.error_type else "")
+                    + (one_line(f" {a.error_type}: {a.error_message}") if a.error_type else "")
                 )
                 if a.traceback:
                     lines.append(a.traceback.rstrip())
@@ -328,12 +342,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, buffered=args.command == "run")
     handler = COMMANDS.get(args.command) or args.handler
     try:
-        return int(handler(args))
+        code = int(handler(args))
+        sys.stdout.flush()  # here, so that a closed pipe is seen here (see below)
+        return code
     except CorequeueError as exc:
-        print(f"corequeue: error: {exc}", file=sys.stderr)
+        print(f"corequeue: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`corequeue jobs list | head -1`): stop quietly, as a command
+        # killed by SIGPIPE would, and keep Python from failing again when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

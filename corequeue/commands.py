@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from corequeue import runtime
 from corequeue.config import Settings, load_settings
 from corequeue.core.errors import ConfigError
+from corequeue.core.text import lines
 from corequeue.store.queries import Store
 
 
@@ -25,6 +27,37 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan``, ``inf`` and overflowing ones are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a finite number")
+    return value
+
+
+def int_between(low: int, high: int) -> Any:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r:.40} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text:.40} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+#: Job ids: the jobs table's id column is a 64-bit integer.
+job_id = int_between(1, 2**63 - 1)
 
 
 def add_common_options(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -73,8 +106,9 @@ def open_store(settings: Settings) -> Store:
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    """Print ``data`` as JSON with ``--json``, else ``text``."""
+    """Print ``data`` as JSON with ``--json``, else ``text``, control characters escaped in
+    each of its lines (text from jobs could hold escape sequences for the terminal)."""
     if getattr(args, "json", False):
         print(json.dumps(data, indent=2, default=str))
     else:
-        print(text)
+        print(lines(text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -43,20 +44,32 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+#: The longest duration any setting takes (100 years): beyond it, dates overflow.
+MAX_DURATION = 100 * 365.25 * 86400
+
+
 def parse_duration(value: Any, *, key: str, source: str) -> float:
-    """Seconds from a number or text like ``"7d"``, ``"12h"``, ``"30s"``. Raises ConfigError."""
+    """Seconds from a number or text like ``"7d"``, ``"12h"``, ``"30s"``. Raises ConfigError
+    for anything else, a negative or non-finite value, and one over 100 years."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     else:
         match = _DURATION.match(str(value))
         if not match:
             raise ConfigError(
-                f"{key} = {value!r} ({source}) is not a duration: use seconds or text like "
+                f"{key} = {value!r:.80} ({source}) is not a duration: use seconds or text like "
                 "'30s', '15m', '12h', '7d'"
             )
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds < 0:
-        raise ConfigError(f"{key} = {value!r} ({source}) must not be negative")
+        raise ConfigError(f"{key} = {value!r:.80} ({source}) must not be negative")
+    if not seconds <= MAX_DURATION:  # also NaN
+        raise ConfigError(
+            f"{key} = {value!r:.80} ({source}) must be a finite duration of at most 100 years"
+        )
     return seconds
 
 
@@ -70,6 +83,11 @@ _DURATIONS = {
 }
 _INTS = {"max_processes", "max_jobs_per_process", "max_pending_per_process"}
 _LISTS = {"imports", "queues", "middleware"}
+#: Durations for which zero makes no sense (a busy loop, or a worker rescued as it starts).
+_POSITIVE = {"stats_every", "heartbeat_interval", "heartbeat_timeout", "poll_interval"}
+#: The largest value of any integer setting (max_processes has a tighter bound at start-up:
+#: :func:`check_max_processes`).
+MAX_INT = 1_000_000_000
 
 
 _BOOLS = {"synchronous_commit"}
@@ -87,16 +105,12 @@ def coerce(key: str, value: Any, source: str) -> Any:
             return text in _TRUE
         raise ConfigError(f"{key} = {value!r} ({source}) must be on or off (true or false)")
     if key in _DURATIONS:
-        return parse_duration(value, key=key, source=source)
+        seconds = parse_duration(value, key=key, source=source)
+        if seconds == 0 and key in _POSITIVE:
+            raise ConfigError(f"{key} = {value!r} ({source}) must be more than zero")
+        return seconds
     if key in _INTS:
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} = {value!r} ({source}) must be an integer") from None
-        minimum = 1 if key != "max_jobs_per_process" else 0
-        if number < minimum or (isinstance(value, float) and value != number):
-            raise ConfigError(f"{key} = {value!r} ({source}) must be an integer >= {minimum}")
-        return number
+        return _coerce_int(key, value, source)
     if key in _LISTS:
         if isinstance(value, str):
             items = [v.strip() for v in value.split(",") if v.strip()]
@@ -114,6 +128,43 @@ def coerce(key: str, value: Any, source: str) -> Any:
             raise ConfigError(f"schedule ({source}) must be tables: [tool.corequeue.schedule.NAME]")
         return value
     raise ConfigError(f"unknown setting {key!r} ({source})")
+
+
+def _coerce_int(key: str, value: Any, source: str) -> int:
+    minimum = 1 if key != "max_jobs_per_process" else 0
+    try:
+        if isinstance(value, float):  # 2.0 and 1e9 alike: a count is written as an integer
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key} = {value!r:.80} ({source}) must be an integer >= {minimum}"
+        ) from None
+    if number < minimum or isinstance(value, bool):
+        raise ConfigError(f"{key} = {value!r} ({source}) must be an integer >= {minimum}")
+    if number > MAX_INT:
+        raise ConfigError(f"{key} = {value!r:.80} ({source}) must be at most {MAX_INT}")
+    return number
+
+
+def check_max_processes(settings: Settings, *, force: bool = False) -> None:
+    """Refuse more child processes than 4 per CPU, unless ``force``: a typo must not start
+    thousands of processes. Raises ConfigError."""
+    cpus = os.cpu_count() or 1
+    if settings.max_processes > 4 * cpus and not force:
+        raise ConfigError(
+            f"max_processes = {settings.max_processes} is more than 4 per CPU ({cpus} CPUs "
+            f"here, so at most {4 * cpus}): lower it, or pass --force to start that many"
+        )
+
+
+def _check_heartbeat(settings: Settings) -> None:
+    if settings.heartbeat_timeout <= settings.heartbeat_interval:
+        raise ConfigError(
+            f"heartbeat_timeout ({settings.heartbeat_timeout:g}s) must be longer than "
+            f"heartbeat_interval ({settings.heartbeat_interval:g}s), or live workers would be "
+            "taken for dead"
+        )
 
 
 _KEYS = {f.name for f in fields(Settings)} - {"config_file"}
@@ -141,11 +192,7 @@ def load_settings(
     values: dict[str, Any] = {}
     path = find_config_file(config_file)
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        section = data.get("tool", {}).get("corequeue", {})
+        section = _read_section(path)
         source = f"[tool.corequeue] in {path}"
         for key, value in section.items():
             norm = key.replace("-", "_")
@@ -165,4 +212,23 @@ def load_settings(
         if value is None or (key in _LISTS and not value):
             continue
         values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
-    return replace(settings, **values)
+    settings = replace(settings, **values)
+    _check_heartbeat(settings)
+    return settings
+
+
+def _read_section(path: Path) -> Mapping[str, Any]:
+    """The [tool.corequeue] table of the TOML file at ``path`` (empty when absent)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    tool = data.get("tool", {})
+    section = tool.get("corequeue", {}) if isinstance(tool, dict) else {}
+    if not isinstance(tool, dict) or not isinstance(section, dict):
+        raise ConfigError(f"[tool.corequeue] in {path} must be a table of settings")
+    return section

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from corequeue.core.text import one_line
+
 
 class LineFormatter(logging.Formatter):
     """``asctime level logger message``, the timestamp text reused within a second (a busy
@@ -42,7 +44,9 @@ class LineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)  # the traceback's lines follow the message
-        record.message = record.getMessage()
+        # One record, one line: a newline or an escape sequence in the text (a queue name, an
+        # error) is written escaped.
+        record.message = one_line(record.getMessage())
         record.asctime = self.stamp(record.created, record.msecs)
         return f"{record.asctime} {record.levelname} {record.name} {record.message}"
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from corequeue.config import Settings, find_config_file, load_settings, parse_duration
+from corequeue.config import (
+    Settings,
+    check_max_processes,
+    find_config_file,
+    load_settings,
+    parse_duration,
+)
 from corequeue.core.errors import ConfigError
 from corequeue.store.engine import DEFAULT_DATABASE_URL
 
@@ -189,3 +195,82 @@ def test_find_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     path = pyproject(tmp_path, "")
     assert find_config_file() == tmp_path / "pyproject.toml"
     assert find_config_file(path) == path
+
+
+# -- issue 18: absurd settings, refused with one line naming the key and where it came from --
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("retention = nan", r"retention = nan .* must be a finite duration of at most 100 years"),
+        ("heartbeat_timeout = inf", r"heartbeat_timeout = inf .* must be a finite duration"),
+        ("grace_period = -inf", r"grace_period = -inf .* must not be negative"),
+        ('retention = "99999999999d"', r"retention = '99999999999d' .* at most 100 years"),
+        ("stats_every = 1e400", r"stats_every = inf .* must be a finite duration"),
+        (
+            "poll_interval = 0",
+            r"poll_interval = 0 \(\[tool.corequeue\] .*\) must be more than zero",
+        ),
+        ('heartbeat_interval = "0s"', r"heartbeat_interval = '0s' .* must be more than zero"),
+        ("heartbeat_timeout = 0", r"heartbeat_timeout = 0 .* must be more than zero"),
+        ("stats_every = 0.0", r"stats_every = 0.0 .* must be more than zero"),
+        ("max_processes = 1e9", r"max_processes = 1000000000.0 .* must be an integer >= 1"),
+        ("max_processes = 2.0", r"max_processes = 2.0 .* must be an integer >= 1"),
+        ("max_processes = true", r"max_processes = True .* must be an integer >= 1"),
+        ("max_pending_per_process = 10_000_000_000", r"must be at most 1000000000"),
+        (
+            "heartbeat_interval = 10\nheartbeat_timeout = 5",
+            r"heartbeat_timeout \(5s\) must be longer than heartbeat_interval \(10s\)",
+        ),
+    ],
+)
+def test_absurd_values_are_refused(tmp_path: Path, body: str, message: str) -> None:
+    path = pyproject(tmp_path, f"[tool.corequeue]\n{body}\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path, environ={})
+    assert "\n" not in str(info.value)
+
+
+def test_zero_stays_allowed_where_it_means_something(tmp_path: Path) -> None:
+    path = pyproject(tmp_path, "[tool.corequeue]\nretention = 0\ngrace_period = 0\n")
+    settings = load_settings(path, environ={})
+    assert (settings.retention, settings.grace_period) == (0.0, 0.0)
+
+
+def test_absurd_values_from_the_environment_and_flags(tmp_path: Path) -> None:
+    path = pyproject(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"\(environment COREQUEUE_MAX_PROCESSES\) must be"):
+        load_settings(path, environ={"COREQUEUE_MAX_PROCESSES": "1e9"})
+    with pytest.raises(ConfigError, match=r"poll_interval = '0' \(--poll-interval\) must be more"):
+        load_settings(path, environ={}, overrides={"poll_interval": "0"})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[tool.corequeue]\nqueues = ['\xff\xfe']\n", r"is not UTF-8 text"),
+        (b"[tool]\ncorequeue = 5\n", r"\[tool.corequeue\] in .* must be a table of settings"),
+        (b"tool = 5\n", r"\[tool.corequeue\] in .* must be a table of settings"),
+        (b'tool = "x"\n', r"must be a table of settings"),
+    ],
+)
+def test_a_malformed_file_is_one_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_max_processes_is_bounded_by_the_cpus_unless_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    check_max_processes(Settings(max_processes=8))
+    with pytest.raises(ConfigError) as info:
+        check_max_processes(Settings(max_processes=9))
+    assert str(info.value) == (
+        "max_processes = 9 is more than 4 per CPU (2 CPUs here, so at most 8): lower it, "
+        "or pass --force to start that many"
+    )
+    check_max_processes(Settings(max_processes=100_000), force=True)

@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -136,11 +136,12 @@ class ProcessPool:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, stop: Callable[[], bool] | None = None) -> None:
         """Start the children that are missing (unless a failed start's delay is running).
-        The worker calls it each time round its loop: the one place children are replaced."""
+        The worker calls it each time round its loop: the one place children are replaced.
+        ``stop`` is asked before each child: a stop signal ends the starting at once."""
         while not self.closing and len(self.children) < self.max_processes:
-            if time.monotonic() < self._respawn_at:
+            if time.monotonic() < self._respawn_at or (stop is not None and stop()):
                 return
             self.children.append(self._spawn())
 

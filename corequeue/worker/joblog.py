@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from corequeue import logs
 from corequeue.core.states import JobState, Outcome
+from corequeue.core.text import one_line
 from corequeue.store.records import AttemptEnd
 from corequeue.worker.counters import Counters
 
@@ -62,15 +63,15 @@ def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) 
             (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
         )
         detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
-        args = (
+        args = (  # text from jobs escaped (a newline would split the line): see core.text
             end.job_id,
-            end.name,
-            end.queue,
+            one_line(end.name),
+            one_line(end.queue),
             end.attempt,
             end.outcome.value,
             job_state,
             duration_ms,
-            detail,
+            one_line(detail),
         )
         if quiet and direct is not None:
             lines.append(_FINISHED % args)

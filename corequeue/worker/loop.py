@@ -173,7 +173,7 @@ class Worker:
             ",".join(self.queues) or "*",
             self.settings.max_processes,
         )
-        self.pool.start()
+        self.pool.start(stop=lambda: self._stopping or self._stop_now)
         if self.store.is_postgresql:
             self.notifier = Notifier(self.listen_url or self.store.url, self.wake)
             self.notifier.start()

@@ -122,3 +122,21 @@ def test_a_child_that_cannot_start_is_started_again_after_a_doubling_delay(
         assert "4 start(s) failed in a row, the next in 0.8s" in caplog.text
     finally:
         pool.close()
+
+
+def test_a_stop_request_ends_the_starting_of_children_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 18: a worker told to start many children honours SIGTERM between two of them.
+    pool = ProcessPool(ChildConfig((), (), ""), max_processes=100_000)
+    spawned: list[_Child] = []
+
+    def spawn() -> _Child:
+        spawned.append(child(ready=False))
+        return spawned[-1]
+
+    monkeypatch.setattr(pool, "_spawn", spawn)
+    pool.start(stop=lambda: len(spawned) >= 3)  # the signal arrives while the third starts
+    assert len(pool.children) == 3
+    pool.start(stop=lambda: True)
+    assert len(pool.children) == 3
