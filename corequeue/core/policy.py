@@ -1,0 +1,74 @@
+"""The retry policy: whether an attempt that raised may be retried, and which rule said so.
+
+Decides from the exception's class, the job's ``discard_on`` and ``retry_on`` and, when the job
+overrides it, the answer of its ``should_retry(exc, attempt)`` (the caller asks the job and
+passes the answer in: this module calls no job code). Never retries past the job's attempts:
+that stays :func:`corequeue.core.lifecycle.finish`'s decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Rule(StrEnum):
+    """The rule that decided whether an attempt that raised is retried."""
+
+    DISCARD_ON = "discard_on"  # the exception is in discard_on: fail at once
+    RETRY_ON = "retry_on"  # retry_on is set: retried only if the exception is in it
+    SHOULD_RETRY = "should_retry"  # the job's should_retry() answered
+    DEFAULT = "default"  # no rule: retried while attempts are left
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether to retry (while attempts are left) and the rule that decided."""
+
+    retry: bool
+    rule: Rule
+
+    def note(self, exc_name: str) -> str:
+        """What the job's error says about the verdict ('' for the default rule)."""
+        if self.rule is Rule.DEFAULT:
+            return ""
+        if self.rule is Rule.DISCARD_ON:
+            return f"not retried: {exc_name} is in discard_on"
+        if self.rule is Rule.RETRY_ON:
+            if self.retry:
+                return ""
+            return f"not retried: {exc_name} is not in retry_on"
+        return "retried: should_retry() said so" if self.retry else "not retried: should_retry()"
+
+
+def decide(
+    exc_type: type[BaseException],
+    *,
+    retry_on: Sequence[type[BaseException]] = (),
+    discard_on: Sequence[type[BaseException]] = (),
+    should_retry: bool | None = None,
+) -> Verdict:
+    """The verdict on an attempt that raised ``exc_type``.
+
+    In order: an exception in ``discard_on`` (or a subclass) is never retried; then
+    ``should_retry`` (the job's own answer, None when the job does not override it) decides;
+    then a non-empty ``retry_on`` retries only its exceptions; else the attempt is retried.
+    """
+    if discard_on and issubclass(exc_type, tuple(discard_on)):
+        return Verdict(False, Rule.DISCARD_ON)
+    if should_retry is not None:
+        return Verdict(bool(should_retry), Rule.SHOULD_RETRY)
+    if retry_on:
+        return Verdict(issubclass(exc_type, tuple(retry_on)), Rule.RETRY_ON)
+    return Verdict(True, Rule.DEFAULT)
+
+
+def check_exception_types(option: str, value: object) -> tuple[type[BaseException], ...]:
+    """``value`` (an exception class or a tuple of them) as a tuple. Raises TypeError naming
+    ``option`` for anything else."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"{option} takes exception classes (one or a tuple), not {item!r}")
+    return tuple(items)
