@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from corequeue.jobs import Job
 
 
+def max_worker_losses_for(name: str, default: int) -> int:
+    """The crash-loop bound of the job named ``name``: its class's ``max_worker_losses``
+    when this process knows the class, else ``default`` (the setting). Never raises."""
+    try:
+        value = registry.resolve(name).max_worker_losses
+    except Exception:
+        return default
+    return default if value is None else int(value)
+
+
 def retry_delay_for(
     job: Job | str | None, attempt: int, *, jitter: Callable[[], float] = random.random
 ) -> float:

@@ -152,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     check_max_processes(settings, force=args.force)
     import_modules(settings.imports)
+    registry.limit_imports(settings.imports)  # a job row names no other module to import
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
     open_store(settings)  # for what the worker's own process enqueues
     store = worker_store(settings)

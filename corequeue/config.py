@@ -33,6 +33,13 @@ class Settings:
     heartbeat_timeout: float = 60.0
     grace_period: float = 30.0
     poll_interval: float = 1.0
+    #: Attempts lost in a row with their worker (killed, cut off) before a job fails as a crash
+    #: loop; a job class's own ``max_worker_losses`` wins.
+    max_worker_losses: int = 3
+    #: Deferrals without using an attempt before a job fails as deferring forever.
+    max_deferrals: int = 100
+    #: Seconds a job whose name no worker can resolve waits (since enqueued) before it fails.
+    unknown_job_timeout: float = 3600.0
     #: PostgreSQL: whether the worker's own commits (claims, results, heartbeats) wait for the
     #: WAL flush. Enqueues never change: they commit in the application's transaction.
     synchronous_commit: bool = True
@@ -80,8 +87,15 @@ _DURATIONS = {
     "heartbeat_timeout",
     "grace_period",
     "poll_interval",
+    "unknown_job_timeout",
 }
-_INTS = {"max_processes", "max_jobs_per_process", "max_pending_per_process"}
+_INTS = {
+    "max_processes",
+    "max_jobs_per_process",
+    "max_pending_per_process",
+    "max_worker_losses",
+    "max_deferrals",
+}
 _LISTS = {"imports", "queues", "middleware"}
 #: Durations for which zero makes no sense (a busy loop, or a worker rescued as it starts).
 _POSITIVE = {"stats_every", "heartbeat_interval", "heartbeat_timeout", "poll_interval"}

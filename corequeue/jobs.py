@@ -59,6 +59,10 @@ class Job:
     _cq_args: tuple[Any, ...]
     _cq_kwargs: dict[str, Any]
 
+    #: Attempts lost in a row with their worker (the worker killed or cut off while running
+    #: this job) before the job fails as a crash loop; None: the ``max_worker_losses`` setting.
+    max_worker_losses: int | None = None
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         obj = super().__new__(cls)
         obj._cq_args = args

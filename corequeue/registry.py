@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from corequeue.core.errors import UnknownJobError
@@ -16,6 +17,23 @@ if TYPE_CHECKING:
 
 _JOBS: dict[str, type[Job]] = {}
 _ALIASES: dict[str, str] = {}
+#: The packages whose modules :func:`resolve` may import (None: any module). A worker sets it
+#: to its configured imports: a row naming any other module is unknown, never imported.
+_IMPORTABLE: tuple[str, ...] | None = None
+
+
+def limit_imports(packages: Sequence[str] | None) -> None:
+    """Let :func:`resolve` import only modules under ``packages`` (a module or a package and
+    everything under it); None lifts the limit."""
+    global _IMPORTABLE
+    _IMPORTABLE = None if packages is None else tuple(packages)
+
+
+def importable(module: str) -> bool:
+    """Whether :func:`resolve` may import ``module`` (see :func:`limit_imports`)."""
+    if _IMPORTABLE is None:
+        return True
+    return any(module == p or module.startswith(p + ".") for p in _IMPORTABLE)
 
 
 def job_name(cls: type[Job]) -> str:
@@ -73,7 +91,7 @@ def resolve(name: str) -> type[Job]:
     if cls is not None:
         return cls
     module, _, _ = name.rpartition(".")
-    while module:
+    while module and importable(module):
         try:
             importlib.import_module(module)
             break
@@ -86,9 +104,19 @@ def resolve(name: str) -> type[Job]:
         raise UnknownJobError(
             f"no job is registered as {name!r}: make sure the module that defines it is "
             "importable by the worker (--import MODULE, or `imports` in [tool.corequeue]) "
-            "and that the class is decorated with @register_job"
+            "and that the class is decorated with @register_job" + _limit_note(name)
         )
     return cls
+
+
+def _limit_note(name: str) -> str:
+    module = name.rpartition(".")[0]
+    if importable(module):
+        return ""
+    return (
+        f" (this worker imports only modules under its imports {list(_IMPORTABLE or ())}:"
+        f" add {module!r} to them if it should run this job)"
+    )
 
 
 def registered() -> dict[str, type[Job]]:

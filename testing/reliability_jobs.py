@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from corequeue import Job, register_job
+from corequeue import DeferJob, Job, register_job
 from testing.jobs import append_line, runs, wait_for_gate
 
 
@@ -106,3 +106,34 @@ class RaiseBase(Job):
         if self.kind == "SystemExit":
             raise SystemExit(4)
         raise KeyboardInterrupt("interrupted inside the job")
+
+
+@register_job(alias="rel-defer-forever")
+class DeferForever(Job):
+    """Records its run, then defers itself at once without using an attempt, every time."""
+
+    def __init__(self, log: str, key: Any):
+        self.log = log
+        self.key = key
+
+    def run(self) -> Any:
+        record(self.log, self.key)
+        raise DeferJob(delay=0)
+
+
+class BadMessage(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+@register_job(alias="rel-bad-message")
+class RaiseBadMessage(Job):
+    """Raises an exception whose ``__str__`` raises."""
+
+    def __init__(self, log: str, key: Any):
+        self.log = log
+        self.key = key
+
+    def run(self) -> Any:
+        record(self.log, self.key)
+        raise BadMessage()

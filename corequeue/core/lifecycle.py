@@ -31,6 +31,12 @@ class Action(StrEnum):
     RETRY = "retry"
     RELEASE = "release"  # a claimed attempt that never started goes back, uncounted
     DELETE = "delete"  # the job's row goes, attempts and all: no state follows
+    #: The attempt's worker died or stopped heartbeating: not the job's fault, no attempt used;
+    #: failed only as a crash loop (``max_worker_losses`` such losses in a row).
+    WORKER_LOST = "worker_lost"
+    #: The worker could not resolve the job's name (a rolling deploy): no attempt used; failed
+    #: only once the job has stayed unresolvable for ``unknown_job_timeout``.
+    UNRESOLVED = "unresolved"
 
 
 Event = Outcome | Action
@@ -47,10 +53,12 @@ TRANSITIONS: dict[tuple[JobState, Event], tuple[JobState, ...]] = {
     (_U, Outcome.ERRORED): (_R, _F),
     (_U, Outcome.TIMED_OUT): (_R, _F),
     (_U, Outcome.LOST): (_R, _F),
-    (_U, Outcome.DEFERRED): (_R, _F),  # _F only when the deferral counts as an attempt
+    (_U, Outcome.DEFERRED): (_R, _F),  # _F once counted attempts or max_deferrals run out
     (_U, Outcome.CANCELLED): (_C,),
     (_U, Action.CANCEL): (_C,),
     (_U, Action.RELEASE): (_R,),
+    (_U, Action.WORKER_LOST): (_R, _F),  # _F: a crash loop
+    (_U, Action.UNRESOLVED): (_R, _F),  # _F: unresolvable for unknown_job_timeout
     (_F, Action.RETRY): (_R,),
     (_C, Action.RETRY): (_R,),
 }
@@ -84,6 +92,8 @@ class JobSnapshot(NamedTuple):
     max_attempts: int  # retries + 1
     lease: str | None = None  # token of the running attempt
     run_at: datetime | None = None
+    worker_losses: int = 0  # attempts lost in a row with their worker (WORKER_LOST)
+    deferrals: int = 0  # times the job deferred itself without using an attempt
 
     @property
     def attempts_left(self) -> int:
@@ -99,9 +109,19 @@ class Change(NamedTuple):
     lease: str | None
     run_at: datetime | None
     finished_at: datetime | None
+    worker_losses: int = 0
+    deferrals: int = 0
 
     def snapshot(self) -> JobSnapshot:
-        return JobSnapshot(self.state, self.attempts, self.max_attempts, self.lease, self.run_at)
+        return JobSnapshot(
+            self.state,
+            self.attempts,
+            self.max_attempts,
+            self.lease,
+            self.run_at,
+            self.worker_losses,
+            self.deferrals,
+        )
 
 
 def next_states(state: JobState, event: Event) -> tuple[JobState, ...]:
@@ -139,7 +159,16 @@ def claim(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
             f"a waiting job with {job.attempts} of {job.max_attempts} attempts used cannot be "
             "claimed: retry it to grant another attempt"
         )
-    return Change(state, job.attempts + 1, job.max_attempts, lease, job.run_at, None)
+    return Change(
+        state,
+        job.attempts + 1,
+        job.max_attempts,
+        lease,
+        job.run_at,
+        None,
+        job.worker_losses,
+        job.deferrals,
+    )
 
 
 def finish(
@@ -151,11 +180,15 @@ def finish(
     retry_delay: float = 0.0,
     defer_delay: float = 0.0,
     defer_counts: bool = False,
+    max_deferrals: int | None = None,
 ) -> Change:
     """Record how the attempt held under ``lease`` ended.
 
     ``retry_delay`` (seconds) applies when a failed attempt is retried; ``defer_delay`` when the
     job deferred itself, and ``defer_counts`` says whether that deferral used up the attempt.
+    A deferral that uses no attempt is counted in ``deferrals``: past ``max_deferrals`` (None:
+    unbounded) the job fails (:func:`deferred_too_often` says so). Any ending but a deferral
+    breaks a run of worker losses (``worker_losses`` back to 0).
     Returns the job's next state. Raises StaleLease when ``lease`` is not the job's current
     lease (a late result from a superseded attempt, whatever the job's state now), and
     InvalidTransition when the job is not running.
@@ -168,16 +201,53 @@ def finish(
     choices = next_states(job.state, outcome)
     if outcome is Outcome.DEFERRED:
         attempts = job.attempts if defer_counts else job.attempts - 1
-        if defer_counts and attempts >= job.max_attempts:
-            return _final(choices[-1], job, attempts, now)
-        return Change(choices[0], attempts, job.max_attempts, None, _after(now, defer_delay), None)
+        deferrals = job.deferrals if defer_counts else job.deferrals + 1
+        if (defer_counts and attempts >= job.max_attempts) or (
+            max_deferrals is not None and deferrals > max_deferrals
+        ):
+            return _final(choices[-1], job, attempts, now, deferrals=deferrals)
+        return Change(
+            choices[0],
+            attempts,
+            job.max_attempts,
+            None,
+            _after(now, defer_delay),
+            None,
+            job.worker_losses,
+            deferrals,
+        )
     if len(choices) == 1:
-        return _final(choices[0], job, job.attempts, now)
+        return _final(choices[0], job, job.attempts, now, worker_losses=0)
     if job.attempts < job.max_attempts:
         return Change(
-            choices[0], job.attempts, job.max_attempts, None, _after(now, retry_delay), None
+            choices[0],
+            job.attempts,
+            job.max_attempts,
+            None,
+            _after(now, retry_delay),
+            None,
+            0,
+            job.deferrals,
         )
-    return _final(choices[1], job, job.attempts, now)
+    return _final(choices[1], job, job.attempts, now, worker_losses=0)
+
+
+def deferred_too_often(change: Change, max_deferrals: int | None) -> bool:
+    """Whether ``change`` (a deferral's) failed the job for deferring past ``max_deferrals``."""
+    return (
+        change.state is JobState.FAILED
+        and max_deferrals is not None
+        and change.deferrals > max_deferrals
+    )
+
+
+def too_many_deferrals_message(max_deferrals: int) -> str:
+    """The error of a job failed by :func:`deferred_too_often`."""
+    return (
+        f"the job deferred itself more than max_deferrals = {max_deferrals} times without "
+        "using an attempt: it looks like it defers forever; raise max_deferrals (or the "
+        "job's delay), or make it defer with increment_retries=True, then retry it"
+    )
 
 
 def release(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
@@ -185,7 +255,7 @@ def release(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
     if job.lease != lease:
         raise StaleLease(f"release refused: lease {lease!r} is not the job's current lease")
     (state,) = next_states(job.state, Action.RELEASE)
-    return Change(state, job.attempts - 1, job.max_attempts, None, job.run_at, None)
+    return _waiting(state, job, job.run_at)
 
 
 def interrupt(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
@@ -197,7 +267,48 @@ def interrupt(job: JobSnapshot, *, lease: str, now: datetime) -> Change:
     if job.lease != lease:
         raise StaleLease(f"interrupt refused: lease {lease!r} is not the job's current lease")
     (state,) = next_states(job.state, Action.RELEASE)
-    return Change(state, job.attempts - 1, job.max_attempts, None, now, None)
+    return _waiting(state, job, now)
+
+
+def _waiting(state: JobState, job: JobSnapshot, run_at: datetime | None) -> Change:
+    """Back to wait with the attempt uncounted, the counters as they were."""
+    return Change(
+        state,
+        job.attempts - 1,
+        job.max_attempts,
+        None,
+        run_at,
+        None,
+        job.worker_losses,
+        job.deferrals,
+    )
+
+
+#: Bounds of the wait before a job whose name could not be resolved is offered again.
+UNRESOLVED_DELAY_MIN = 1.0
+UNRESOLVED_DELAY_MAX = 60.0
+
+
+def unresolved_delay(waited: float) -> float:
+    """Seconds before an unresolvable job is offered again, ``waited`` seconds after it was
+    enqueued: a quarter of that, within 1 s and 60 s (a backoff that grows with the wait)."""
+    return min(max(waited / 4.0, UNRESOLVED_DELAY_MIN), UNRESOLVED_DELAY_MAX)
+
+
+def unresolved(
+    job: JobSnapshot, *, lease: str, now: datetime, enqueued_at: datetime, timeout: float
+) -> Change:
+    """The worker could not resolve the job's name (its code is not deployed here yet, say):
+    the attempt is not counted and the job waits (:func:`unresolved_delay`) for a worker
+    that can; it fails once it has stayed unresolvable ``timeout`` seconds since
+    ``enqueued_at``. Raises StaleLease when ``lease`` is not the job's current lease."""
+    if job.lease != lease:
+        raise StaleLease(f"unresolved refused: lease {lease!r} is not the job's current lease")
+    waiting, failed = next_states(job.state, Action.UNRESOLVED)
+    waited = (now - enqueued_at).total_seconds()
+    if waited >= timeout:
+        return _final(failed, job, job.attempts - 1, now)
+    return _waiting(waiting, job, _after(now, unresolved_delay(waited)))
 
 
 def cancel(job: JobSnapshot, *, now: datetime) -> Change:
@@ -207,7 +318,8 @@ def cancel(job: JobSnapshot, *, now: datetime) -> Change:
 
 
 def retry(job: JobSnapshot, *, now: datetime) -> Change:
-    """Send a failed or cancelled job back to wait, with one more attempt, to run now."""
+    """Send a failed or cancelled job back to wait, with one more attempt, to run now. Its
+    counts of worker losses and deferrals start again from 0: a person chose to try again."""
     (state,) = next_states(job.state, Action.RETRY)
     return Change(state, job.attempts, max(job.max_attempts, job.attempts + 1), None, now, None)
 
@@ -253,21 +365,67 @@ def lose(
     now: datetime,
     retry_delay: float,
     heartbeat_timeout: float = 0.0,
+    max_worker_losses: int | None = None,
 ) -> LostAttempt:
-    """End ``job``'s running attempt as lost (retried after ``retry_delay`` while it has
-    attempts left, failed after that), with the error that says why. ``heartbeat_timeout``
-    names the timeout in the message of :attr:`LostReason.HEARTBEAT_EXPIRED`."""
+    """End ``job``'s running attempt as lost, with the error that says why.
+
+    :attr:`LostReason.HEARTBEAT_EXPIRED`: the worker died or was cut off, which is not the
+    job's fault (:data:`Action.WORKER_LOST`): the attempt is not counted and the job runs
+    again at once, whether or not it had started; but the ``max_worker_losses``-th such loss
+    in a row (None: no bound) fails it as a crash loop. ``heartbeat_timeout`` names the
+    timeout in the message. :attr:`LostReason.NOT_HELD`: the worker is alive and its result
+    was lost; the attempt counts (retried after ``retry_delay`` while attempts are left)."""
     assert job.lease is not None, "only a running attempt can be lost"
-    change = finish(job, Outcome.LOST, lease=job.lease, now=now, retry_delay=retry_delay)
-    if reason is LostReason.HEARTBEAT_EXPIRED:
-        why = f"stopped heartbeating for more than {heartbeat_timeout:g}s while running this job"
-    else:
+    if reason is not LostReason.HEARTBEAT_EXPIRED:
+        change = finish(job, Outcome.LOST, lease=job.lease, now=now, retry_delay=retry_delay)
         why = "no longer held this attempt (its result was never recorded)"
-    return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}")
+        return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}")
+    waiting, failed = next_states(job.state, Action.WORKER_LOST)
+    losses = job.worker_losses + 1
+    message = (
+        f"worker {worker_id} stopped heartbeating for more than {heartbeat_timeout:g}s "
+        f"while running this job (worker loss {losses} in a row)"
+    )
+    if max_worker_losses is not None and losses >= max_worker_losses:
+        change = _final(failed, job, job.attempts - 1, now, worker_losses=losses)
+        message += (
+            f": max_worker_losses = {max_worker_losses} reached, it looks like a crash loop "
+            "(the job takes its worker down: memory, say); fix the job, then retry it"
+        )
+    else:
+        change = _waiting(waiting, job, now)._replace(worker_losses=losses)
+        message += ": requeued without using an attempt"
+    return LostAttempt(change, LOST_ERROR_TYPE, message)
 
 
-def _final(state: JobState, job: JobSnapshot, attempts: int, now: datetime) -> Change:
-    return Change(state, attempts, job.max_attempts, None, job.run_at, now)
+def is_crash_loop(change: Change, max_worker_losses: int | None) -> bool:
+    """Whether ``change`` (a worker loss's) failed the job as a crash loop."""
+    return (
+        change.state is JobState.FAILED
+        and max_worker_losses is not None
+        and change.worker_losses >= max_worker_losses
+    )
+
+
+def _final(
+    state: JobState,
+    job: JobSnapshot,
+    attempts: int,
+    now: datetime,
+    *,
+    worker_losses: int | None = None,
+    deferrals: int | None = None,
+) -> Change:
+    return Change(
+        state,
+        attempts,
+        job.max_attempts,
+        None,
+        job.run_at,
+        now,
+        job.worker_losses if worker_losses is None else worker_losses,
+        job.deferrals if deferrals is None else deferrals,
+    )
 
 
 def _after(now: datetime, seconds: float) -> datetime:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from corequeue import registry
 from corequeue.executor.task import Task, TaskResult, run_task
 
 
@@ -54,6 +55,8 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
 
     for module in config.imports:
         importlib.import_module(module)
+    # A row naming a module outside the configured imports is an unknown job, never imported.
+    registry.limit_imports(config.imports)
     runtime.configure(config.database_url, middleware=config.middleware)
     chain = build_chain(config.middleware)
     codecs = runtime.codecs()

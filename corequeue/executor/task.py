@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from corequeue import registry
 from corequeue.backoff import retry_delay_for
 from corequeue.core.delays import seconds_until
-from corequeue.core.errors import JobParamsError
+from corequeue.core.errors import JobParamsError, UnknownJobError
 from corequeue.core.params import decode_params, encode_value
 from corequeue.core.states import Outcome
 from corequeue.jobs import DeferJob, Job
@@ -48,6 +48,9 @@ class TaskResult(NamedTuple):
     retry_delay: float | None = None
     defer_delay: float = 0.0
     defer_counts: bool = False
+    #: The job's name could not be resolved here (UnknownJobError): the worker requeues it
+    #: without using an attempt (``lifecycle.unresolved``).
+    unresolved: bool = False
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -60,6 +63,17 @@ class TaskResult(NamedTuple):
 
 
 _OUTCOMES = {o.value: o for o in Outcome}
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception's own ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception as broken:
+        return (
+            f"<the message of this {type(exc).__qualname__} could not be built: its __str__ "
+            f"raised {type(broken).__qualname__}>"
+        )
 
 
 def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
@@ -75,13 +89,21 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
         return ended(
             Outcome.ERRORED,
             error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-            error_message=message if message is not None else str(exc),
+            error_message=message if message is not None else _message(exc),
             traceback="".join(traceback.format_exception(exc)),
             retry_delay=retry_delay_for(job if job is not None else task.name, task.attempt),
         )
 
     try:
         cls = registry.resolve(task.name)
+    except UnknownJobError as exc:
+        return ended(
+            Outcome.ERRORED,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            error_message=str(exc),
+            unresolved=True,
+        )
+    try:
         args, kwargs = decode_params(task.params, codecs=codecs)
         job = cls(*args, **kwargs)
         value = chain(job)

@@ -24,7 +24,8 @@ from corequeue.store.driver import UTC_TYPE
 from corequeue.store.records import ClaimedJob
 from corequeue.store.rows import jobs
 
-#: What a claim returns: the first fields of ``ClaimedJob``, in its order.
+#: What a claim returns: the fields of ``ClaimedJob``, in its order, but its lease and start
+#: (given after the first :data:`CLAIMED_FIRST`).
 CLAIM_COLUMNS = [
     jobs.c.id,
     jobs.c.name,
@@ -35,7 +36,11 @@ CLAIM_COLUMNS = [
     jobs.c.attempts,
     jobs.c.max_attempts,
     jobs.c.timeout,
+    jobs.c.worker_losses,
+    jobs.c.deferrals,
+    jobs.c.created_at,
 ]
+CLAIMED_FIRST = 9
 
 
 class _ArrayOf(ColumnElement[Any]):
@@ -82,16 +87,21 @@ class ClaimQueries(StoreBase):
         with self._errors():
             if self._driver is not None:
                 claimed: list[ClaimedJob] = [
-                    make(*r, lease, now) for r in self._driver_claim(key, params)
+                    make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:])
+                    for r in self._driver_claim(key, params)
                 ]
                 dialect = self.engine.dialect
                 for job in claimed:  # as the column type converts it
                     job.run_at = UTC_TYPE.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
+                    job.created_at = UTC_TYPE.process_result_value(job.created_at, dialect)
             else:
                 # One statement, atomic by itself: in autocommit on PostgreSQL (no BEGIN and
                 # COMMIT round trips), a write transaction on SQLite.
                 with self._atomic() as conn:
-                    claimed = [make(*r, lease, now) for r in conn.execute(stmt, params)]
+                    claimed = [
+                        make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:])
+                        for r in conn.execute(stmt, params)
+                    ]
         claimed.sort(key=claims.claim_key)
         return claimed
 

@@ -60,6 +60,8 @@ ENDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("new_lease", "text"),
     ("run_at", "int"),
     ("finished_at", "int"),
+    ("worker_losses", "int"),
+    ("deferrals", "int"),
     ("result", "text"),
     ("error", "text"),
     ("number", "int"),
@@ -86,6 +88,8 @@ def _ending_row(e: AttemptEnd, ended: int | None) -> tuple[Any, ...]:
         c.lease,
         micros(c.run_at),
         ended if c.finished_at is e.finished_at else micros(c.finished_at),
+        c.worker_losses,
+        c.deferrals,
         e.result,
         error_line(e),
         e.attempt,
@@ -148,6 +152,7 @@ done AS (
         lease = v.new_lease, run_at = {_at("v.run_at")},
         finished_at = {_at("v.finished_at")},
         started_at = COALESCE({_at("v.started_at")}, j.started_at),
+        worker_losses = v.worker_losses, deferrals = v.deferrals,
         result = v.result, error = v.error
     FROM v
     WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'

@@ -31,6 +31,8 @@ RESCUE_COLUMNS = [
     jobs.c.max_attempts,
     jobs.c.run_at,
     jobs.c.started_at,
+    jobs.c.worker_losses,
+    jobs.c.deferrals,
 ]
 
 
@@ -105,9 +107,12 @@ class MaintenanceQueries(StoreBase):
         retry_delay: Callable[[str, int], float],
         limit: int = 1000,
         rescuer: str | None = None,
+        max_worker_losses: Callable[[str], int | None] = lambda name: None,
     ) -> list[AttemptEnd]:
         """Find running jobs whose worker stopped heartbeating (or is gone), record those
-        attempts ``lost`` and retry or fail them. Returns what was recorded.
+        attempts ``lost`` and requeue them without using an attempt, or fail them as a crash
+        loop (``max_worker_losses(job name)`` such losses in a row; None: no bound), as
+        :func:`~corequeue.core.lifecycle.lose` decides. Returns what was recorded.
 
         ``retry_delay(job name, attempt)`` gives the wait before the retry. Rows are locked
         with SKIP LOCKED on PostgreSQL, so two rescuers never record the same attempt.
@@ -127,7 +132,14 @@ class MaintenanceQueries(StoreBase):
             gone = sa.and_(gone, workers.c.id != rescuer)
         with self._errors(), self._begin() as conn:
             rows = sorted(conn.execute(query).all(), key=lambda r: r.id)
-            ends = self._record_lost(conn, rows, now=now, retry_delay=retry_delay, lose=lost)
+            ends = self._record_lost(
+                conn,
+                rows,
+                now=now,
+                retry_delay=retry_delay,
+                lose=lost,
+                max_worker_losses=max_worker_losses,
+            )
             conn.execute(sa.delete(workers).where(gone))
         return ends
 
@@ -191,16 +203,27 @@ class MaintenanceQueries(StoreBase):
         now: datetime,
         retry_delay: Callable[[str, int], float],
         lose: Callable[..., lifecycle.LostAttempt],
+        max_worker_losses: Callable[[str], int | None] = lambda name: None,
     ) -> list[AttemptEnd]:
         """Persist, for each running job of ``rows``, the end that ``lose`` (the core's
         :func:`~corequeue.core.lifecycle.lose`, its reason given) decides."""
         ends = []
         for r in rows:
             snap = lifecycle.JobSnapshot(
-                JobState.RUNNING, r.attempts, r.max_attempts, r.lease, r.run_at
+                JobState.RUNNING,
+                r.attempts,
+                r.max_attempts,
+                r.lease,
+                r.run_at,
+                r.worker_losses,
+                r.deferrals,
             )
             lost = lose(
-                snap, worker_id=r.worker_id, now=now, retry_delay=retry_delay(r.name, r.attempts)
+                snap,
+                worker_id=r.worker_id,
+                now=now,
+                retry_delay=retry_delay(r.name, r.attempts),
+                max_worker_losses=max_worker_losses(r.name),
             )
             ends.append(
                 AttemptEnd(

@@ -16,8 +16,42 @@ from corequeue.core.errors import SchemaError
 from corequeue.store import schema
 from corequeue.store.base import StoreBase
 
+
+def _to_version_2(conn: Connection) -> None:
+    """Version 2: the jobs' counts of worker losses and deferrals; on SQLite, AUTOINCREMENT ids
+    (a pruned job's id is never reused). SQLite cannot change a primary key in place: its jobs
+    and attempts tables are rebuilt, every row and id kept."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            sa.text(
+                "ALTER TABLE corequeue_jobs"
+                " ADD COLUMN worker_losses INTEGER DEFAULT '0' NOT NULL,"
+                " ADD COLUMN deferrals INTEGER DEFAULT '0' NOT NULL"
+            )
+        )
+        return
+    rebuilt = (schema.jobs, schema.attempts)
+    kept = {
+        table.name: [c["name"] for c in sa.inspect(conn).get_columns(table.name)]
+        for table in rebuilt
+    }
+    for table in rebuilt:
+        for index in table.indexes:
+            conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+        conn.execute(sa.text(f"ALTER TABLE {table.name} RENAME TO {table.name}_v1"))
+    for table in rebuilt:
+        table.create(conn)
+    for table in rebuilt:
+        columns = ", ".join(kept[table.name])
+        conn.execute(
+            sa.text(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {table.name}_v1")
+        )
+    for table in reversed(rebuilt):
+        conn.execute(sa.text(f"DROP TABLE {table.name}_v1"))
+
+
 #: UPGRADES[v] takes a database at version v to version v + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _to_version_2}
 
 
 def version(conn: Connection) -> int | None:

@@ -55,10 +55,19 @@ class ClaimedJob:
     timeout: float | None
     lease: str
     started_at: datetime
+    worker_losses: int = 0
+    deferrals: int = 0
+    created_at: datetime | None = None  # when it was enqueued
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(
-            JobState.RUNNING, self.attempts, self.max_attempts, self.lease, self.run_at
+            JobState.RUNNING,
+            self.attempts,
+            self.max_attempts,
+            self.lease,
+            self.run_at,
+            self.worker_losses,
+            self.deferrals,
         )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
 
 #: Bump when the tables change, and add the step to ``store.migration.UPGRADES``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -66,6 +66,9 @@ jobs = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("source", sa.String(500), nullable=False, server_default=""),
+    # Version 2: attempts lost in a row with their worker, and deferrals using no attempt.
+    sa.Column("worker_losses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deferrals", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint(_in("state", JobState), name="ck_corequeue_jobs_state"),
     sa.CheckConstraint(
         f"(finished_at IS NOT NULL) = ({_in('state', FINAL_STATES)})",
@@ -80,6 +83,8 @@ jobs = sa.Table(
         " AND (state <> 'requested' OR attempts < max_attempts)",
         name="ck_corequeue_jobs_attempt_counts",
     ),
+    # SQLite: AUTOINCREMENT, so that a pruned job's id is never handed to another job.
+    sqlite_autoincrement=True,
 )
 
 _ready = sa.text("state = 'requested'")
@@ -138,6 +143,7 @@ attempts = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("traceback", sa.Text),
     sa.CheckConstraint(_in("outcome", Outcome), name="ck_corequeue_attempts_outcome"),
+    sqlite_autoincrement=True,
 )
 sa.Index("ix_corequeue_attempts_job", attempts.c.job_id)
 

@@ -55,6 +55,8 @@ def _statement(check_attempts: bool, ends_attempt: bool, clear_result: bool) -> 
         "lease": sa.bindparam("b_lease_new"),
         "run_at": sa.bindparam("b_run_at", type_=schema.UTCDateTime),
         "finished_at": sa.bindparam("b_finished_at", type_=schema.UTCDateTime),
+        "worker_losses": sa.bindparam("b_worker_losses"),
+        "deferrals": sa.bindparam("b_deferrals"),
     }
     if ends_attempt:
         values["started_at"] = sa.func.coalesce(
@@ -80,6 +82,8 @@ def _params(w: Write) -> dict[str, Any]:
         "b_lease_new": c.lease,
         "b_run_at": c.run_at,
         "b_finished_at": c.finished_at,
+        "b_worker_losses": c.worker_losses,
+        "b_deferrals": c.deferrals,
         "b_started_at": w.started_at,
         "b_result": w.result,
         "b_error": w.error,

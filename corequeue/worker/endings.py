@@ -20,10 +20,19 @@ _NO_RETRY = frozenset({Outcome.SUCCEEDED, Outcome.DEFERRED, Outcome.CANCELLED})
 
 
 def decide(
-    job: ClaimedJob, result: TaskResult, now: datetime, worker_id: str, *, interrupted: bool
+    job: ClaimedJob,
+    result: TaskResult,
+    now: datetime,
+    worker_id: str,
+    *,
+    interrupted: bool,
+    max_deferrals: int | None = None,
+    unknown_job_timeout: float = 3600.0,
 ) -> AttemptEnd:
     """The ending of ``job``'s attempt that ``result`` reports. ``interrupted``: the worker's
-    own shutdown killed the child, so a ``lost`` attempt is requeued without being counted."""
+    own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
+    worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
+    after it was enqueued; a deferral past ``max_deferrals`` fails the job."""
     retry_delay = result.retry_delay
     if retry_delay is None:  # not decided in the child (it could not ask the job)
         retry_delay = (
@@ -33,6 +42,8 @@ def decide(
     if interrupted and result.outcome is Outcome.LOST:
         change = lifecycle.interrupt(job.snapshot(), lease=job.lease, now=now)
         error_message = f"{error_message}: requeued without using an attempt"
+    elif result.unresolved:
+        change, error_message = _unresolved(job, error_message, now, unknown_job_timeout)
     else:
         change = lifecycle.finish(
             job.snapshot(),
@@ -42,7 +53,11 @@ def decide(
             retry_delay=retry_delay,
             defer_delay=result.defer_delay,
             defer_counts=result.defer_counts,
+            max_deferrals=max_deferrals,
         )
+        deferred = result.outcome is Outcome.DEFERRED
+        if deferred and max_deferrals is not None and change.deferrals > max_deferrals:
+            error_message = lifecycle.too_many_deferrals_message(max_deferrals)
     # By position, in AttemptEnd's field order (once per job: keywords cost twice as much).
     return AttemptEnd(
         job.id,
@@ -60,6 +75,24 @@ def decide(
         job.name,
         job.queue,
     )
+
+
+def _unresolved(
+    job: ClaimedJob, message: str | None, now: datetime, timeout: float
+) -> tuple[lifecycle.Change, str]:
+    """The core's ending of an attempt whose job name could not be resolved, and its error."""
+    change = lifecycle.unresolved(
+        job.snapshot(),
+        lease=job.lease,
+        now=now,
+        enqueued_at=job.created_at or job.started_at,
+        timeout=timeout,
+    )
+    if change.state is JobState.FAILED:
+        note = f"unresolvable for unknown_job_timeout = {timeout:g}s since it was enqueued"
+    else:
+        note = "requeued without using an attempt, for a worker that can resolve it"
+    return change, f"{message} ({note})"
 
 
 def gone_states(

@@ -440,7 +440,17 @@ class Worker:
             job = self.claimed.pop(event.job_id, None)
             if job is None or job.lease != event.lease:
                 continue
-            self._ends.append(decide(job, event, now, self.id, interrupted=interrupted))
+            self._ends.append(
+                decide(
+                    job,
+                    event,
+                    now,
+                    self.id,
+                    interrupted=interrupted,
+                    max_deferrals=self.settings.max_deferrals,
+                    unknown_job_timeout=self.settings.unknown_job_timeout,
+                )
+            )
 
     def _flush(self) -> None:
         if not self._ends and not self._releases:

@@ -7,11 +7,12 @@ worker's id, the jobs it holds, its heartbeat row, and "the database answered".
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from corequeue.backoff import retry_delay_for
+from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.config import Settings
 from corequeue.store.queries import Store
 from corequeue.store.records import WorkerRecord
@@ -108,6 +109,9 @@ class Rescuer:
             heartbeat_timeout=self.worker.settings.heartbeat_timeout,
             retry_delay=retry_delay_for,
             rescuer=self.worker.id,  # its own jobs: the heartbeat's orphan check
+            max_worker_losses=functools.partial(
+                max_worker_losses_for, default=self.worker.settings.max_worker_losses
+            ),
         )
         for end in ends:
             log.warning(

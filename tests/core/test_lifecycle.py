@@ -30,6 +30,8 @@ EARLIER = NOW - timedelta(hours=1)
 R, U = JobState.REQUESTED, JobState.RUNNING
 S, F, C = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED
 ALL_EVENTS: list[lifecycle.Event] = [*Outcome, *Action]
+MAX_WORKER_LOSSES = 3
+MAX_DEFERRALS = 2
 
 
 def waiting(attempts: int = 0, max_attempts: int = 1) -> JobSnapshot:
@@ -103,7 +105,7 @@ def test_an_uncounted_deferral_gives_the_attempt_back() -> None:
     change = lifecycle.finish(
         running(attempts=1, max_attempts=1), Outcome.DEFERRED, lease="L1", now=NOW, defer_delay=60
     )
-    assert change == Change(R, 0, 1, None, NOW + timedelta(seconds=60), None)
+    assert change == Change(R, 0, 1, None, NOW + timedelta(seconds=60), None, 0, 1)
 
 
 def test_a_counted_deferral_uses_the_attempt_and_waits_defer_delay() -> None:
@@ -328,15 +330,24 @@ class JobLifecycle(RuleBasedStateMachine):
             retry_delay=retry_delay,
             defer_delay=7,
             defer_counts=defer_counts,
+            max_deferrals=MAX_DEFERRALS,
         )
         self._apply(outcome, change)
+        if outcome is not Outcome.DEFERRED:
+            assert change.worker_losses == 0  # any other ending breaks a run of worker losses
         if outcome is Outcome.SUCCEEDED:
             assert change.state is S
         elif outcome is Outcome.CANCELLED:
             assert change.state is C
         elif outcome is Outcome.DEFERRED and not defer_counts:
-            assert (change.state, change.attempts) == (R, before.attempts - 1)
-            assert change.run_at == now + timedelta(seconds=7)
+            assert change.attempts == before.attempts - 1
+            assert change.deferrals == before.deferrals + 1
+            if before.deferrals < MAX_DEFERRALS:
+                assert change.state is R
+                assert change.run_at == now + timedelta(seconds=7)
+            else:
+                assert change.state is F
+                assert lifecycle.deferred_too_often(change, MAX_DEFERRALS)
         elif before.attempts < before.max_attempts:
             assert change.state is R
             assert change.attempts == before.attempts
@@ -366,6 +377,61 @@ class JobLifecycle(RuleBasedStateMachine):
             self._refused(
                 lambda: lifecycle.release(self.job, lease=lease, now=self.now), StaleLease
             )
+
+    @rule(stale=st.booleans())
+    def worker_lost(self, stale: bool) -> None:
+        """The rescuer finds the job's worker dead: no attempt used, a crash loop ends."""
+        if self.job.state is not U:
+            return
+        before = self.job
+        assert before.lease is not None
+        job = before._replace(lease="never-issued") if stale else before
+        lost = lifecycle.lose(
+            job,
+            worker_id="w",
+            reason=lifecycle.LostReason.HEARTBEAT_EXPIRED,
+            now=self._tick(),
+            retry_delay=99,
+            max_worker_losses=MAX_WORKER_LOSSES,
+        )
+        if stale:  # the rescuer reads the lease it writes under: nothing to refuse here
+            return
+        change = lost.change
+        self._apply(Action.WORKER_LOST, change)
+        assert change.attempts == before.attempts - 1
+        assert change.worker_losses == before.worker_losses + 1
+        if change.worker_losses < MAX_WORKER_LOSSES:
+            assert (change.state, change.run_at) == (R, self.now)
+        else:
+            assert change.state is F
+            assert lifecycle.is_crash_loop(change, MAX_WORKER_LOSSES)
+            assert "crash loop" in lost.error_message
+
+    @rule(waited=st.floats(min_value=0, max_value=7200), stale=st.booleans())
+    def unresolved(self, waited: float, stale: bool) -> None:
+        """A worker cannot resolve the job's name: no attempt used until the timeout."""
+        if self.job.state is not U:
+            return
+        before = self.job
+        assert before.lease is not None
+        now = self._tick()
+        enqueued = now - timedelta(seconds=waited)
+        if stale:
+            self._refused(
+                lambda: lifecycle.unresolved(
+                    before, lease="never-issued", now=now, enqueued_at=enqueued, timeout=3600
+                ),
+                StaleLease,
+            )
+            return
+        change = lifecycle.unresolved(
+            before, lease=before.lease, now=now, enqueued_at=enqueued, timeout=3600
+        )
+        self._apply(Action.UNRESOLVED, change)
+        assert change.attempts == before.attempts - 1
+        assert change.state is (F if waited >= 3600 else R)
+        if change.state is R:
+            assert change.run_at is not None and change.run_at > now
 
     @rule()
     def cancel(self) -> None:
@@ -402,6 +468,14 @@ class JobLifecycle(RuleBasedStateMachine):
         assert self.job.max_attempts >= self.retries + 1
         if self.job.state is R:
             assert self.job.attempts < self.job.max_attempts
+
+    @invariant()
+    def loops_are_bounded(self) -> None:
+        # A job still in play has had fewer than max_worker_losses worker losses in a row and
+        # no more than max_deferrals deferrals: past those it fails.
+        if self.job.state in (R, U):
+            assert self.job.worker_losses < MAX_WORKER_LOSSES
+            assert self.job.deferrals <= MAX_DEFERRALS
 
     @invariant()
     def without_manual_retry_attempts_stay_within_retries_plus_one(self) -> None:
@@ -443,20 +517,98 @@ def test_a_running_job_cannot_be_deleted_and_no_other_state_refuses() -> None:
 # -- lost attempts, requeue --------------------------------------------------------------------
 
 
-def test_a_lost_attempt_with_attempts_left_is_retried_after_the_delay() -> None:
+@pytest.mark.parametrize("max_attempts", [1, 2])
+def test_a_worker_loss_requeues_the_job_at_once_without_using_an_attempt(
+    max_attempts: int,
+) -> None:
     lost = lifecycle.lose(
-        running(attempts=1, max_attempts=2),
+        running(attempts=1, max_attempts=max_attempts),
         worker_id="w1",
         reason=lifecycle.LostReason.HEARTBEAT_EXPIRED,
         now=NOW,
         retry_delay=30,
         heartbeat_timeout=12.5,
+        max_worker_losses=3,
     )
-    assert lost.change == Change(R, 1, 2, None, NOW + timedelta(seconds=30), None)
+    assert lost.change == Change(R, 0, max_attempts, None, NOW, None, 1, 0)
     assert lost.error_type == "WorkerLost"
     assert lost.error_message == (
         "worker w1 stopped heartbeating for more than 12.5s while running this job"
+        " (worker loss 1 in a row): requeued without using an attempt"
     )
+
+
+def test_the_max_worker_losses_th_loss_in_a_row_fails_the_job_as_a_crash_loop() -> None:
+    job = running(attempts=1, max_attempts=5)._replace(worker_losses=2)
+    lost = lifecycle.lose(
+        job,
+        worker_id="w1",
+        reason=lifecycle.LostReason.HEARTBEAT_EXPIRED,
+        now=NOW,
+        retry_delay=30,
+        max_worker_losses=3,
+    )
+    assert lost.change == Change(F, 0, 5, None, EARLIER, NOW, 3, 0)
+    assert "worker loss 3 in a row" in lost.error_message
+    assert "max_worker_losses = 3 reached, it looks like a crash loop" in lost.error_message
+    assert lifecycle.is_crash_loop(lost.change, 3)
+
+
+def test_any_other_ending_breaks_the_run_of_worker_losses() -> None:
+    job = running(attempts=1, max_attempts=3)._replace(worker_losses=2)
+    for outcome in (Outcome.ERRORED, Outcome.LOST, Outcome.TIMED_OUT, Outcome.SUCCEEDED):
+        assert lifecycle.finish(job, outcome, lease="L1", now=NOW).worker_losses == 0
+    # The worker's own shutdown and a release are no ending of the job's: the run stays.
+    assert lifecycle.interrupt(job, lease="L1", now=NOW).worker_losses == 2
+    assert lifecycle.release(job, lease="L1", now=NOW).worker_losses == 2
+
+
+def test_deferrals_past_max_deferrals_fail_the_job() -> None:
+    job = running(attempts=1, max_attempts=1)._replace(deferrals=2)
+    kept = lifecycle.finish(
+        job, Outcome.DEFERRED, lease="L1", now=NOW, defer_delay=5, max_deferrals=3
+    )
+    assert kept == Change(R, 0, 1, None, NOW + timedelta(seconds=5), None, 0, 3)
+    assert not lifecycle.deferred_too_often(kept, 3)
+    failed = lifecycle.finish(
+        kept.snapshot()._replace(state=U, attempts=1, lease="L2"),
+        Outcome.DEFERRED,
+        lease="L2",
+        now=NOW,
+        max_deferrals=3,
+    )
+    assert failed == Change(F, 0, 1, None, NOW + timedelta(seconds=5), NOW, 0, 4)
+    assert lifecycle.deferred_too_often(failed, 3)
+    assert "more than max_deferrals = 3 times" in lifecycle.too_many_deferrals_message(3)
+    # A deferral that uses an attempt is bounded by the attempts, not counted here.
+    counted = lifecycle.finish(
+        job._replace(max_attempts=2),
+        Outcome.DEFERRED,
+        lease="L1",
+        now=NOW,
+        defer_counts=True,
+        max_deferrals=2,
+    )
+    assert (counted.state, counted.deferrals) == (R, 2)
+
+
+def test_an_unresolvable_job_waits_without_using_an_attempt_until_the_timeout() -> None:
+    job = running(attempts=1, max_attempts=1)
+    enqueued = NOW - timedelta(seconds=100)
+    change = lifecycle.unresolved(job, lease="L1", now=NOW, enqueued_at=enqueued, timeout=3600)
+    assert change == Change(R, 0, 1, None, NOW + timedelta(seconds=25), None)
+    late = lifecycle.unresolved(
+        job, lease="L1", now=NOW, enqueued_at=NOW - timedelta(hours=1), timeout=3600
+    )
+    assert late == Change(F, 0, 1, None, EARLIER, NOW)
+    with pytest.raises(StaleLease):
+        lifecycle.unresolved(job, lease="L9", now=NOW, enqueued_at=enqueued, timeout=1)
+
+
+def test_the_unresolved_backoff_grows_with_the_wait_within_bounds() -> None:
+    assert lifecycle.unresolved_delay(0) == 1.0
+    assert lifecycle.unresolved_delay(40) == 10.0
+    assert lifecycle.unresolved_delay(10_000) == 60.0
 
 
 def test_the_last_lost_attempt_fails_the_job_and_says_it_was_not_held() -> None:

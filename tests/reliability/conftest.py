@@ -5,7 +5,7 @@ and helpers that read what happened to the jobs."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -64,12 +64,21 @@ class Spawner:
         self.tmp_path = tmp_path
         self.started: list[WorkerProcess] = []
 
-    def __call__(self, url: str, *args: str, fast: bool = True) -> WorkerProcess:
+    def __call__(
+        self,
+        url: str,
+        *args: str,
+        fast: bool = True,
+        env: Mapping[str, str] | None = None,
+        imports: Sequence[str] = ("testing.reliability_jobs",),
+    ) -> WorkerProcess:
         worker = WorkerProcess(
             url,
             *(FAST if fast else ()),
             *args,
             log_path=self.tmp_path / f"worker-{len(self.started) + 1}.log",
+            env=env,
+            imports=imports,
         )
         self.started.append(worker)
         return worker.start()

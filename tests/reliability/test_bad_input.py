@@ -56,7 +56,8 @@ def test_bad_rows_and_base_exceptions_fail_only_their_own_job(
             (not_object.id, {"params": "[1, 2]"}),
         ):
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
-    worker = spawn(_url(pg_store), "--burst")
+    # An unknown name waits for a worker that knows it, up to unknown_job_timeout: none here.
+    worker = spawn(_url(pg_store), "--burst", env={"COREQUEUE_UNKNOWN_JOB_TIMEOUT": "0"})
     assert worker.wait_exit(60) == 0, worker.log()
 
     assert run_counts(log) == {i: 1 for i in range(5)}
@@ -67,7 +68,8 @@ def test_bad_rows_and_base_exceptions_fail_only_their_own_job(
             "corequeue.core.errors.UnknownJobError",
             "no job is registered as 'testing.reliability_jobs.NoSuchJob': make sure the module "
             "that defines it is importable by the worker (--import MODULE, or `imports` in "
-            "[tool.corequeue]) and that the class is decorated with @register_job",
+            "[tool.corequeue]) and that the class is decorated with @register_job "
+            "(unresolvable for unknown_job_timeout = 0s since it was enqueued)",
         ),
         not_json.id: (
             "corequeue.core.errors.JobParamsError",

@@ -74,8 +74,9 @@ def test_a_killed_workers_jobs_are_rescued_once_by_one_live_worker(
         assert (row.outcome, row.error_type, row.worker_id) == ("lost", "WorkerLost", victim_id)
         assert row.error_message == (
             f"worker {victim_id} stopped heartbeating for more than 3s while running this job"
+            " (worker loss 1 in a row): requeued without using an attempt"
         )
-        assert pg_store.job_get(handle.id).attempts == 1  # type: ignore[union-attr]
+        assert pg_store.job_get(handle.id).attempts == 0  # type: ignore[union-attr]
     logs = "".join(r.log() for r in rescuers)
     for handle in handles:
         assert logs.count(f"rescued job_id={handle.id} ") == 1, logs
@@ -108,7 +109,8 @@ def test_a_rescued_attempts_late_result_is_refused(
     assert handle.wait(timeout=60) == "late"
     frozen.wait_log(f"refused job_id={handle.id} attempt=1 outcome=succeeded", timeout=30)
     rows = attempts_by_job(pg_store)[handle.id]
-    assert [(a.attempt, a.outcome) for a in rows] == [(1, "lost"), (2, "succeeded")]
+    # The lost attempt used none: the run after it is attempt 1 again.
+    assert [(a.attempt, a.outcome) for a in rows] == [(1, "lost"), (1, "succeeded")]
     assert rows[0].worker_id == frozen_id
     assert run_counts(log) == {"late": 2}
     assert rescuer.returncode is None and frozen.returncode is None
@@ -210,5 +212,7 @@ def test_a_late_result_is_refused_by_its_lease(store: Store) -> None:
     )
     assert store.job_finish_many([late]) == []
     job = store.job_get(job_id)
-    assert job is not None and job.state is JobState.FAILED and job.result is None
+    # Requeued without using an attempt (the worker's death is not the job's fault).
+    assert job is not None and job.state is JobState.REQUESTED and job.result is None
+    assert job.attempts == 0
     assert [a.outcome for a in store.attempt_list(job_id)] == [Outcome.LOST]

@@ -734,7 +734,9 @@ def test_worker_beats_insert_then_update_one_row(store: Store) -> None:
     assert store.worker_list() == []
 
 
-def test_rescue_retries_or_fails_the_jobs_of_a_silent_worker(store: Store) -> None:
+def test_rescue_requeues_the_jobs_of_a_silent_worker_without_using_an_attempt(
+    store: Store,
+) -> None:
     can_retry, last_try, other = insert(store, new_job(retries=1), new_job(), new_job())
     beat(store, "dead", 0)
     beat(store, "alive", 0)
@@ -752,11 +754,15 @@ def test_rescue_retries_or_fails_the_jobs_of_a_silent_worker(store: Store) -> No
     assert rescue(120) == [can_retry, last_try]
     assert rescue(120) == []  # a second rescuer finds nothing
 
-    retried, failed = store.job_get(can_retry), store.job_get(last_try)
-    assert retried is not None and failed is not None
-    assert (retried.state, retried.run_at, retried.lease) == (JobState.REQUESTED, at(150), None)
-    assert (failed.state, failed.finished_at) == (JobState.FAILED, at(120))
-    assert "stopped heartbeating" in (failed.error or "")
+    # The worker's death is not the jobs' fault: back to wait at once, no attempt used, even
+    # by the job that had no retry left.
+    for job_id, max_attempts in ((can_retry, 2), (last_try, 1)):
+        job = store.job_get(job_id)
+        assert job is not None
+        assert (job.state, job.run_at, job.lease) == (JobState.REQUESTED, at(120), None)
+        assert (job.attempts, job.max_attempts) == (0, max_attempts)
+        assert "stopped heartbeating" in (job.error or "")
+        assert "requeued without using an attempt" in (job.error or "")
     assert state_of(store, other) is JobState.RUNNING
     (attempt,) = store.attempt_list(last_try)
     assert (attempt.outcome, attempt.worker_id, attempt.error_type) == (
@@ -768,6 +774,30 @@ def test_rescue_retries_or_fails_the_jobs_of_a_silent_worker(store: Store) -> No
     # The lost worker's late results are refused.
     late = [ending(j, Outcome.SUCCEEDED, now=at(130)) for j in lost]
     assert store.job_finish_many(late) == []
+
+
+def test_rescue_fails_a_job_lost_with_its_worker_max_worker_losses_times_in_a_row(
+    store: Store,
+) -> None:
+    (job_id,) = insert(store, new_job(retries=5))
+    for loss in range(1, 4):
+        start = 200.0 * loss
+        (claimed,) = claim(store, worker=f"dead-{loss}", now=at(start))
+        assert claimed.worker_losses == loss - 1
+        ends = store.job_rescue_many(
+            now=at(start + 61),
+            heartbeat_timeout=60,
+            retry_delay=lambda name, attempt: 0,
+            max_worker_losses=lambda name: 3,
+        )
+        assert [e.job_id for e in ends] == [job_id]
+    job = store.job_get(job_id)
+    assert job is not None
+    assert (job.state, job.attempts) == (JobState.FAILED, 0)
+    assert "max_worker_losses = 3 reached, it looks like a crash loop" in (job.error or "")
+    attempts = store.attempt_list(job_id)
+    assert [a.outcome for a in attempts] == [Outcome.LOST] * 3
+    assert all("worker loss" in (a.error_message or "") for a in attempts)
 
 
 def test_rescue_finds_jobs_of_a_worker_that_never_beat(store: Store) -> None:
@@ -910,7 +940,9 @@ def test_the_database_itself_refuses_a_second_active_job_with_a_key(store: Store
 def test_a_claim_returns_the_columns_of_claimed_job_in_its_field_order() -> None:
     # Store._claim builds ClaimedJob positionally from the claim's RETURNING row.
     from corequeue.store.claims import CLAIM_COLUMNS as _CLAIM_COLUMNS
+    from corequeue.store.claims import CLAIMED_FIRST
 
     names = [f.name for f in dataclasses.fields(ClaimedJob)]
-    assert [c.name for c in _CLAIM_COLUMNS] == names[: len(_CLAIM_COLUMNS)]
-    assert names[len(_CLAIM_COLUMNS) :] == ["lease", "started_at"]
+    given = names[CLAIMED_FIRST : CLAIMED_FIRST + 2]
+    assert given == ["lease", "started_at"]
+    assert [c.name for c in _CLAIM_COLUMNS] == [n for n in names if n not in given]
