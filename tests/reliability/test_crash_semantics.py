@@ -187,13 +187,7 @@ def _kill_fleet_test(
         assert job is not None and job.attempts == 1  # retries=0: losses used none
 
 
-def test_killed_workers_never_fail_a_job_small(
-    any_store: Store, spawn: Spawner, tmp_path: Path
-) -> None:
-    _kill_fleet_test(any_store, spawn, tmp_path, jobs=60, low=0.05, high=0.2)
-
-
-@pytest.mark.slow
 def test_killed_workers_never_fail_a_job(any_store: Store, spawn: Spawner, tmp_path: Path) -> None:
-    """The issue's fault test as stated: 3 workers, 300 jobs of 50-500 ms, two SIGKILLed."""
+    """The issue's fault test as stated: 3 workers, 300 jobs of 50-500 ms, two SIGKILLed (about
+    25 s per database on two shared cores)."""
     _kill_fleet_test(any_store, spawn, tmp_path, jobs=300, low=0.05, high=0.5)
