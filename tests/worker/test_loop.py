@@ -68,6 +68,8 @@ def test_ready_jobs_are_claimed_without_waiting_for_a_poll(
         "3600",
         "--heartbeat-interval",
         "3600",
+        "--heartbeat-timeout",  # longer than the interval, as the settings require
+        "7200",
     )
 
     assert [h.wait(timeout=60) for h in handles] == list(range(60))
