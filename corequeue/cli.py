@@ -85,6 +85,18 @@ def _add_run(sub: Any) -> None:
         help="recycle a child after N jobs (0: never)",
     )
     run.add_argument("--max-pending-per-process", type=int, metavar="N")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help=f"async jobs in flight per child (default {defaults.concurrency})",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"sync jobs in flight per child, in threads (default {defaults.threads})",
+    )
     run.add_argument("--stats-every", metavar="S", help="log stats every S seconds")
     run.add_argument("--heartbeat-interval", metavar="S")
     run.add_argument("--heartbeat-timeout", metavar="S")
@@ -143,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_processes=args.max_processes,
         max_jobs_per_process=args.max_jobs_per_process,
         max_pending_per_process=args.max_pending_per_process,
+        concurrency=args.concurrency,
+        threads=args.threads,
         stats_every=args.stats_every,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=args.heartbeat_timeout,

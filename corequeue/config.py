@@ -28,6 +28,11 @@ class Settings:
     max_processes: int = 2
     max_jobs_per_process: int = 0  # 0: children are never recycled
     max_pending_per_process: int = 1000  # an upper bound: see executor.pool.QUEUED_SECONDS
+    #: Async jobs (``async def run``) in flight at once in each child, on its event loop.
+    concurrency: int = 500
+    #: Sync jobs in flight at once in each child (1: one at a time, on the child's main thread;
+    #: more: a thread pool, for sync code that waits on I/O).
+    threads: int = 1
     stats_every: float = 60.0
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 60.0
@@ -93,6 +98,8 @@ _INTS = {
     "max_processes",
     "max_jobs_per_process",
     "max_pending_per_process",
+    "concurrency",
+    "threads",
     "max_worker_losses",
     "max_deferrals",
 }

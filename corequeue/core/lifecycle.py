@@ -398,6 +398,24 @@ def lose(
     return LostAttempt(change, LOST_ERROR_TYPE, message)
 
 
+def lose_shared(
+    job: JobSnapshot, *, lease: str, now: datetime, max_worker_losses: int | None
+) -> Change:
+    """The attempt's child process died on its own with other jobs in flight beside it:
+    which one killed it is not known. As for a worker loss (:data:`Action.WORKER_LOST`), the
+    attempt is not counted and the job runs again at once, but the loss counts toward the
+    crash-loop bound: the ``max_worker_losses``-th in a row (None: no bound) fails the job
+    (:func:`is_crash_loop`), so a job that kills its child ends ``failed`` while its siblings,
+    lost once beside it, run again. Raises StaleLease when ``lease`` is not the job's lease."""
+    if job.lease != lease:
+        raise StaleLease(f"lose_shared refused: lease {lease!r} is not the job's current lease")
+    waiting, failed = next_states(job.state, Action.WORKER_LOST)
+    losses = job.worker_losses + 1
+    if max_worker_losses is not None and losses >= max_worker_losses:
+        return _final(failed, job, job.attempts - 1, now, worker_losses=losses)
+    return _waiting(waiting, job, now)._replace(worker_losses=losses)
+
+
 def is_crash_loop(change: Change, max_worker_losses: int | None) -> bool:
     """Whether ``change`` (a worker loss's) failed the job as a crash loop."""
     return (

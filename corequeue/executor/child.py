@@ -1,14 +1,27 @@
-"""The child process: receives tasks from the worker, runs them one by one, sends results.
+"""The child process: receives tasks from the worker, runs them, sends results.
+
+Several jobs may be in flight in one child: async jobs (``async def run``) on an event loop
+(a thread of the child), up to ``concurrency`` at once; sync jobs one at a time on the main
+thread (``threads`` = 1, today's isolation and the cheapest path) or in a pool of ``threads``
+threads. A job class with ``exclusive = True`` never shares the child: it starts once nothing
+else is in flight, and nothing starts beside it.
 
 Protocol on the pipe (pickled plain tuples, framed as ``multiprocessing`` connections frame
 them). Child to parent first: ``("ready",)`` once its imports are done; only then does it get
-tasks. Parent to child: ``("run", [task fields, ...])``, ``("skip", [job ids])`` (drop these if
-not started yet: they were cancelled) or ``("stop",)``. Child to parent: ``("started", job id)``
-before each task (the parent times the task from it), ``("done", result fields)`` after it (or,
-when the next task starts at once, ``("next", result fields, next job id)``: both in one
-message), and ``("released", [job ids])`` with the tasks it dropped unstarted (on skip, or all
-of them when told to stop). Each result is written as soon as its task ends, so a child that
-dies later loses none.
+tasks. Parent to child: ``("run", [task fields, ...])``; ``("skip", [job ids])`` (cancelled:
+drop these if not started yet, cancel them if they are async and running); ``("abandon", [job
+ids])`` (the parent ended these sync jobs itself, a timeout or a cancel: their results are not
+sent); ``("stop",)`` (give back what has not started, finish what has, exit). Child to parent:
+``("started", job id, kind)`` as a task starts (the parent times it from this; ``kind`` is
+:data:`SYNC`, :data:`ASYNC` or :data:`EXCLUSIVE`, so the parent learns what each job name is),
+``("done", result fields)`` as it ends (or, when the main thread starts its next sync task at
+once, ``("next", result fields, next job id, kind)``: both in one message), and ``("released",
+[job ids])`` with the tasks it dropped unstarted. Each result is written as soon as its task
+ends (the main thread's last one at the latest when it next waits), so a child that dies later
+loses none.
+
+An async job past its ``timeout`` is cancelled here and reported ``timed_out``; a sync one
+cannot be stopped in its thread: the parent decides (see executor.pool).
 
 The child dies with its parent (``PR_SET_PDEATHSIG`` on Linux): a SIGKILLed worker leaves no
 orphan running a job that another worker will rescue and run again.
@@ -16,8 +29,11 @@ orphan running a job that another worker will rescue and run again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import importlib
+import inspect
 import logging
 import multiprocessing
 import os
@@ -25,13 +41,22 @@ import pickle
 import select
 import signal
 import sys
+import threading
+import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from corequeue import registry
-from corequeue.executor.task import Task, TaskResult, run_task
+from corequeue.config import Settings
+from corequeue.core.states import Outcome
+from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
+
+#: What a started task is, as the child reports it: bits, ASYNC | EXCLUSIVE for an exclusive
+#: async job.
+SYNC, ASYNC, EXCLUSIVE = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +64,23 @@ class ChildConfig:
     imports: tuple[str, ...]
     middleware: tuple[str, ...]
     database_url: str  # only for loading ORM parameters; tasks need no queue connection
+    concurrency: int = 500  # async jobs in flight at once
+    threads: int = 1  # sync jobs in flight at once (1: on the main thread)
+
+    @classmethod
+    def of(cls, settings: Settings) -> ChildConfig:
+        """The children's share of the worker's settings."""
+        return cls(
+            settings.imports,
+            settings.middleware,
+            settings.database_url,
+            concurrency=settings.concurrency,
+            threads=settings.threads,
+        )
 
 
 def child_main(conn: Connection, config: ChildConfig) -> None:
-    """Entry point of a spawned child process."""
+    """Entry point of a child process."""
     # The worker (our parent) handles SIGINT/SIGTERM and tells us when to stop: a signal sent
     # to the whole process group (Ctrl-C, systemd's default KillMode) must not cut the running
     # job's grace period short. The parent kills us with SIGKILL when it must.
@@ -58,45 +96,225 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     # A row naming a module outside the configured imports is an unknown job, never imported.
     registry.limit_imports(config.imports)
     runtime.configure(config.database_url, middleware=config.middleware)
-    chain = build_chain(config.middleware)
-    codecs = runtime.codecs()
-    tasks: deque[Task] = deque()
-    finished: TaskResult | None = None  # the last result, not sent yet
-    inbox = select.poll()  # kept: Connection.poll() builds a selector on every call
-    inbox.register(conn.fileno(), select.POLLIN)
+    _Runner(conn, config, build_chain(config.middleware), runtime.codecs()).serve()
 
-    def send(message: tuple[Any, ...]) -> None:
-        conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
-    send(("ready",))
+def job_kind(name: str) -> int:
+    """:data:`SYNC`, :data:`ASYNC` or :data:`EXCLUSIVE` for a job name (SYNC when it cannot
+    be resolved: the sync path reports it unresolved)."""
+    try:
+        cls = registry.resolve(name)
+    except Exception:
+        return SYNC
+    kind = ASYNC if inspect.iscoroutinefunction(getattr(cls, "run", None)) else SYNC
+    return kind | (EXCLUSIVE if getattr(cls, "exclusive", False) else 0)
 
-    while True:
-        if not tasks or inbox.poll(0):
-            if finished is not None:
-                send(("done", finished.wire()))
-                finished = None
-            try:
-                message = conn.recv()
-            except EOFError:
-                return
-            if message[0] == "stop":
-                send(("released", [t.job_id for t in tasks]))
-                return
-            if message[0] == "skip":
-                skip = set(message[1])
-                dropped = [t.job_id for t in tasks if t.job_id in skip]
-                if dropped:
-                    tasks = deque(t for t in tasks if t.job_id not in skip)
-                    send(("released", dropped))
+
+class _Runner:
+    """The child's state: tasks queued, what is in flight, and the threads that run it."""
+
+    def __init__(self, conn: Connection, config: ChildConfig, chain: Any, codecs: Any) -> None:
+        self.conn = conn
+        self.config = config
+        self.chain = chain
+        self.codecs = codecs
+        self.tasks: deque[Task] = deque()
+        self.kinds: dict[str, int] = {}
+        self.lock = threading.Lock()  # sends, and the counts below
+        self.sync_busy = 0  # sync jobs in flight in threads
+        self.async_busy: dict[int, asyncio.Task[None] | None] = {}  # None: not created yet
+        self.exclusive = 0  # exclusive jobs in flight (0 or 1)
+        self.abandoned: set[int] = set()
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.inbox = select.poll()  # kept: Connection.poll() builds a selector on every call
+        self.inbox.register(conn.fileno(), select.POLLIN)
+        self.inbox.register(self.wake_r, select.POLLIN)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            self.conn.send_bytes(data)
+
+    def serve(self) -> None:
+        self.send(("ready",))
+        finished: TaskResult | None = None  # the main thread's last result, not sent yet
+        while True:
+            events = self.inbox.poll(0) if self.tasks else []
+            task = None if events else self._next_task()
+            if task is None:  # nothing to start now: wait for a message or a job's end
+                if finished is not None:
+                    self.send(("done", finished.wire()))
+                    finished = None
+                if self.stopping and not self._in_flight():
+                    return
+                ready = {fd for fd, _ in (events or self.inbox.poll(None))}
+                if self.wake_r in ready:
+                    os.read(self.wake_r, 1 << 16)
+                if self.conn.fileno() in ready and not self._receive():
+                    return
                 continue
-            tasks.extend(map(Task._make, message[1]))
-            continue
-        task = tasks.popleft()
-        if finished is None:
-            send(("started", task.job_id))
-        else:  # one message: the last task's result, and that this one starts now
-            send(("next", finished.wire(), task.job_id))
-        finished = run_task(task, chain, codecs=codecs)
+            kind = self._kind(task)
+            if kind & ASYNC:
+                self._start_async(task, kind)
+            elif self.config.threads > 1:
+                self._start_thread(task, kind)
+            else:  # the main thread runs it: no hand-off to a thread
+                if finished is None:
+                    self.send(("started", task.job_id, kind))
+                else:  # one message: the last task's result, and that this one starts now
+                    self.send(("next", finished.wire(), task.job_id, kind))
+                self.exclusive += kind >> 1
+                finished = run_task(task, self.chain, codecs=self.codecs)
+                self.exclusive -= kind >> 1
+
+    def _kind(self, task: Task) -> int:
+        kind = self.kinds.get(task.name)
+        if kind is None:
+            kind = self.kinds[task.name] = job_kind(task.name)
+        return kind
+
+    def _in_flight(self) -> int:
+        with self.lock:
+            return self.sync_busy + len(self.async_busy) + self.exclusive
+
+    def _next_task(self) -> Task | None:
+        """The first queued task that may start now (None: none may). Async tasks pass sync
+        ones waiting for a thread; nothing passes an exclusive task waiting for the child to
+        empty."""
+        threads = self.config.threads
+        with self.lock:
+            if self.exclusive:
+                return None
+            busy = self.sync_busy + len(self.async_busy)
+            async_room = len(self.async_busy) < self.config.concurrency
+            sync_room = self.sync_busy < threads
+        for i, task in enumerate(self.tasks):
+            kind = self._kind(task)
+            if kind & EXCLUSIVE:
+                if busy:
+                    return None
+            elif kind & ASYNC:
+                if not async_room:
+                    continue
+            elif not sync_room:
+                continue
+            del self.tasks[i]
+            return task
+        return None
+
+    def _receive(self) -> bool:
+        """Apply one message from the parent. False: the child must exit now."""
+        try:
+            message = self.conn.recv()
+        except EOFError:
+            return False
+        if message[0] == "run":
+            self.tasks.extend(map(Task._make, message[1]))
+        elif message[0] == "skip":
+            skip = set(message[1])
+            dropped = [t.job_id for t in self.tasks if t.job_id in skip]
+            if dropped:
+                self.tasks = deque(t for t in self.tasks if t.job_id not in skip)
+                self.send(("released", dropped))
+            for job_id in skip:
+                self._cancel_async(job_id)
+        elif message[0] == "abandon":
+            with self.lock:
+                self.abandoned.update(message[1])
+        elif message[0] == "stop":
+            self.send(("released", [t.job_id for t in self.tasks]))
+            self.tasks.clear()
+            self.stopping = True
+        return True
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def _ended(self, result: TaskResult, kind: int, *, threaded: bool) -> None:
+        """A job off the main thread ended: send its result, free its slot, wake the main
+        thread."""
+        data = pickle.dumps(("done", result.wire()), pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            if threaded:
+                self.sync_busy -= 1
+            else:
+                self.async_busy.pop(result.job_id, None)
+            self.exclusive -= kind >> 1
+            if result.job_id in self.abandoned:
+                self.abandoned.discard(result.job_id)
+            else:
+                self.conn.send_bytes(data)
+        with contextlib.suppress(BlockingIOError):  # the main thread has wake-ups to read
+            os.write(self.wake_w, b"x")
+
+    def _start_thread(self, task: Task, kind: int) -> None:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="corequeue-job")
+        with self.lock:
+            self.sync_busy += 1
+            self.exclusive += kind >> 1
+        self.send(("started", task.job_id, kind))
+
+        def run() -> None:
+            self._ended(run_task(task, self.chain, codecs=self.codecs), kind, threaded=True)
+
+        self.pool.submit(run)
+
+    # -- the event loop ---------------------------------------------------------------------
+
+    def _start_async(self, task: Task, kind: int) -> None:
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="corequeue-loop", daemon=True).start()
+        with self.lock:
+            self.async_busy[task.job_id] = None  # the task is created on the loop
+            self.exclusive += kind >> 1
+        self.send(("started", task.job_id, kind))
+        loop.call_soon_threadsafe(self._create, task, kind)
+
+    def _create(self, task: Task, kind: int) -> None:
+        """On the loop: run ``task`` as an asyncio task (unless cancelled meanwhile)."""
+        with self.lock:
+            if task.job_id not in self.async_busy:
+                return
+            self.async_busy[task.job_id] = asyncio.ensure_future(self._run_async(task, kind))
+
+    def _cancel_async(self, job_id: int) -> None:
+        loop = self.loop
+        if loop is not None and job_id in self.async_busy:
+            loop.call_soon_threadsafe(self._cancel_on_loop, job_id)
+
+    def _cancel_on_loop(self, job_id: int) -> None:
+        with self.lock:
+            running = self.async_busy.get(job_id)
+        if running is not None:
+            running.cancel()
+
+    async def _run_async(self, task: Task, kind: int) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(task.timeout):
+                result = await run_task_async(task, self.chain, codecs=self.codecs)
+        except TimeoutError:
+            result = _stopped(task, started, Outcome.TIMED_OUT)
+        except asyncio.CancelledError:
+            result = _stopped(task, started, Outcome.CANCELLED)
+        self._ended(result, kind, threaded=False)
+
+
+def _stopped(task: Task, started: float, outcome: Outcome) -> TaskResult:
+    """The result of an async job this child stopped (its timeout, or a cancel)."""
+    if outcome is Outcome.TIMED_OUT:
+        error_type, why = "JobTimeout", f"the job ran past its timeout of {task.timeout:g}s"
+    else:
+        error_type, why = "JobCancelled", "the job was cancelled"
+    duration = time.perf_counter() - started
+    return TaskResult(task.job_id, task.lease, outcome, duration, None, error_type, why)
 
 
 def _die_with_parent() -> None:

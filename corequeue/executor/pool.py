@@ -1,8 +1,12 @@
 """A pool of spawned child processes that run tasks, with timeouts, crashes and recycling.
 
-The parent keeps, per child, the tasks it has handed over in order. The first is the one
-running once the child says so (``("started", job id)``): timeouts count from that message, not
-from the hand-off, so a parent slow to read results never makes a job look older than it is.
+The parent keeps, per child, the tasks it has handed over, and which of them the child has
+started (``("started", job id, kind)``): timeouts count from that message, not from the
+hand-off, so a parent slow to read results never makes a job look older than it is. A child
+runs up to ``threads`` sync tasks and ``concurrency`` async ones at once (executor.child); the
+parent learns each job name's kind from the "started" messages and sizes the room it offers
+(and so the claims) by kind: sync slots of ``threads - 1 + max_pending``, and async slots of
+``concurrency`` once an async job was seen. Nothing is imported for this in the parent.
 A child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
 not claimed for children still starting, where they would sit ``running`` with nobody running
 them while an idle worker elsewhere could.
@@ -17,10 +21,8 @@ import multiprocessing
 import os
 import pickle
 import select
-import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -29,8 +31,18 @@ from typing import Any
 
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
-from corequeue.executor.child import ChildConfig, child_main
+from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
+from corequeue.executor.events import (
+    Event,
+    Ready,
+    Released,
+    describe_exit,
+    ended_here,
+    frames,
+)
 from corequeue.executor.task import Task, TaskResult
+
+__all__ = ["Event", "ProcessPool", "Ready", "Released", "describe_exit"]
 
 _ctx = multiprocessing.get_context("spawn")
 log = logging.getLogger("corequeue.worker")
@@ -42,24 +54,12 @@ INITIAL_PENDING = 10
 #: When the pool starts, the first child ready waits up to this many seconds for the others
 #: before any task is handed out (see ProcessPool.startup_wait).
 STARTUP_WAIT = 1.0
+#: Seconds past an async job's timeout before the pool stops it by killing its child: the
+#: child cancels it at the timeout itself, unless its event loop is blocked.
+ASYNC_TIMEOUT_GRACE = 2.0
+#: Seconds :meth:`ProcessPool.cancel` waits for a child to confirm an async job's cancel.
+CANCEL_WAIT = 1.0
 
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """Tasks handed to a child that never started them: they go back without using an attempt."""
-
-    tasks: tuple[Task, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """A child finished starting (imports, configuration) and takes tasks from now on."""
-
-    pid: int | None
-
-
-#: What the pool reports from its children.
-Event = TaskResult | Released | Ready
 
 #: Bytes read from a child's pipe at once (its results, many per read under load).
 READ_SIZE = 1 << 18
@@ -77,28 +77,19 @@ class _Child:
     conn: Connection
     sock: socket.socket  # the same pipe, for reads that never block (MSG_DONTWAIT)
     inbox: bytearray = field(default_factory=bytearray)  # bytes read, not a whole message yet
-    pending: deque[Task] = field(default_factory=deque)
-    head_started: float = 0.0  # monotonic time the child reported starting the head task
-    running: int | None = None  # job id of the head task once the child started it
+    pending: dict[int, Task] = field(default_factory=dict)  # handed over, not ended, in order
+    started: dict[int, float] = field(default_factory=dict)  # job id -> monotonic start
+    kinds: dict[int, int] = field(default_factory=dict)  # job id -> kind, once started
+    deadlines: dict[int, float] = field(default_factory=dict)  # job id -> monotonic timeout
+    in_async: set[int] = field(default_factory=set)  # pending tasks counted in async slots
     assigned: int = 0
     stopping: bool = False
+    draining: bool = False  # a stuck sync job was ended here: replaced once the rest end
     ready: bool = False  # started up: takes tasks (none are handed to a child still starting)
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
-
-
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "the child process stopped responding"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"the child process was killed by {name}"
-    return f"the child process exited with code {exitcode}"
 
 
 class ProcessPool:
@@ -110,15 +101,19 @@ class ProcessPool:
         max_jobs_per_process: int = Settings.max_jobs_per_process,
         max_pending_per_process: int = Settings.max_pending_per_process,
     ) -> None:
-        """The limits default to :class:`~corequeue.config.Settings`' (defined there only)."""
+        """Limits default to Settings' (defined there only); ``config`` has the rest."""
         self.config = config
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
         self.max_pending_cap = max_pending_per_process
-        self._mean_duration: float | None = None  # moving average of job durations
+        self._mean_duration: float | None = None  # moving average of sync job durations
         self.children: list[_Child] = []
         self.replaced = 0  # children that died with work and were replaced
         self.closing = False
+        # What each job name turned out to be (the children say, as a task starts): async
+        # slots are offered once an async job was seen, and async tasks go to them.
+        self.kinds: dict[str, int] = {}
+        self._async_seen = False
         # One poll object for the pool's whole life (multiprocessing's wait() builds a selector
         # and registers every file descriptor on each call).
         self._poller = select.poll()
@@ -178,14 +173,22 @@ class ProcessPool:
 
     @property
     def max_pending(self) -> int:
-        """How many tasks a child may have queued: about :data:`QUEUED_SECONDS` of work at the
-        jobs' recent mean duration, between 1 and ``max_pending_per_process``. Fast jobs are
-        handed over (and claimed) in large batches; slow ones are not hoarded by one child
-        while other workers sit idle."""
+        """How many sync tasks a child may have queued beyond its threads: about
+        :data:`QUEUED_SECONDS` of work at the sync jobs' recent mean duration, between 1 and
+        ``max_pending_per_process``. Fast jobs are handed over (and claimed) in large
+        batches; slow ones are not hoarded by one child while other workers sit idle."""
         cap = self.max_pending_cap
         if self._mean_duration is None:
             return min(cap, INITIAL_PENDING)
         return max(1, min(cap, int(QUEUED_SECONDS / max(self._mean_duration, 1e-6))))
+
+    @property
+    def capacity(self) -> int:
+        """Tasks all the children may hold at once: the claim sizing's whole."""
+        per_child = self.max_pending + self.config.threads - 1
+        if self._async_seen:
+            per_child += self.config.concurrency
+        return self.max_processes * per_child
 
     def _observe(self, duration: float) -> None:
         mean = self._mean_duration
@@ -206,11 +209,19 @@ class ProcessPool:
         left = self._first_ready_at + STARTUP_WAIT - time.monotonic()
         return left if left > 0 else None
 
+    def _rooms(self, child: _Child, target: int) -> tuple[int, int]:
+        """Free (sync, async) slots of ``child`` for a queue target of ``target`` sync tasks:
+        ``threads - 1 + target`` sync tasks, ``concurrency`` async ones (once any was seen)."""
+        n_async = len(child.in_async)
+        sync = self.config.threads - 1 + target - (len(child.pending) - n_async)
+        free_async = self.config.concurrency - n_async if self._async_seen else 0
+        return max(sync, 0), max(free_async, 0)
+
     def free_slots(self) -> int:
         """Room for tasks in the children that are ready (none while :meth:`startup_wait`
         holds the first tasks back). While another child is still starting and no job's
-        duration is known yet, a ready child takes one task at a time: slow jobs queued in
-        the first child to start would not move to the others once they are up (once
+        duration is known yet, a ready child takes one sync task at a time: slow jobs queued
+        in the first child to start would not move to the others once they are up (once
         durations are known, ``max_pending`` keeps slow jobs from queueing)."""
         if self.startup_wait() is not None:
             return 0
@@ -219,7 +230,7 @@ class ProcessPool:
         free = 0
         for child in self.children:
             if self._accepting(child):
-                room = target - len(child.pending)
+                room = sum(self._rooms(child, target))
                 if self.max_jobs_per_process:
                     room = min(room, self.max_jobs_per_process - child.assigned)
                 free += max(room, 0)
@@ -234,37 +245,49 @@ class ProcessPool:
         return sum(len(c.pending) for c in self.children)
 
     def tasks(self) -> list[Task]:
-        return [t for c in self.children for t in c.pending]
+        return [t for c in self.children for t in c.pending.values()]
 
     def submit(self, tasks: Sequence[Task]) -> list[Task]:
-        """Hand tasks to the least-loaded children, one message per child. Returns the tasks
-        no child could take (every child stopping, or at its ``max_jobs_per_process``): the
-        caller gives them back. ``max_pending`` is a target here, not a limit: the tasks were
-        claimed for slots that were free then, and the mean duration may have moved since."""
-        load = {id(c): len(c.pending) for c in self.children if self._accepting(c)}
+        """Hand tasks to the least-loaded children, one message per child: a task whose job is
+        known to be async to the child with the most free async slots, any other to the one
+        with the fewest sync tasks. Returns the tasks no child could take (every child
+        stopping, or at its ``max_jobs_per_process``): the caller gives them back. The slots
+        are a target here, not a limit: the tasks were claimed for slots free then."""
+        open_ = [c for c in self.children if self._accepting(c)]
         room = {
             id(c): (self.max_jobs_per_process - c.assigned if self.max_jobs_per_process else -1)
-            for c in self.children
-            if id(c) in load
+            for c in open_
         }
-        batches: dict[int, list[Task]] = {key: [] for key in load}
+        open_ = [c for c in open_ if room[id(c)] != 0]
+        n_sync = {id(c): len(c.pending) - len(c.in_async) for c in open_}
+        n_async = {id(c): len(c.in_async) for c in open_}
+        batches: dict[int, list[Task]] = {id(c): [] for c in open_}
         left: list[Task] = []
-        open_ = [key for key in load if room[key] != 0]  # children that take more (-1: no limit)
+        limit = self.config.concurrency
         for task in tasks:
             if not open_:
                 left.append(task)
                 continue
-            key = min(open_, key=load.__getitem__)
-            batches[key].append(task)
-            load[key] += 1
-            room[key] -= 1
-            if room[key] == 0:
-                open_.remove(key)
+            child = None
+            if self.kinds.get(task.name, SYNC) == ASYNC:
+                child = min(open_, key=lambda c: n_async[id(c)])
+                if n_async[id(child)] < limit:
+                    n_async[id(child)] += 1
+                    child.in_async.add(task.job_id)
+                else:
+                    child = None
+            if child is None:
+                child = min(open_, key=lambda c: n_sync[id(c)])
+                n_sync[id(child)] += 1
+            batches[id(child)].append(task)
+            room[id(child)] -= 1
+            if room[id(child)] == 0:
+                open_.remove(child)
         for child in self.children:
             batch = batches.get(id(child))
             if not batch:
                 continue
-            child.pending.extend(batch)
+            child.pending.update((t.job_id, t) for t in batch)
             child.assigned += len(batch)
             self._handed_out = True
             # A dead child's pipe refuses: wait() reports the death through its sentinel.
@@ -297,7 +320,7 @@ class ProcessPool:
         for child in list(self.children):
             if ready is None or child.sock.fileno() in ready or child.process.sentinel in ready:
                 events.extend(self._drain(child))
-        self._retire_recycled()
+        events.extend(self._retire())
         return events
 
     def _drain(self, child: _Child) -> list[Event]:
@@ -322,21 +345,9 @@ class ProcessPool:
             inbox += chunk
             if len(chunk) < READ_SIZE:
                 break
-        # Frames as multiprocessing.Connection writes them: a 4-byte big-endian signed length
-        # (-1: an 8-byte length follows), then the pickle.
-        pos, size = 0, len(inbox)
-        while size - pos >= 4:
-            n = int.from_bytes(inbox[pos : pos + 4], "big", signed=True)
-            start = pos + 4
-            if n == -1:
-                if size - pos < 12:
-                    break
-                n = int.from_bytes(inbox[pos + 4 : pos + 12], "big")
-                start = pos + 12
-            if size - start < n:
-                break
-            self._receive(child, pickle.loads(inbox[start : start + n]), events)
-            pos = start + n
+        messages, pos = frames(inbox)
+        for message in messages:
+            self._receive(child, message, events)
         del inbox[:pos]
         return events
 
@@ -349,30 +360,39 @@ class ProcessPool:
                 self._first_ready_at = time.monotonic()
             events.append(Ready(child.pid))
         elif kind == "started":
-            if child.pending and child.pending[0].job_id == message[1]:
-                child.running = message[1]
-                child.head_started = time.monotonic()
+            self._start(child, message[1], message[2])
         elif kind == "done" or kind == "next":
             result = TaskResult.from_wire(message[1])
-            self._observe(result.duration)
-            if child.pending and child.pending[0].job_id == result.job_id:
-                child.pending.popleft()
-            child.running = None
-            events.append(result)
-            if kind == "next" and child.pending and child.pending[0].job_id == message[2]:
-                child.running = message[2]
-                child.head_started = time.monotonic()
+            if child.pending.pop(result.job_id, None) is not None:  # else ended here already
+                if not child.kinds.pop(result.job_id, SYNC) & ASYNC:
+                    self._observe(result.duration)
+                child.started.pop(result.job_id, None)
+                child.deadlines.pop(result.job_id, None)
+                child.in_async.discard(result.job_id)
+                events.append(result)
+            if kind == "next":
+                self._start(child, message[2], message[3])
         elif kind == "released":
-            ids = set(message[1])
-            gone = tuple(t for t in child.pending if t.job_id in ids)
-            child.pending = deque(t for t in child.pending if t.job_id not in ids)
+            gone = tuple(t for i in message[1] if (t := child.pending.pop(i, None)) is not None)
+            for task in gone:
+                child.in_async.discard(task.job_id)
             events.append(Released(gone))
 
-    def _started(self, child: _Child) -> Task | None:
-        """The task ``child`` is running (None when idle or not started yet)."""
-        if child.pending and child.running == child.pending[0].job_id:
-            return child.pending[0]
-        return None
+    def _start(self, child: _Child, job_id: int, kind: int) -> None:
+        """``child`` started a task: time it from now, and learn its job name's kind."""
+        task = child.pending.get(job_id)
+        if task is None:
+            return
+        now = time.monotonic()
+        child.started[job_id] = now
+        child.kinds[job_id] = kind
+        if task.timeout is not None:
+            # The child stops an async job at its timeout itself; this is the backstop.
+            grace = ASYNC_TIMEOUT_GRACE if kind & ASYNC else 0.0
+            child.deadlines[job_id] = now + task.timeout + grace
+        if self.kinds.get(task.name) != kind:
+            self.kinds[task.name] = kind
+            self._async_seen = self._async_seen or kind == ASYNC
 
     def _bury(
         self,
@@ -381,61 +401,69 @@ class ProcessPool:
         outcome: Outcome = Outcome.LOST,
         *,
         killed: bool = False,
+        culprit: int | None = None,
     ) -> list[Event]:
-        """A child is gone: its running task ends with ``outcome``, the rest go back.
+        """A child is gone: its started tasks end with ``outcome``, the rest go back.
 
-        ``killed``: we killed it, so an unstarted head goes back too. A child that died on its
-        own is charged with its head even before reporting it started (a job that kills its child
-        before the "started" message is read): releasing it uncounted could loop forever,
-        while a used attempt shows the cause and ends in failure. A child that dies while
-        starting has no tasks (none are handed to it before it is ready): that is logged.
+        ``killed``: we killed it, to end ``culprit`` (its other started tasks go back
+        uncounted: they were not at fault) or every started task (``culprit`` None: the
+        worker stops). A child that died on its own is charged with its started task, or its
+        first task when none was reported started (a job that kills its child before the
+        "started" message is read): releasing it uncounted could loop forever. With several
+        tasks started nobody knows which one killed it: each ends ``lost`` marked
+        ``crash_shared`` (the worker uses no attempt but counts it toward the crash-loop
+        bound). A child that dies while starting has no tasks: that is logged.
         """
         events: list[Event] = []
         child.process.join(timeout=5)
         self._forget(child)
         if not child.ready and not child.stopping:
-            self.start_failures += 1
-            delay = min(RESPAWN_DELAY_MIN * 2 ** (self.start_failures - 1), RESPAWN_DELAY_MAX)
-            self._respawn_at = time.monotonic() + delay
-            log.error(
-                "child process pid=%s exited while starting (%s); no job had been handed to "
-                "it; %d start(s) failed in a row, the next in %.1fs",
-                child.pid,
-                why,
-                self.start_failures,
-                delay,
-            )
+            self._start_failed(child, why)
         if child.pending and not child.stopping:
             self.replaced += 1
-        started = self._started(child) is not None
-        if child.pending and (started or not killed):
-            head = child.pending.popleft()
-            duration = time.monotonic() - child.head_started if started else 0.0
-            if not started:
-                why += " (before the job started)"
+        now = time.monotonic()
+        charged = [t for t in child.pending.values() if t.job_id in child.started]
+        if killed and culprit is not None:
+            charged = [t for t in charged if t.job_id == culprit]
+        elif not charged and child.pending and not killed:
+            charged = [next(iter(child.pending.values()))]
+            why += " (before the job started)"
+        shared = not killed and len(charged) > 1
+        if shared:
+            why += f" with {len(charged)} jobs in flight (which one killed it is not known)"
+        for task in charged:
+            del child.pending[task.job_id]
+            began = child.started.get(task.job_id)
             events.append(
-                TaskResult(
-                    head.job_id,
-                    head.lease,
-                    outcome,
-                    duration,
-                    error_type={
-                        Outcome.LOST: "ChildProcessLost",
-                        Outcome.TIMED_OUT: "JobTimeout",
-                        Outcome.CANCELLED: "JobCancelled",
-                    }.get(outcome, outcome.value),
-                    error_message=why,
-                    retry_delay=None,  # the worker decides: the child could not ask the job
-                )
+                ended_here(task, outcome, 0.0 if began is None else now - began, why, shared)
             )
         if child.pending:
-            events.append(Released(tuple(child.pending)))
+            events.append(Released(tuple(child.pending.values())))
             child.pending.clear()
         return events
 
-    def _retire_recycled(self) -> None:
+    def _start_failed(self, child: _Child, why: str) -> None:
+        self.start_failures += 1
+        delay = min(RESPAWN_DELAY_MIN * 2 ** (self.start_failures - 1), RESPAWN_DELAY_MAX)
+        self._respawn_at = time.monotonic() + delay
+        log.error(
+            "child process pid=%s exited while starting (%s); no job had been handed to "
+            "it; %d start(s) failed in a row, the next in %.1fs",
+            child.pid,
+            why,
+            self.start_failures,
+            delay,
+        )
+
+    def _retire(self) -> list[Event]:
+        """Stop the children that are done: recycled ones (``max_jobs_per_process``) once
+        their tasks have ended, draining ones once no task they started is left (the tasks
+        they never started go back)."""
+        events: list[Event] = []
         for child in list(self.children):
-            if (
+            if child.draining and not any(i in child.started for i in child.pending):
+                events.extend(self._kill(child, Outcome.LOST, "the child was replaced"))
+            elif (
                 self.max_jobs_per_process
                 and child.assigned >= self.max_jobs_per_process
                 and not child.pending
@@ -449,63 +477,92 @@ class ProcessPool:
                     child.process.kill()
                     child.process.join()
                 self._forget(child)
+        return events
 
     def check_timeouts(self) -> list[Event]:
-        """Kill children whose running task is past its timeout."""
+        """End the started tasks past their timeout: an async one the child failed to stop
+        (its event loop is blocked) and a sync one running alone kill the child; a sync one
+        beside others is recorded now and its child drained and replaced (a thread cannot
+        be stopped)."""
         events: list[Event] = []
         now = time.monotonic()
         for child in list(self.children):
-            head = self._started(child)
-            if (
-                head is not None
-                and head.timeout is not None
-                and now - child.head_started > head.timeout
-            ):
-                why = f"the job ran past its timeout of {head.timeout:g}s"
-                events.extend(self._kill(child, Outcome.TIMED_OUT, why))
+            for job_id in [i for i, deadline in child.deadlines.items() if now > deadline]:
+                task = child.pending.get(job_id)
+                if task is None or child not in self.children:
+                    continue
+                why = f"the job ran past its timeout of {task.timeout:g}s"
+                if child.kinds.get(job_id, SYNC) & ASYNC:
+                    why += "; its child's event loop was blocked (a sync call in an async job?)"
+                    events.extend(self._kill(child, Outcome.TIMED_OUT, why, job_id))
+                else:
+                    events.extend(self._end_sync(child, job_id, Outcome.TIMED_OUT, why))
         return events
+
+    def _end_sync(self, child: _Child, job_id: int, outcome: Outcome, why: str) -> list[Event]:
+        """End a started sync task here: the child is killed when it runs nothing else;
+        otherwise the task's thread is left to finish unheard (its result is dropped) while
+        the child finishes its other tasks, then it is replaced (:meth:`_retire`)."""
+        if not any(i != job_id for i in child.started if i in child.pending):
+            return self._kill(child, outcome, why, job_id)
+        task = child.pending.pop(job_id)
+        duration = time.monotonic() - child.started.pop(job_id)
+        child.deadlines.pop(job_id, None)
+        child.in_async.discard(job_id)
+        if not child.draining:
+            child.draining = child.stopping = True
+            self.replaced += 1
+        with contextlib.suppress(OSError):
+            _send(child, ("abandon", [job_id]))
+            _send(child, ("stop",))
+        why += "; its thread cannot be stopped: the child finishes its other jobs and is replaced"
+        return [ended_here(task, outcome, duration, why, False)]
 
     def next_deadline(self) -> float | None:
-        """Seconds until the earliest running task's timeout (None when none has one)."""
-        deadlines = []
-        for c in self.children:
-            head = self._started(c)
-            if head is not None and head.timeout is not None:
-                deadlines.append(c.head_started + head.timeout - time.monotonic())
-        return max(min(deadlines), 0.0) if deadlines else None
+        """Seconds until the earliest started task's timeout (None when none has one)."""
+        deadlines = [d for c in self.children for d in c.deadlines.values()]
+        return max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
 
     def cancel(self, job_ids: set[int]) -> list[Event]:
-        """Stop the children running these jobs (cancelled or no longer ours)."""
+        """Stop these jobs (cancelled, or no longer ours), leaving their siblings: an async one
+        is cancelled in its child (its result is waited for, up to ``CANCEL_WAIT``), a sync one
+        ended as :meth:`_end_sync` does, an unstarted one dropped by its child ("released")."""
         events: list[Event] = []
+        waiting: list[tuple[_Child, set[int]]] = []
         for child in list(self.children):
             events.extend(self._read(child))  # a "started" may be waiting in the pipe
-            head = self._started(child)
-            if head is not None and head.job_id in job_ids:
-                events.extend(self._kill(child, Outcome.CANCELLED, "the job was cancelled"))
-                continue
-            # Unstarted ones must not run: the child drops them and answers "released" (if it
-            # started one meanwhile, the next check finds it running and stops the child).
-            queued = [t.job_id for t in child.pending if t.job_id in job_ids]
-            if queued:
+            mine = [i for i in child.pending if i in job_ids]
+            for job_id in mine:
+                started_sync = job_id in child.started and not child.kinds.get(job_id, 0) & ASYNC
+                if started_sync and child in self.children:
+                    events.extend(self._end_sync(child, job_id, CANCELLED, CANCEL_WHY))
+            rest = [i for i in mine if i in child.pending]
+            if rest and child in self.children:
                 with contextlib.suppress(OSError):  # a dead child is reported by wait()
-                    _send(child, ("skip", queued))
+                    _send(child, ("skip", rest))
+                waiting.append((child, {i for i in rest if i in child.started}))
+        deadline = time.monotonic() + CANCEL_WAIT
+        for child, ids in waiting:
+            while ids & child.pending.keys() and child in self.children:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([child.sock], [], [], left)[0]:
+                    break
+                events.extend(self._read(child))
         return events
 
-    def _kill(self, child: _Child, outcome: Outcome, why: str) -> list[Event]:
-        """Kill ``child``; its running task ends with ``outcome``. Messages it sent before
-        dying are read first: a task that finished in the meantime keeps its result, and a
-        task started after it ends ``lost`` instead (it was not the one meant)."""
-        target = self._started(child)
+    def _kill(
+        self, child: _Child, outcome: Outcome, why: str, culprit: int | None = None
+    ) -> list[Event]:
+        """Kill ``child`` to end ``culprit`` (None: every started task) with ``outcome``.
+        Messages it sent before dying are read first: a task that finished in the meantime
+        keeps its result."""
         child.process.kill()
         child.process.join(timeout=5)
         events = self._read(child)
-        head = self._started(child)
-        if target is not None and (head is None or head.job_id != target.job_id):
-            outcome, why = Outcome.LOST, "the child process was stopped to end another job"
-        return events + self._bury(child, why, outcome, killed=True)
+        return events + self._bury(child, why, outcome, killed=True, culprit=culprit)
 
     def stop_accepting(self) -> list[Event]:
-        """Ask every child to finish its running task and give back the rest."""
+        """Ask every child to finish its started tasks and give back the rest."""
         self.closing = True
         for child in self.children:
             if not child.stopping:
@@ -521,25 +578,22 @@ class ProcessPool:
         return events
 
     def close(self, timeout: float = 5.0) -> list[Event]:
-        """Stop every child: each finishes its running task (within ``timeout`` seconds in
-        all) and gives back the rest. Returns what happened: results, Released tasks, and a
-        task still running at the deadline ended ``lost`` (its child killed)."""
+        """Stop every child: each finishes its started tasks (within ``timeout`` seconds in
+        all) and gives back the rest. Returns what happened: results, Released tasks, and the
+        tasks still running at the deadline ended ``lost`` (their children killed)."""
         self.stop_accepting()
         events: list[Event] = []
         deadline = time.monotonic() + timeout
+        while self.children and (left := deadline - time.monotonic()) > 0:
+            events.extend(self.wait(left))
         for child in list(self.children):
-            child.process.join(max(deadline - time.monotonic(), 0.0))
-            if child.process.is_alive():
-                child.process.kill()
-                child.process.join()
-                events.extend(self._read(child))
-                events.extend(
-                    self._bury(child, "the worker stopped while the job ran", killed=True)
-                )
-            else:
-                events.extend(self._drain(child))
+            events.extend(self._kill(child, Outcome.LOST, "the worker stopped while the job ran"))
         self.children.clear()
         return events
+
+
+CANCELLED = Outcome.CANCELLED
+CANCEL_WHY = "the job was cancelled"
 
 
 def _send(child: _Child, message: tuple[Any, ...]) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 import traceback
+from collections.abc import Awaitable, Generator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -51,6 +54,9 @@ class TaskResult(NamedTuple):
     #: The job's name could not be resolved here (UnknownJobError): the worker requeues it
     #: without using an attempt (``lifecycle.unresolved``).
     unresolved: bool = False
+    #: The child died on its own with several jobs in flight (which one killed it is not
+    #: known): a ``lost`` attempt the worker does not count, but counts toward the crash loop.
+    crash_shared: bool = False
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -78,7 +84,56 @@ def _message(exc: BaseException) -> str:
 
 def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
     """Run ``task`` through the middleware ``chain`` and say how it ended. Never raises
-    (except for the process being killed): every failure becomes an ``errored`` result."""
+    (except for the process being killed): every failure becomes an ``errored`` result. An
+    async job (its chain returns an awaitable) runs to completion in an event loop of its own
+    (the inline runner, a sync path); the child awaits it instead (:func:`run_task_async`)."""
+    attempt = _attempt(task, chain, codecs)
+    try:
+        awaitable = next(attempt)
+        while True:
+            try:
+                value = asyncio.run(_awaited(awaitable))
+            except BaseException as exc:
+                awaitable = attempt.throw(exc)
+            else:
+                awaitable = attempt.send(value)
+    except StopIteration as stop:
+        result: TaskResult = stop.value
+        return result
+
+
+async def run_task_async(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
+    """:func:`run_task` for the child's event loop: the job's awaitable is awaited here.
+    Cancelling this coroutine (a timeout, a cancel) raises CancelledError out of it, not a
+    result: the caller says how the attempt ended."""
+    attempt = _attempt(task, chain, codecs)
+    try:
+        awaitable = next(attempt)
+        while True:
+            try:
+                value = await awaitable
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    attempt.close()
+                    raise
+                awaitable = attempt.throw(exc)
+            except BaseException as exc:
+                awaitable = attempt.throw(exc)
+            else:
+                awaitable = attempt.send(value)
+    except StopIteration as stop:
+        result: TaskResult = stop.value
+        return result
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any], Any, TaskResult]:
+    """One attempt, as a generator: it yields the job's awaitable (an async job) and is sent
+    its value (or thrown its exception), so the sync and async drivers share every rule."""
     started = time.perf_counter()
     job: Job | None = None
 
@@ -107,6 +162,8 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
         args, kwargs = decode_params(task.params, codecs=codecs)
         job = cls(*args, **kwargs)
         value = chain(job)
+        if inspect.isawaitable(value):
+            value = yield value
     except DeferJob as defer:
         return ended(
             Outcome.DEFERRED,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from datetime import datetime, timedelta
 
-from corequeue.backoff import retry_delay_for
+from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.core import lifecycle
 from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import TaskResult
@@ -28,11 +28,12 @@ def decide(
     interrupted: bool,
     max_deferrals: int | None = None,
     unknown_job_timeout: float = 3600.0,
+    max_worker_losses: int | None = None,
 ) -> AttemptEnd:
     """The ending of ``job``'s attempt that ``result`` reports. ``interrupted``: the worker's
     own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
     worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
-    after it was enqueued; a deferral past ``max_deferrals`` fails the job."""
+    after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared."""
     retry_delay = result.retry_delay
     if retry_delay is None:  # not decided in the child (it could not ask the job)
         retry_delay = (
@@ -44,6 +45,8 @@ def decide(
         error_message = f"{error_message}: requeued without using an attempt"
     elif result.unresolved:
         change, error_message = _unresolved(job, error_message, now, unknown_job_timeout)
+    elif result.crash_shared:
+        change, error_message = _lost_shared(job, error_message, now, max_worker_losses)
     else:
         change = lifecycle.finish(
             job.snapshot(),
@@ -75,6 +78,27 @@ def decide(
         job.name,
         job.queue,
     )
+
+
+def _lost_shared(
+    job: ClaimedJob, message: str | None, now: datetime, default: int | None
+) -> tuple[lifecycle.Change, str]:
+    """The core's ending of an attempt lost with its child beside other jobs in flight, and
+    its error: no attempt used, but a step toward the crash-loop bound ``max_worker_losses``
+    (the job class's own bound first)."""
+    bound = None if default is None else max_worker_losses_for(job.name, default)
+    change = lifecycle.lose_shared(
+        job.snapshot(), lease=job.lease, now=now, max_worker_losses=bound
+    )
+    losses = f"loss {change.worker_losses} in a row"
+    if lifecycle.is_crash_loop(change, bound):
+        note = (
+            f"{losses}: max_worker_losses = {bound} reached, it looks like a crash loop (the "
+            "job takes its child process down); fix the job, then retry it"
+        )
+    else:
+        note = f"{losses}, requeued without using an attempt"
+    return change, f"{message} ({note})"
 
 
 def _unresolved(

@@ -68,7 +68,7 @@ class Worker:
         self.id = str(uuid.uuid4())
         self.queues = list(settings.queues)
         self.pool = ProcessPool(
-            ChildConfig(settings.imports, settings.middleware, settings.database_url),
+            ChildConfig.of(settings),
             max_processes=settings.max_processes,
             max_jobs_per_process=settings.max_jobs_per_process,
             max_pending_per_process=settings.max_pending_per_process,
@@ -318,7 +318,7 @@ class Worker:
         record than the children are to run must not let the endings (and the parent's
         memory) pile up, nor jobs stay ``running`` long after."""
         free = self.pool.free_slots()
-        capacity = self.settings.max_processes * self.pool.max_pending
+        capacity = self.pool.capacity
         if len(self._ends) + len(self._recording) >= max(2 * capacity, 1):
             return 0
         if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
@@ -449,6 +449,7 @@ class Worker:
                     interrupted=interrupted,
                     max_deferrals=self.settings.max_deferrals,
                     unknown_job_timeout=self.settings.unknown_job_timeout,
+                    max_worker_losses=self.settings.max_worker_losses,
                 )
             )
 
