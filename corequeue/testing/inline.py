@@ -27,8 +27,9 @@ What happens to each job enqueued while :class:`InlineJobs` is active:
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,10 +168,12 @@ class InlineJobs:
             def recording(job: Job, raised: list[BaseException] = raised) -> Any:
                 handle.job = job
                 try:
-                    return chain(job)
+                    value = chain(job)
                 except BaseException as exc:
                     raised.append(exc)
                     raise
+                # An async job: run_task awaits it to completion; its exception is kept too.
+                return _recorded(value, raised) if inspect.isawaitable(value) else value
 
             task = Task(handle.id, lease, handle.name, handle.params, snapshot.attempts, None)
             result = run_task(task, recording, codecs=runtime.codecs())
@@ -229,6 +232,14 @@ class InlineJobs:
         raise JobFailed(
             f"inline job {handle.name} failed: {result.error_type}: {result.error_message}"
         )
+
+
+async def _recorded(awaitable: Awaitable[Any], raised: list[BaseException]) -> Any:
+    try:
+        return await awaitable
+    except BaseException as exc:
+        raised.append(exc)
+        raise
 
 
 def _now() -> datetime:
