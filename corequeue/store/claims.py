@@ -18,8 +18,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from corequeue.core import claims
 from corequeue.core.states import JobState
-from corequeue.store import schema
-from corequeue.store.base import StoreBase
+from corequeue.store import flow, schema
 from corequeue.store.driver import UTC_TYPE
 from corequeue.store.records import ClaimedJob
 from corequeue.store.rows import jobs
@@ -66,8 +65,8 @@ def _claim_order() -> list[ColumnElement[Any]]:
     ]
 
 
-class ClaimQueries(StoreBase):
-    """Claiming ready jobs."""
+class ClaimQueries(flow.FlowQueries):
+    """Claiming ready jobs (through the limits, :mod:`corequeue.store.flow`, once any exist)."""
 
     def job_claim_many(
         self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
@@ -85,8 +84,10 @@ class ClaimQueries(StoreBase):
         # row's fields by name costs more than the rest of the claim's Python work).
         make: Any = ClaimedJob  # rows are typed Row[Any]: mypy cannot count their fields
         with self._errors():
-            if self._driver is not None:
-                claimed: list[ClaimedJob] = [
+            if self.flow_active():
+                claimed = self._claim_through_limits(key, limit, lease, worker_id, now)
+            elif self._driver is not None:
+                claimed = [
                     make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:])
                     for r in self._driver_claim(key, params)
                 ]
@@ -104,6 +105,26 @@ class ClaimQueries(StoreBase):
                     ]
         claimed.sort(key=claims.claim_key)
         return claimed
+
+    def _claim_through_limits(
+        self, queues: tuple[str, ...], limit: int, lease: str, worker_id: str, now: datetime
+    ) -> list[ClaimedJob]:
+        """The claim once limits exist: one transaction that locks the candidates and the free
+        slots they need, lets the core grant, and writes the slots and the claims."""
+        make: Any = ClaimedJob
+        with self._begin() as conn:
+            ids, writes = self._claim_limited(conn, queues=queues, limit=limit, now=now)
+            if not ids:
+                return []
+            self._slots_take(conn, writes)
+            stmt = (
+                sa.update(jobs)
+                .where(jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)))
+                .values(**_claim_values(lease, worker_id, now))
+                .returning(*CLAIM_COLUMNS)
+            )
+            rows = conn.execute(stmt, {"c_ids": ids})
+            return [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
 
     def _claim_statement(self, queues: tuple[str, ...]) -> sa.Update:
         stmt = self._claim_statements.get(queues)
@@ -147,6 +168,8 @@ class ClaimQueries(StoreBase):
         ready = ready.where(jobs.c.run_at <= now)
         if queues:
             ready = ready.where(jobs.c.queue.in_(list(queues)))
+        # Not a paused queue's job, nor one under a limit (those go through the limits).
+        ready = ready.where(flow.unlimited_clause())
         ready = ready.order_by(*_claim_order()).limit(limit)
         if self.is_postgresql:
             picked = jobs.c.id == sa.any_(_ArrayOf(ready.with_for_update(skip_locked=True)))
@@ -161,12 +184,17 @@ class ClaimQueries(StoreBase):
             # partial index's predicate and make the planner walk the whole ready index
             # (filtering on id) instead of fetching the picked ids by primary key.
             .where(picked)
-            .values(
-                state=JobState.RUNNING.value,
-                lease=lease,
-                worker_id=worker_id,
-                started_at=now,
-                attempts=jobs.c.attempts + 1,
-            )
+            .values(**_claim_values(lease, worker_id, now))
             .returning(*CLAIM_COLUMNS)
         )
+
+
+def _claim_values(lease: Any, worker_id: Any, now: Any) -> dict[str, Any]:
+    """lifecycle.claim's decision as SET values: one more attempt, under the new lease."""
+    return {
+        "state": JobState.RUNNING.value,
+        "lease": lease,
+        "worker_id": worker_id,
+        "started_at": now,
+        "attempts": jobs.c.attempts + 1,
+    }

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core import uniqueness
-from corequeue.store import migration, schema
+from corequeue.store import flow, migration, schema
 from corequeue.store.base import StoreBase
 from corequeue.store.records import Inserted, NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
@@ -57,7 +57,9 @@ class InsertQueries(StoreBase):
         with self._errors():
             if not self._schema_allows_inserts:
                 self._refuse_newer_schema(connection)
-            if connection is None and len(new_jobs) == 1 and self.is_postgresql:
+            # A job with limits of its own also writes its limit's slots: in a transaction.
+            limited = new_jobs[0].concurrency_key or new_jobs[0].rate_key
+            if connection is None and len(new_jobs) == 1 and self.is_postgresql and not limited:
                 if not new_jobs[0].unique_key and self._driver is not None:
                     return [self._driver_insert(new_row(new_jobs[0], now))]
                 # One job is one statement, atomic by itself: no BEGIN and COMMIT round trips.
@@ -85,6 +87,8 @@ class InsertQueries(StoreBase):
             plain = []
             out.append(self._insert_unique(conn, row))
         out.extend(self._insert_plain(conn, plain))
+        for need in flow.job_slot_needs(new_jobs):  # the slots of the jobs' own limits
+            flow.resize_slots(conn, need, postgresql=self.is_postgresql)
         return out
 
     def _returning(self) -> list[ColumnElement[Any]]:

@@ -50,8 +50,37 @@ def _to_version_2(conn: Connection) -> None:
         conn.execute(sa.text(f"DROP TABLE {table.name}_v1"))
 
 
+def _to_version_3(conn: Connection) -> None:
+    """Version 3 (flow control): the jobs' limit keys, the schedules' pause, the queues' state
+    and the limit slots. A column the version-2 step's SQLite rebuild (from today's table)
+    already made is not added twice."""
+    inspector = sa.inspect(conn)
+    added = {
+        schema.jobs.name: ["concurrency_key", "rate_key"],
+        schema.schedules.name: ["paused"],
+    }
+    for table_name, names in added.items():
+        present = {c["name"] for c in inspector.get_columns(table_name)}
+        table = schema.metadata.tables[table_name]
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(conn.dialect)
+            default = "''" if name != "paused" else "false"
+            if conn.dialect.name == "sqlite" and name == "paused":
+                default = "0"
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {table_name} ADD COLUMN {name} {kind} DEFAULT {default} NOT NULL"
+                )
+            )
+    schema.queues.create(conn, checkfirst=True)
+    schema.limit_slots.create(conn, checkfirst=True)
+
+
 #: UPGRADES[v] takes a database at version v to version v + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _to_version_2}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _to_version_2, 2: _to_version_3}
 
 
 def version(conn: Connection) -> int | None:

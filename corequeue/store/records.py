@@ -30,6 +30,12 @@ class NewJob:
     timeout: float | None
     unique_key: str
     source: str
+    #: Flow control (corequeue.core.limits): the slot keys of the job's own limits ('' for
+    #: none), its concurrency limit and its rate (count, period in seconds).
+    concurrency_key: str = ""
+    rate_key: str = ""
+    concurrency_limit: int | None = None
+    rate_limit: tuple[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,8 @@ def new_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "timeout": job.timeout,
         "unique_key": job.unique_key,
         "source": job.source[:500],
+        "concurrency_key": job.concurrency_key,
+        "rate_key": job.rate_key,
     }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
 
 #: Bump when the tables change, and add the step to ``store.migration.UPGRADES``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -69,6 +69,9 @@ jobs = sa.Table(
     # Version 2: attempts lost in a row with their worker, and deferrals using no attempt.
     sa.Column("worker_losses", sa.Integer, nullable=False, server_default="0"),
     sa.Column("deferrals", sa.Integer, nullable=False, server_default="0"),
+    # Version 3 (flow control): the slot keys of the job's own limits ('' for none).
+    sa.Column("concurrency_key", sa.String(600), nullable=False, server_default=""),
+    sa.Column("rate_key", sa.String(600), nullable=False, server_default=""),
     sa.CheckConstraint(_in("state", JobState), name="ck_corequeue_jobs_state"),
     sa.CheckConstraint(
         f"(finished_at IS NOT NULL) = ({_in('state', FINAL_STATES)})",
@@ -170,6 +173,36 @@ schedules = sa.Table(
     sa.Column("last_occurrence", UTCDateTime),  # the last occurrence enqueued
     sa.Column("last_job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Version 3: a paused schedule fires nothing (its last occurrence waits for its resume).
+schedules.append_column(sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()))
+
+#: Version 3: each queue's flow-control state (paused, limits); a queue without a row has none.
+queues = sa.Table(
+    "corequeue_queues",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("concurrency_limit", sa.Integer),
+    sa.Column("rate_count", sa.Integer),
+    sa.Column("rate_period", sa.Float),
+    sa.Column("updated_at", UTCDateTime),
+)
+
+#: Version 3: the slots of every limit (corequeue.core.limits): a concurrency limit of N is N
+#: slots held by running attempts, a rate limit N slots each free a period after its start.
+limit_slots = sa.Table(
+    "corequeue_limit_slots",
+    metadata,
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    sa.Column("period", sa.Float),  # rate slots: seconds
+    sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite")),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("free_at", UTCDateTime),  # rate slots: started_at + period
 )
 
 meta = sa.Table(

@@ -1,0 +1,352 @@
+"""Flow control's state and its claim: paused queues, queue limits, and the limit slots
+(:mod:`corequeue.core.limits` states the rule; this module translates it).
+
+The plain claim statement (:mod:`corequeue.store.claims`) never takes a job of a paused queue
+nor one under a limit. Once any limit exists (a slot row), claims go through
+:meth:`FlowQueries._claim_limited`: one transaction that locks the ready candidates and the
+free slots they need (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite writers are
+serialised), lets :func:`corequeue.core.limits.grant` decide, and writes the slots and the
+claims.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from corequeue.core import claims, limits
+from corequeue.core.states import JobState
+from corequeue.store import schema
+from corequeue.store.base import StoreBase
+from corequeue.store.records import NewJob
+from corequeue.store.rows import NOTIFY_CHANNEL, jobs
+
+queues_t, slots = schema.queues, schema.limit_slots
+
+#: How long a store trusts its answer to "does any limit exist" (seconds).
+FLOW_CHECK_EVERY = 1.0
+#: A limited claim looks at this many ready jobs per job it may take (and at least
+#: :data:`MIN_SCAN`): the jobs over a limit are passed over, not waited on.
+SCAN_FACTOR, MIN_SCAN, MAX_SCAN = 4, 100, 2000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as ``queues list`` shows it."""
+
+    name: str
+    paused: bool
+    concurrency_limit: int | None
+    rate_limit: str | None
+    ready: int
+    scheduled: int
+    running: int
+    oldest_wait: float | None  # seconds the oldest ready job has waited
+
+
+@dataclass(frozen=True, slots=True)
+class SlotNeed:
+    """A set of slots jobs being enqueued need to exist: ``count`` of them under (kind, key)."""
+
+    kind: str
+    key: str
+    count: int
+    period: float | None = None
+
+
+def unlimited_clause() -> sa.ColumnElement[bool]:
+    """The plain claim's extra condition: not a job under a limit, not a paused queue's."""
+    held = sa.select(queues_t.c.name).where(
+        sa.or_(
+            queues_t.c.paused,
+            queues_t.c.concurrency_limit.is_not(None),
+            queues_t.c.rate_count.is_not(None),
+        )
+    )
+    return sa.and_(
+        jobs.c.concurrency_key == "",
+        jobs.c.rate_key == "",
+        jobs.c.queue.not_in(held.scalar_subquery()),
+    )
+
+
+def resize_slots(conn: Connection, need: SlotNeed, *, postgresql: bool) -> None:
+    """Make (kind, key) have exactly ``need.count`` slots (0 to n - 1), with its period."""
+    where = sa.and_(slots.c.kind == need.kind, slots.c.key == need.key)
+    conn.execute(sa.delete(slots).where(where, slots.c.slot >= need.count))
+    if need.count <= 0:
+        return
+    rows = [
+        {"kind": need.kind, "key": need.key, "slot": n, "period": need.period}
+        for n in range(need.count)
+    ]
+    insert = pg_insert if postgresql else sqlite_insert
+    stmt = insert(slots).on_conflict_do_update(
+        index_elements=["kind", "key", "slot"], set_={"period": insert(slots).excluded.period}
+    )
+    conn.execute(stmt, rows)
+
+
+def job_slot_needs(new_jobs: Sequence[NewJob]) -> list[SlotNeed]:
+    """The slots the limits of jobs being enqueued need (none for jobs without limits)."""
+    out: dict[tuple[str, str], SlotNeed] = {}
+    for job in new_jobs:
+        if job.concurrency_key and job.concurrency_limit:
+            key = (limits.CONCURRENCY, job.concurrency_key)
+            out[key] = SlotNeed(*key, job.concurrency_limit)
+        if job.rate_key and job.rate_limit:
+            key = (limits.RATE, job.rate_key)
+            out[key] = SlotNeed(*key, job.rate_limit[0], job.rate_limit[1])
+    return list(out.values())
+
+
+class FlowQueries(StoreBase):
+    """Pausing queues, their limits, limit slots, and the limited claim."""
+
+    _flow_checked_at = -1e9
+    _flow_active = False
+
+    # -- queues -------------------------------------------------------------------------------
+
+    def queue_pause(self, name: str, *, paused: bool = True, now: datetime) -> None:
+        """Pause (or resume) a queue for every worker: its waiting jobs wait, running ones
+        finish; enqueues still work. Resuming wakes the workers (PostgreSQL NOTIFY)."""
+        with self._errors(), self._begin() as conn:
+            self._upsert_queue(conn, name, {"paused": paused, "updated_at": now})
+            if self.is_postgresql and not paused:
+                conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, name)))
+
+    def queue_configure(
+        self,
+        configured: Mapping[str, tuple[int | None, limits.Rate | None]],
+        *,
+        now: datetime,
+    ) -> None:
+        """Make the queues' limits the configured ones (``[tool.corequeue.queue.NAME]``): set
+        those of ``configured``, clear those of every other queue. Pauses are kept."""
+        with self._errors(), self._begin() as conn:
+            known = {r[0] for r in conn.execute(sa.select(queues_t.c.name))}
+            for name in known - set(configured):
+                cleared = {"concurrency_limit": None, "rate_count": None, "rate_period": None}
+                conn.execute(sa.update(queues_t).where(queues_t.c.name == name).values(cleared))
+                for kind in (limits.CONCURRENCY, limits.RATE):
+                    self._slots_resize(conn, SlotNeed(kind, limits.queue_key(name), 0))
+            for name, (concurrency, rate) in configured.items():
+                values: dict[str, Any] = {
+                    "concurrency_limit": concurrency,
+                    "rate_count": rate.count if rate else None,
+                    "rate_period": rate.period if rate else None,
+                    "updated_at": now,
+                }
+                self._upsert_queue(conn, name, values)
+                key = limits.queue_key(name)
+                self._slots_resize(conn, SlotNeed(limits.CONCURRENCY, key, concurrency or 0))
+                rate_need = SlotNeed(limits.RATE, key, rate.count, rate.period) if rate else None
+                self._slots_resize(conn, rate_need or SlotNeed(limits.RATE, key, 0))
+        self._flow_checked_at = -1e9
+
+    def _upsert_queue(self, conn: Connection, name: str, values: dict[str, Any]) -> None:
+        row = {"name": name, "paused": False, "updated_at": values.get("updated_at")} | values
+        insert = pg_insert if self.is_postgresql else sqlite_insert
+        stmt = insert(queues_t).values(row)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def queue_list(self, *, now: datetime) -> list[QueueInfo]:
+        """Every queue with jobs or state, by name."""
+        waiting = jobs.c.state == JobState.REQUESTED.value
+        counts = (
+            sa.select(
+                jobs.c.queue,
+                sa.func.count().filter(sa.and_(waiting, jobs.c.run_at <= now)),
+                sa.func.count().filter(sa.and_(waiting, jobs.c.run_at > now)),
+                sa.func.count().filter(jobs.c.state == JobState.RUNNING.value),
+                sa.func.min(jobs.c.run_at).filter(sa.and_(waiting, jobs.c.run_at <= now)),
+            )
+            .where(jobs.c.state.in_([JobState.REQUESTED.value, JobState.RUNNING.value]))
+            .group_by(jobs.c.queue)
+        )
+        with self._errors(), self.read() as conn:
+            by_queue = {r[0]: r[1:] for r in conn.execute(counts)}
+            states = {r.name: r for r in conn.execute(sa.select(queues_t))}
+        out = []
+        for name in sorted(set(by_queue) | set(states)):
+            ready, scheduled, running, oldest = by_queue.get(name, (0, 0, 0, None))
+            state = states.get(name)
+            rate = None
+            if state is not None and state.rate_count is not None:
+                rate = str(limits.Rate(state.rate_count, state.rate_period))
+            if isinstance(oldest, str):  # SQLite returns min() of the column as text
+                oldest = datetime.fromisoformat(oldest)
+            wait = None
+            if oldest is not None:
+                oldest = schema.UTCDateTime().process_result_value(oldest, self.engine.dialect)
+                assert oldest is not None
+                wait = max(0.0, (now - oldest).total_seconds())
+            out.append(
+                QueueInfo(
+                    name=name,
+                    paused=bool(state.paused) if state is not None else False,
+                    concurrency_limit=state.concurrency_limit if state is not None else None,
+                    rate_limit=rate,
+                    ready=ready,
+                    scheduled=scheduled,
+                    running=running,
+                    oldest_wait=wait,
+                )
+            )
+        return out
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def _slots_resize(self, conn: Connection, need: SlotNeed) -> None:
+        resize_slots(conn, need, postgresql=self.is_postgresql)
+        self._flow_active = self._flow_active or need.count > 0
+
+    def flow_active(self) -> bool:
+        """Whether any limit exists (checked at most once per :data:`FLOW_CHECK_EVERY`)."""
+        clock = time.monotonic()
+        if clock - self._flow_checked_at >= FLOW_CHECK_EVERY:
+            with self._errors(), self.read() as conn:
+                found = conn.execute(sa.select(slots.c.slot).limit(1)).first()
+            self._flow_active = found is not None
+            self._flow_checked_at = clock
+        return self._flow_active
+
+    # -- the limited claim --------------------------------------------------------------------
+
+    def _free_slots(
+        self, conn: Connection, keys: set[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], list[int]]:
+        """The free slots of ``keys``, locked (limits.slot_is_free, as SQL)."""
+        holder = jobs.alias("holder")
+        held = sa.exists().where(
+            holder.c.id == slots.c.job_id,
+            sa.or_(
+                sa.and_(
+                    holder.c.state == JobState.RUNNING.value,
+                    holder.c.attempts == slots.c.attempt,
+                ),
+                sa.and_(
+                    holder.c.state == JobState.REQUESTED.value,
+                    holder.c.attempts < slots.c.attempt,
+                ),
+            ),
+        )
+        free = sa.or_(
+            sa.and_(slots.c.kind == limits.CONCURRENCY, ~held),
+            sa.and_(
+                slots.c.kind == limits.RATE,
+                sa.or_(slots.c.free_at.is_(None), slots.c.free_at <= now),
+            ),
+        )
+        stmt = (
+            sa.select(slots.c.kind, slots.c.key, slots.c.slot)
+            .where(slots.c.key.in_(sorted({k for _, k in keys})), free)
+            .order_by(slots.c.kind, slots.c.key, slots.c.slot)
+        )
+        if self.is_postgresql:
+            stmt = stmt.with_for_update(skip_locked=True, of=slots)
+        out: dict[tuple[str, str], list[int]] = {}
+        for kind, key, n in conn.execute(stmt):
+            if (kind, key) in keys:
+                out.setdefault((kind, key), []).append(n)
+        return out
+
+    def _claim_limited(
+        self,
+        conn: Connection,
+        *,
+        queues: Sequence[str],
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """The ids a limited claim takes (claim order) and the slot writes it makes."""
+        states = conn.execute(sa.select(queues_t)).all()
+        paused = [q.name for q in states if q.paused]
+        queue_limited = {
+            q.name: (q.concurrency_limit is not None, q.rate_count is not None) for q in states
+        }
+        ready = sa.select(
+            jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key, jobs.c.attempts
+        ).where(jobs.c.state == claims.CLAIMABLE_STATE.value, jobs.c.run_at <= now)
+        if queues:
+            ready = ready.where(jobs.c.queue.in_(list(queues)))
+        if paused:
+            ready = ready.where(jobs.c.queue.not_in(paused))
+        scan = min(max(limit * SCAN_FACTOR, MIN_SCAN), MAX_SCAN)
+        ready = ready.order_by(*claim_order()).limit(scan)
+        if self.is_postgresql:
+            ready = ready.with_for_update(skip_locked=True)
+        rows = conn.execute(ready).all()
+        attempts = {r.id: r.attempts for r in rows}
+        candidates = [
+            limits.Candidate(
+                r.id,
+                limits.needs(r.queue, r.concurrency_key, r.rate_key, queue_limited=queue_limited),
+            )
+            for r in rows
+        ]
+        keys = {need for c in candidates for need in c.needs}
+        free = self._free_slots(conn, keys, now) if keys else {}
+        granted = limits.grant(candidates, {k: len(v) for k, v in free.items()}, limit=limit)
+        periods = self._periods(conn, {k for k in keys if k[0] == limits.RATE})
+        writes = [
+            {
+                "b_kind": kind,
+                "b_key": key,
+                "b_slot": n,
+                "b_job": job_id,
+                "b_attempt": attempts[job_id] + 1,
+                "b_started": now,
+                "b_free": now + timedelta(seconds=periods.get(key, 0.0))
+                if kind == limits.RATE
+                else None,
+            }
+            for job_id, kind, key, n in limits.assign(granted, free)
+        ]
+        return [c.id for c in granted], writes
+
+    def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
+        if not keys:
+            return {}
+        stmt = (
+            sa.select(slots.c.key, slots.c.period)
+            .where(slots.c.kind == limits.RATE, slots.c.key.in_(sorted(k for _, k in keys)))
+            .distinct()
+        )
+        return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
+
+    def _slots_take(self, conn: Connection, writes: list[dict[str, Any]]) -> None:
+        if not writes:
+            return
+        stmt = (
+            sa.update(slots)
+            .where(
+                slots.c.kind == sa.bindparam("b_kind"),
+                slots.c.key == sa.bindparam("b_key"),
+                slots.c.slot == sa.bindparam("b_slot"),
+            )
+            .values(
+                job_id=sa.bindparam("b_job"),
+                attempt=sa.bindparam("b_attempt"),
+                started_at=sa.bindparam("b_started"),
+                free_at=sa.bindparam("b_free"),
+            )
+        )
+        conn.execute(stmt, writes)
+
+
+def claim_order() -> list[sa.ColumnElement[Any]]:
+    """:data:`corequeue.core.claims.CLAIM_ORDER` as an ORDER BY."""
+    return [
+        jobs.c[name].desc() if descending else jobs.c[name]
+        for name, descending in claims.CLAIM_ORDER
+    ]

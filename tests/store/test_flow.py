@@ -1,0 +1,179 @@
+"""Flow control in the store (corequeue.store.flow, the claim): pauses, concurrency and rate
+limits per queue and per job key, on SQLite and PostgreSQL; and the claim through the limits
+takes exactly what the core's rule (corequeue.core.limits.grant) takes."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pytest
+
+from corequeue.core import claims, limits
+from corequeue.core.states import JobState, Outcome
+from corequeue.store.queries import Store
+from corequeue.store.records import ClaimedJob, NewJob
+from testing.store_support import T0, at, claim, ending, insert, new_job
+
+
+def limited(
+    key: str = "",
+    *,
+    concurrency: int | None = None,
+    rate: tuple[int, float] | None = None,
+    **fields: object,
+) -> NewJob:
+    job = new_job(**fields)  # type: ignore[arg-type]
+    return dataclasses.replace(
+        job,
+        concurrency_key=limits.job_key(job.name, key) if concurrency else "",
+        concurrency_limit=concurrency,
+        rate_key=limits.job_key(job.name, key) if rate else "",
+        rate_limit=rate,
+    )
+
+
+def finish(
+    store: Store,
+    jobs: Sequence[ClaimedJob],
+    *,
+    now: datetime = T0,
+    outcome: Outcome = Outcome.SUCCEEDED,
+) -> None:
+    store.job_finish_many([ending(j, outcome, now=now) for j in jobs])
+
+
+def test_a_paused_queue_is_not_claimed_and_still_takes_enqueues(store: Store) -> None:
+    (a,) = insert(store, new_job(queue="mail"))
+    (b,) = insert(store, new_job(queue="other"))
+    store.queue_pause("mail", now=T0)
+    (c,) = insert(store, new_job(queue="mail"))  # enqueues still work
+    assert [j.id for j in claim(store)] == [b]
+    assert claim(store) == []
+    (q,) = [q for q in store.queue_list(now=at(5)) if q.name == "mail"]
+    assert q.paused and q.ready == 2 and q.oldest_wait == 5.0
+    store.queue_pause("mail", paused=False, now=T0)
+    assert [j.id for j in claim(store)] == [a, c]
+
+
+def test_a_paused_queue_is_not_claimed_through_the_limits_either(store: Store) -> None:
+    insert(store, limited("t", concurrency=5, queue="mail"), new_job(queue="mail"))
+    store.queue_pause("mail", now=T0)
+    assert store.flow_active()
+    assert claim(store) == []
+    store.queue_pause("mail", paused=False, now=T0)
+    assert len(claim(store)) == 2
+
+
+def test_a_job_key_runs_at_most_its_limit_at_once(store: Store) -> None:
+    a = insert(store, *[limited("tenant:1", concurrency=2) for _ in range(4)])
+    b = insert(store, *[limited("tenant:2", concurrency=1) for _ in range(2)])
+    (free,) = insert(store, new_job())
+    first = claim(store)
+    assert [j.id for j in first] == [a[0], a[1], b[0], free]
+    assert claim(store) == []  # the rest wait
+    finish(store, [j for j in first if j.id == a[0]], now=at(1))
+    assert [j.id for j in claim(store, now=at(1))] == [a[2]]
+    # A failed attempt that will be retried frees its slot too; the retry waits its turn.
+    finish(store, [j for j in first if j.id == b[0]], now=at(2), outcome=Outcome.ERRORED)
+    assert [j.id for j in claim(store, now=at(2))] == [b[1]]
+
+
+def test_a_retried_job_takes_a_slot_again(store: Store) -> None:
+    (job_id,) = insert(store, limited("k", concurrency=1, retries=2))
+    insert(store, limited("k", concurrency=1, run_at=at(100)))
+    (job,) = claim(store)
+    store.job_finish_many([ending(job, Outcome.ERRORED, now=at(1), retry_delay=0)])
+    (again,) = claim(store, now=at(2))
+    assert again.id == job_id and again.attempts == 2
+    assert claim(store, now=at(200)) == []  # the later job waits for the retry's slot
+
+
+def test_rate_limited_starts_wait_for_the_period(store: Store) -> None:
+    ids = insert(store, *[limited(rate=(3, 10.0)) for _ in range(7)])
+    assert [j.id for j in claim(store, now=T0)] == ids[:3]
+    assert claim(store, now=at(9.9)) == []
+    assert [j.id for j in claim(store, now=at(10))] == ids[3:6]
+    assert [j.id for j in claim(store, now=at(20))] == ids[6:]
+
+
+def test_queue_limits_hold_across_job_kinds(store: Store) -> None:
+    store.queue_configure({"mail": (2, limits.Rate(3, 60.0))}, now=T0)
+    ids = insert(store, *[new_job(queue="mail", name=f"tests.Job{i % 2}") for i in range(5)])
+    (other,) = insert(store, new_job(queue="other"))
+    first = claim(store)
+    assert [j.id for j in first] == [*ids[:2], other]
+    finish(store, first, now=at(1))
+    assert [j.id for j in claim(store, now=at(1))] == [ids[2]]  # the rate: 3 a minute
+    assert claim(store, now=at(59)) == []
+    (q,) = [q for q in store.queue_list(now=at(59)) if q.name == "mail"]
+    assert (q.name, q.concurrency_limit, q.rate_limit, q.running) == ("mail", 2, "3/m", 1)
+    store.queue_configure({}, now=at(60))  # limits gone from the configuration
+    assert [j.id for j in claim(store, now=at(60))] == ids[3:]
+
+
+def test_a_smaller_limit_takes_effect(store: Store) -> None:
+    insert(store, *[limited("k", concurrency=3) for _ in range(3)])
+    insert(store, limited("k", concurrency=1))
+    assert len(claim(store)) == 3 - 2  # the last enqueue made the limit 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: int) -> None:
+    """A model of the slots in Python, decided by core.limits.grant, against the store."""
+    rng = random.Random(seed)
+    keys = {f"k{i}": rng.randint(1, 3) for i in range(4)}
+    rates = {f"r{i}": (rng.randint(1, 3), float(rng.choice([5, 10]))) for i in range(2)}
+    q1_limit = rng.randint(2, 4)
+    store.queue_configure({"q1": (q1_limit, None)}, now=T0)
+    jobs: list[NewJob] = []
+    for _ in range(60):
+        key = rng.choice([*keys, *rates, ""])
+        job = limited(
+            key,
+            concurrency=keys.get(key),
+            rate=rates.get(key),
+            queue=rng.choice(["q1", "q2"]),
+            priority=rng.randint(0, 2),
+        )
+        jobs.append(job)
+    ids = insert(store, *jobs)
+    need = {}
+    for job_id, job in zip(ids, jobs, strict=True):
+        need[job_id] = limits.needs(
+            job.queue, job.concurrency_key, job.rate_key, queue_limited={"q1": (True, False)}
+        )
+    running: dict[int, ClaimedJob] = {}
+    rate_starts: dict[str, list[float]] = {}
+    for step in range(25):
+        now = at(step * 2)
+        waiting = [j for j in store.job_list(limit=1000) if j.state is JobState.REQUESTED]
+        waiting.sort(key=claims.claim_key)
+        free: dict[tuple[str, str], int] = {}
+        for key, n in keys.items():
+            held = sum(
+                (limits.CONCURRENCY, limits.job_key("tests.Job", key)) in need[i] for i in running
+            )
+            free[(limits.CONCURRENCY, limits.job_key("tests.Job", key))] = n - held
+        held_q = sum((limits.CONCURRENCY, "queue:q1") in need[i] for i in running)
+        free[(limits.CONCURRENCY, "queue:q1")] = q1_limit - held_q
+        for key, (n, period) in rates.items():
+            recent = [t for t in rate_starts.get(key, []) if t > step * 2 - period]
+            free[(limits.RATE, limits.job_key("tests.Job", key))] = n - len(recent)
+        size = rng.randint(1, 6)
+        expected = limits.grant(
+            [limits.Candidate(j.id, need[j.id]) for j in waiting][: max(size * 4, 100)],
+            free,
+            limit=size,
+        )
+        taken = claim(store, now=now, limit=size)
+        assert [j.id for j in taken] == [c.id for c in expected], step
+        for got in taken:
+            running[got.id] = got
+            for kind, key in need[got.id]:
+                if kind == limits.RATE:
+                    rate_starts.setdefault(key.split(":")[-1], []).append(step * 2)
+        done = rng.sample(sorted(running), k=len(running) // 2)
+        finish(store, [running.pop(i) for i in done], now=now + timedelta(seconds=1))
