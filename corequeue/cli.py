@@ -110,6 +110,22 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
     run.add_argument("--force", action="store_true", help="allow --max-processes above 4 per CPU")
+    _add_health_options(run)
+
+
+def _add_health_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="serve /livez and /readyz on this port (default: none)",
+    )
+    run.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --health-port listens on (default 127.0.0.1)",
+    )
 
 
 def _add_enqueue(sub: Any) -> None:
@@ -172,8 +188,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = worker_store(settings)
     services = scheduler.worker_services(store, settings)
     worker = Worker(store, settings, burst=args.burst, services=services)
+    if args.health_port is None:
+        tune_gc()
+        return worker.run()
+    from corequeue.worker.health import serve_health
+
+    server, probe = serve_health(
+        worker,
+        settings.database_url,
+        host=args.health_host,
+        port=args.health_port,
+        poll_interval=settings.poll_interval,
+    )
     tune_gc()
-    return worker.run()
+    try:
+        return worker.run()
+    finally:
+        server.stop()
+        probe.dispose()
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:

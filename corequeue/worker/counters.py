@@ -20,6 +20,12 @@ class Counters:
     refused: int = 0  # results refused because the lease had moved on
     wakeups: int = 0  # times the loop waited and woke up (stays low when idle)
     since: float = field(default_factory=time.monotonic)
+    turned_at: float = field(default_factory=time.monotonic)  # the loop's last turn (/livez)
+
+    def woke(self) -> None:
+        """The loop went round once more (it waited and woke up)."""
+        self.wakeups += 1
+        self.turned_at = time.monotonic()
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "since"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("since", "turned_at")}

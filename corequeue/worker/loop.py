@@ -224,7 +224,7 @@ class Worker:
             events = self.pool.wait(
                 timeout, extra=[self.wake, self._claims.done, self._records.done]
             )
-            self.counters.wakeups += 1
+            self.counters.woke()
             if self.wake.clear():
                 self._look = True  # enqueue notification (or a stop request)
                 if not events and not self.pool.running and not self.outage.ongoing:
