@@ -106,6 +106,18 @@ class Timings:
 
 
 @dataclass(frozen=True, slots=True)
+class Breakdown:
+    """Over the most recently finished jobs of a window: the pick-up delay (started_at -
+    run_at) by queue and the duration of the last attempt by job name (both from the same
+    sample as :class:`Timings`), and the jobs of each name that reached each final state in
+    the window (counted in full)."""
+
+    latency_by_queue: dict[str, Distribution]
+    duration_by_name: dict[str, Distribution]
+    finished_by_name: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     """What a list of jobs shows of each: no parameters, no result, the error cut short."""
 
@@ -283,6 +295,46 @@ class Monitor:
                 latency.append(max((started_at - run_at).total_seconds(), 0.0))
                 duration.append(max((finished_at - started_at).total_seconds(), 0.0))
         return Timings(Distribution.of(latency), Distribution.of(duration), window, sample)
+
+    def breakdown(
+        self, *, now: datetime, window: timedelta = timedelta(hours=1), sample: int = 2000
+    ) -> Breakdown:
+        """Per queue and per job name timings and outcomes (see :class:`Breakdown`)."""
+        since = now - window
+        recent = (
+            sa.select(
+                jobs.c.queue, jobs.c.name, jobs.c.run_at, jobs.c.started_at, jobs.c.finished_at
+            )
+            .where(
+                jobs.c.finished_at.is_not(None),
+                jobs.c.finished_at >= since,
+                jobs.c.started_at.is_not(None),
+            )
+            .order_by(jobs.c.finished_at.desc())
+            .limit(sample)
+        )
+        outcomes = (
+            sa.select(jobs.c.name, jobs.c.state, sa.func.count())
+            .where(jobs.c.finished_at.is_not(None), jobs.c.finished_at >= since)
+            .group_by(jobs.c.name, jobs.c.state)
+        )
+        latency: dict[str, list[float]] = {}
+        duration: dict[str, list[float]] = {}
+        finished: dict[str, dict[str, int]] = {}
+        with translate_errors(self.store.url), self._connect() as conn:
+            for queue, name, run_at, started_at, finished_at in conn.execute(recent):
+                wait = max((started_at - run_at).total_seconds(), 0.0)
+                latency.setdefault(queue, []).append(wait)
+                took = max((finished_at - started_at).total_seconds(), 0.0)
+                duration.setdefault(name, []).append(took)
+            for name, state, n in conn.execute(outcomes):
+                by_state = finished.setdefault(name, {})
+                by_state[state] = by_state.get(state, 0) + int(n)
+        return Breakdown(
+            {q: Distribution.of(v) for q, v in sorted(latency.items())},
+            {n: Distribution.of(v) for n, v in sorted(duration.items())},
+            dict(sorted(finished.items())),
+        )
 
     def attempt_counts(self) -> dict[Outcome, int]:
         """Recorded attempts by outcome (every outcome present, zero when none). Successful

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from corequeue.core.states import JobState
-from corequeue.store.monitoring import Distribution, Monitor, QueueStats, WorkerStatus
+from corequeue.store.monitoring import Breakdown, Distribution, Monitor, QueueStats, WorkerStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,10 +43,13 @@ class _Writer:
 
     def summary(self, name: str, help_text: str, dist: Distribution) -> None:
         self.family(name, "summary", help_text)
+        self.summary_samples(name, {}, dist)
+
+    def summary_samples(self, name: str, labels: Mapping[str, str], dist: Distribution) -> None:
         for q, v in dist.quantiles.items():
-            self.sample(name, {"quantile": q}, float("nan") if v is None else v)
-        self.sample(f"{name}_sum", {}, dist.total)
-        self.sample(f"{name}_count", {}, dist.count)
+            self.sample(name, {**labels, "quantile": q}, float("nan") if v is None else v)
+        self.sample(f"{name}_sum", labels, dist.total)
+        self.sample(f"{name}_count", labels, dist.count)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -66,12 +69,17 @@ def render_metrics(
     - ``corequeue_jobs_finished_recently{state}``: jobs finished in the window;
     - ``corequeue_pickup_latency_seconds`` and ``corequeue_job_duration_seconds``: summaries
       over the most recent jobs finished in the window;
+    - ``corequeue_queue_pickup_delay_seconds{queue}``: the pick-up latency summary by queue
+      (what an autoscaler acts on, with the oldest ready job's age);
+    - ``corequeue_job_name_duration_seconds{name}``: the duration summary by job name, and
+      ``corequeue_job_name_finished_recently{name,state}``: each name's outcomes in the window;
     - ``corequeue_workers{status}`` and ``corequeue_worker_heartbeat_age_seconds{worker,host}``;
     - ``corequeue_running_jobs{worker}``.
     """
     w = _Writer()
     _queue_families(w, monitor.queue_stats(now=now), now)
     _attempt_families(w, monitor, now, window)
+    _breakdown_families(w, monitor.breakdown(now=now, window=window), window)
     _worker_families(w, monitor.worker_statuses(now=now, heartbeat_timeout=heartbeat_timeout))
     return w.text()
 
@@ -134,6 +142,34 @@ def _attempt_families(w: _Writer, monitor: Monitor, now: datetime, window: timed
         "Seconds from start to finish of the last attempt, over recently finished jobs.",
         timings.duration,
     )
+
+
+def _breakdown_families(w: _Writer, b: Breakdown, window: timedelta) -> None:
+    """Timings by queue and by job name, and each name's outcomes in ``window``."""
+    w.family(
+        "corequeue_queue_pickup_delay_seconds",
+        "summary",
+        "Seconds from run_at to start by queue, over recently finished jobs.",
+    )
+    for queue, dist in b.latency_by_queue.items():
+        w.summary_samples("corequeue_queue_pickup_delay_seconds", {"queue": queue}, dist)
+    w.family(
+        "corequeue_job_name_duration_seconds",
+        "summary",
+        "Seconds from start to finish of the last attempt by job name, over recently finished "
+        "jobs.",
+    )
+    for name, dist in b.duration_by_name.items():
+        w.summary_samples("corequeue_job_name_duration_seconds", {"name": name}, dist)
+    minutes = max(int(window.total_seconds() // 60), 1)
+    w.family(
+        "corequeue_job_name_finished_recently",
+        "gauge",
+        f"Jobs that reached a final state in the last {minutes} minutes, by name and state.",
+    )
+    for name, states in b.finished_by_name.items():
+        for state, n in sorted(states.items()):
+            w.sample("corequeue_job_name_finished_recently", {"name": name, "state": state}, n)
 
 
 def _worker_families(w: _Writer, statuses: list[WorkerStatus]) -> None:

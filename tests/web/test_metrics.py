@@ -66,3 +66,33 @@ def test_label_values_are_escaped(client: TestClient, store: object) -> None:
     store.job_insert_many([new_job(queue='we"ird\\queue\nname', run_at=now)], now=now)
     m = scrape(client)
     assert m["corequeue_jobs"][(("queue", 'we"ird\\queue\nname'), ("state", "requested"))] == 1
+
+
+def test_metrics_by_queue_and_by_job_name(client: TestClient, seeded: Seeded) -> None:
+    # What an autoscaler (KEDA) and an alert act on: per queue wait, per job name timings
+    # and outcomes.
+    m = scrape(client)
+    delay = m["corequeue_queue_pickup_delay_seconds"]
+    assert delay[(("quantile", "0.5"), ("queue", "default"))] == 0.25
+    assert delay[(("quantile", "0.99"), ("queue", "billing"))] == 0.25
+    assert m["corequeue_queue_pickup_delay_seconds_count"][(("queue", "default"),)] == 7
+    assert m["corequeue_queue_pickup_delay_seconds_count"][(("queue", "billing"),)] == 1
+    duration = m["corequeue_job_name_duration_seconds"]
+    assert duration[(("name", "app.jobs.ChargeCard"), ("quantile", "0.9"))] == 0.5
+    assert m["corequeue_job_name_duration_seconds_count"][(("name", "app.jobs.SendEmail"),)] == 6
+    finished = m["corequeue_job_name_finished_recently"]
+    assert finished[(("name", "app.jobs.SendEmail"), ("state", "succeeded"))] == 6
+    assert finished[(("name", "app.jobs.ChargeCard"), ("state", "failed"))] == 1
+    assert (("name", "app.jobs.Export"), ("state", "running")) not in finished
+
+
+def test_the_example_alert_rules_name_metrics_that_exist(
+    client: TestClient, seeded: Seeded
+) -> None:
+    import re
+    from pathlib import Path
+
+    rules = (Path(__file__).parents[2] / "docs" / "prometheus-alerts.yml").read_text()
+    exprs = "\n".join(line for line in rules.splitlines() if not line.lstrip().startswith("#"))
+    named = set(re.findall(r"\bcorequeue_[a-z_]+", exprs))
+    assert len(named) >= 6 and named <= set(scrape(client)), named - set(scrape(client))
