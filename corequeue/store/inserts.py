@@ -71,6 +71,34 @@ class InsertQueries(StoreBase):
             conn = connection.connection() if isinstance(connection, Session) else connection
             return self._insert(conn, new_jobs, now)
 
+    def job_insert_dbapi(self, new_job: NewJob, *, now: datetime, cursor: Any) -> int:
+        """Insert one plain job through ``cursor``, a DB-API cursor of a connection this store
+        does not own (Django's, on the same database), inside that connection's transaction:
+        the job exists only if it commits. The INSERT is compiled for this store's dialect, so
+        the cursor's driver must be the one its URL names (psycopg, sqlite3). Returns the id.
+
+        Raises ValueError for a job with a unique key or limits of its own (they need more
+        than one statement: enqueue those through a SQLAlchemy ``connection=``)."""
+        if new_job.unique_key or new_job.concurrency_key or new_job.rate_key:
+            raise ValueError(
+                "a job with a unique key or limits cannot be inserted through a DB-API cursor: "
+                "enqueue it with connection= (a SQLAlchemy Connection or Session)"
+            )
+        if not self._schema_allows_inserts:
+            with self._errors():
+                self._refuse_newer_schema(None)
+        row = new_row(new_job, now)
+        done = self._insert_one.compile(dialect=self.engine.dialect, column_keys=list(row))
+        params = done.construct_params(row)
+        for key, process in done._bind_processors.items():
+            if key in params and callable(process):
+                params[key] = process(params[key])
+        values: Any = params
+        if done.positional:
+            values = tuple(params[key] for key in done.positiontup or ())
+        cursor.execute(str(done), values)
+        return int(cursor.fetchone()[0])
+
     def _insert(
         self, conn: Connection, new_jobs: Sequence[NewJob], now: datetime
     ) -> list[Inserted]:

@@ -1,0 +1,1 @@
+"""Integrations with frameworks (optional extras): :mod:`corequeue.contrib.django`."""
