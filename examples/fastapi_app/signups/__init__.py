@@ -1,0 +1,1 @@
+"""A FastAPI application using corequeue: see README.md beside this package."""

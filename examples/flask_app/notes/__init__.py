@@ -1,0 +1,1 @@
+"""A Flask application using corequeue: see notes/app.py."""
