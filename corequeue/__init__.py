@@ -17,6 +17,7 @@ from corequeue.core.errors import (
     UnknownJobError,
 )
 from corequeue.core.states import JobState, Outcome
+from corequeue.flow import pause_queue, resume_queue
 from corequeue.jobs import DeferJob, Job, JobHandle, enqueue_many, register_job
 from corequeue.runtime import configure, get_store
 from corequeue.scheduler import schedule
@@ -41,7 +42,9 @@ __all__ = [
     "configure",
     "enqueue_many",
     "get_store",
+    "pause_queue",
     "register_job",
+    "resume_queue",
     "schedule",
 ]
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import bench, registry, scheduler
+from corequeue import bench, flow, registry, scheduler
 from corequeue.commands import (
     Parser,
     add_common_options,
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(sub.add_parser("migrate", help="create or upgrade the corequeue tables"))
     # Commands that live in their own modules.
     scheduler.add_command(sub)
+    flow.add_command(sub)
     web_command.add_command(sub)
     bench.add_command(sub)
     return parser
@@ -186,7 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
     open_store(settings)  # for what the worker's own process enqueues
     store = worker_store(settings)
-    services = scheduler.worker_services(store, settings)
+    where = settings.config_file or "configuration"
+    services: list[Any] = [*scheduler.worker_services(store, settings)]
+    services += flow.worker_services(store, settings.queue, source=where)
     worker = Worker(store, settings, burst=args.burst, services=services)
     if args.health_port is None:
         tune_gc()

@@ -49,6 +49,8 @@ class Settings:
     #: WAL flush. Enqueues never change: they commit in the application's transaction.
     synchronous_commit: bool = True
     schedule: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: [tool.corequeue.queue.NAME] tables: concurrency_limit, rate_limit (corequeue.flow).
+    queue: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
 
 
@@ -144,9 +146,9 @@ def coerce(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"database_url = {value!r} ({source}) must be a URL string")
         return value.strip()
-    if key == "schedule":
+    if key in ("schedule", "queue"):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-            raise ConfigError(f"schedule ({source}) must be tables: [tool.corequeue.schedule.NAME]")
+            raise ConfigError(f"{key} ({source}) must be tables: [tool.corequeue.{key}.NAME]")
         return value
     raise ConfigError(f"unknown setting {key!r} ({source})")
 
@@ -225,7 +227,7 @@ def load_settings(
             values[norm] = coerce(norm, value, source)
         settings = replace(settings, config_file=str(path))
     env = os.environ if environ is None else environ
-    for key in sorted(_KEYS - {"schedule"}):
+    for key in sorted(_KEYS - {"schedule", "queue"}):
         name = f"COREQUEUE_{key.upper()}"
         if name in env and env[name] != "":
             values[key] = coerce(key, env[name], f"environment {name}")

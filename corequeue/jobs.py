@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from corequeue import registry, runtime
-from corequeue.core import delays
+from corequeue.core import delays, limits
 from corequeue.core.delays import Delay
 from corequeue.core.errors import JobFailed, JobParamsError, JobTimeout, UnknownJobError
 from corequeue.core.params import decode_value, encode_params
@@ -86,6 +86,16 @@ class Job:
     def default_timeout(self) -> float | None:
         return None
 
+    #: Flow control (corequeue.core.limits): at most this many of this job running at once
+    #: across every worker, per limit key (``default_limit_key()``); None: no limit.
+    concurrency_limit: int | None = None
+    #: At most this many starts per period ("10/s", "100/m"), per limit key; None: no limit.
+    rate_limit: str | None = None
+
+    def default_limit_key(self) -> str:
+        """The key this job's limits count by (e.g. "tenant:42"); "": one count for the class."""
+        return ""
+
     def default_unique_key(self) -> str:
         return ""
 
@@ -106,6 +116,9 @@ class Job:
         unique_key: str | None = None,
         timeout: float | None = None,
         connection: ConnectionLike | None = None,
+        limit_key: str | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
     ) -> JobHandle:
         """Enqueue this job for a worker. Returns its handle.
 
@@ -114,7 +127,17 @@ class Job:
         by a waiting or running job of the same class returns that job's handle instead.
         Raises JobParamsError naming a parameter that cannot be stored.
         """
-        options = EnqueueOptions(queue, delay, priority, retries, unique_key, timeout)
+        options = EnqueueOptions(
+            queue,
+            delay,
+            priority,
+            retries,
+            unique_key,
+            timeout,
+            limit_key=limit_key,
+            concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+        )
         (handle,) = enqueue([self], options, connection=connection, source=caller_source())
         return handle
 
@@ -313,6 +336,35 @@ class EnqueueOptions:
     retries: int | None = None
     unique_key: str | None = None
     timeout: float | None = None
+    #: Flow control: the key the job's limits count by, and limits in place of the class's.
+    limit_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_limit: str | None = None
+
+
+def limit_fields(job: Job, options: EnqueueOptions, name: str) -> dict[str, Any]:
+    """The NewJob fields of ``job``'s limits (none when it has none). Raises JobParamsError."""
+    concurrency = (
+        job.concurrency_limit if options.concurrency_limit is None else options.concurrency_limit
+    )
+    rate_text = job.rate_limit if options.rate_limit is None else options.rate_limit
+    if concurrency is None and rate_text is None:
+        return {}
+    key = job.default_limit_key() if options.limit_key is None else options.limit_key
+    try:
+        if not isinstance(key, str) or len(key) > 255 or _bad_text(key):
+            raise limits.LimitError(f"limit_key={key!r:.80} must be a string of at most 255")
+        out: dict[str, Any] = {}
+        if concurrency is not None:
+            out["concurrency_limit"] = limits.check_concurrency(concurrency)
+            out["concurrency_key"] = limits.job_key(name, key)
+        if rate_text is not None:
+            rate = limits.parse_rate(rate_text)
+            out["rate_limit"] = (rate.count, rate.period)
+            out["rate_key"] = limits.job_key(name, key)
+    except limits.LimitError as exc:
+        raise JobParamsError(f"{type(job).__qualname__}: {exc}") from None
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +398,7 @@ def prepare(job: Job, options: EnqueueOptions, *, now: datetime, source: str) ->
         timeout=t,
         unique_key=u,
         source=source,
+        **limit_fields(job, options, registry.job_name(cls)),
     )
     return PreparedJob(job, row)
 
@@ -380,11 +433,24 @@ def enqueue_many(
     unique_key: str | None = None,
     timeout: float | None = None,
     connection: ConnectionLike | None = None,
+    limit_key: str | None = None,
+    concurrency_limit: int | None = None,
+    rate_limit: str | None = None,
     _source: str | None = None,
 ) -> list[JobHandle]:
     """Enqueue many jobs in one transaction (multi-row inserts). Options left None take each
     job's class defaults. Returns the handles in order; nothing is inserted if any job's
     parameters cannot be stored (JobParamsError names it)."""
-    options = EnqueueOptions(queue, delay, priority, retries, unique_key, timeout)
+    options = EnqueueOptions(
+        queue,
+        delay,
+        priority,
+        retries,
+        unique_key,
+        timeout,
+        limit_key=limit_key,
+        concurrency_limit=concurrency_limit,
+        rate_limit=rate_limit,
+    )
     source = _source if _source is not None else caller_source()
     return enqueue(jobs, options, connection=connection, source=source)

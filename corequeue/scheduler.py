@@ -27,6 +27,7 @@ from corequeue.store.schedules import (
     ScheduleSpec,
     schedule_fire,
     schedule_list,
+    schedule_pause,
     schedule_sync_many,
 )
 
@@ -206,6 +207,8 @@ class Scheduler:
                 definition.cron.timezone,
             ):
                 continue  # not stored yet, or changed by another worker: the next sync decides
+            if row.paused:
+                continue  # fires nothing; on resume, its missed policy decides the gap
             decision = cron.due(
                 definition.cron, last=row.last_occurrence, now=now, first_seen=row.first_seen_at
             )
@@ -286,9 +289,55 @@ def worker_services(store: Store, settings: Settings) -> list[Scheduler]:
 
 
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("schedules", help="list schedules: expression, zone, next and last runs")
+    p = sub.add_parser(
+        "schedules",
+        help="list schedules (expression, zone, next and last runs), pause, resume or run one",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "pause", "resume", "run"),
+        default="list",
+        help="list (default); pause NAME, resume NAME; run NAME: enqueue one occurrence now",
+    )
+    p.add_argument("name", nargs="?", help="the schedule (pause, resume, run)")
     add_common_options(p)
     p.set_defaults(handler=cmd_schedules)
+
+
+def run_now(store: Store, definition: ScheduleDefinition, *, now: datetime) -> int:
+    """Enqueue one occurrence of ``definition`` now, outside its cron rhythm (its source says
+    manual; its stored last occurrence does not move). Returns the job's id."""
+    row = prepare(
+        definition.build_job(),
+        definition.options(),
+        now=now,
+        source=f"schedule {definition.name} (manual)",
+    ).row
+    (inserted,) = store.job_insert_many([row], now=now)
+    return inserted.id
+
+
+def _control(args: argparse.Namespace, store: Store, definitions: Mapping[str, Any]) -> int:
+    name = args.name
+    now = datetime.now(UTC)
+    if args.action == "run":
+        definition = definitions.get(name)
+        if definition is None:
+            raise ConfigError(
+                f"no schedule {name!r} in this configuration: `corequeue schedules` lists them"
+            )
+        job_id = run_now(store, definition, now=now)
+        emit(args, {"name": name, "job_id": job_id}, f"schedule {name}: job {job_id} enqueued")
+        return 0
+    paused = args.action == "pause"
+    if not schedule_pause(store, name, paused=paused):
+        raise ConfigError(
+            f"no stored schedule {name!r}: a worker stores a configured schedule when it starts"
+            " (`corequeue schedules` lists them)"
+        )
+    emit(args, {"name": name, "paused": paused}, f"schedule {name}: {args.action}d")
+    return 0
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
@@ -297,6 +346,10 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     definitions = {d.name: d for d in load_definitions(settings)}
     store = open_store(settings)
     store.check_schema()
+    if args.action != "list":
+        if not args.name:
+            raise ConfigError(f"corequeue schedules {args.action} needs a schedule name")
+        return _control(args, store, definitions)
     stored = {r.name: r for r in schedule_list(store)}
     now = datetime.now(UTC)
     data = []
@@ -321,6 +374,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
                 else None,
                 "last_job_id": row.last_job_id if row else None,
                 "last_outcome": row.last_job_state if row else None,
+                "paused": bool(row and row.paused),
             }
         )
     widths = (20, 16, 16, 20, 20)
@@ -334,6 +388,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
                 str(item["next_run"] or "-")[:19],
                 str(item["last_run"] or "-")[:19],
                 str(item["last_outcome"] or "-")
+                + ("  (paused)" if item["paused"] else "")
                 + ("" if item["configured"] else "  (no longer configured)"),
             )
         )

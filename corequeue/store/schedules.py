@@ -29,6 +29,7 @@ __all__ = [
     "SyncResult",
     "schedule_fire",
     "schedule_list",
+    "schedule_pause",
     "schedule_sync_many",
 ]
 
@@ -47,6 +48,7 @@ class ScheduleRow:
     last_job_run_at: datetime | None = None
     last_job_started_at: datetime | None = None
     last_job_finished_at: datetime | None = None
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +154,21 @@ def schedule_list(store: Store) -> list[ScheduleRow]:
                 last_job_run_at=r.run_at,
                 last_job_started_at=r.started_at,
                 last_job_finished_at=r.finished_at,
+                paused=bool(r.paused),
             )
             for r in conn.execute(query)
         ]
+
+
+def schedule_pause(store: Store, name: str, *, paused: bool = True) -> bool:
+    """Pause (or resume) a stored schedule: a paused one fires nothing; its last occurrence
+    stays where it was, so on resume its ``missed`` policy decides what the pause missed.
+    Returns False when no schedule of that name is stored (no worker has synced it yet)."""
+    with translate_errors(store.url), store.engine.begin() as conn:
+        changed = conn.execute(
+            sa.update(schedules).where(schedules.c.name == name).values(paused=paused)
+        ).rowcount
+    return bool(changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,7 @@ def schedule_fire(
                 schedules.c.expression == spec.expression,
                 schedules.c.timezone == spec.timezone,
                 schedules.c.job == spec.job,
+                schedules.c.paused == sa.false(),
                 last_matches,
                 *(
                     ()
