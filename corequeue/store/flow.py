@@ -53,6 +53,16 @@ class QueueInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueState:
+    """A queue's flow-control state alone (no counts)."""
+
+    name: str
+    paused: bool
+    concurrency_limit: int | None
+    rate_limit: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SlotNeed:
     """A set of slots jobs being enqueued need to exist: ``count`` of them under (kind, key)."""
 
@@ -158,6 +168,20 @@ class FlowQueries(StoreBase):
         insert = pg_insert if self.is_postgresql else sqlite_insert
         stmt = insert(queues_t).values(row)
         conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+
+    def queue_states(self) -> dict[str, QueueState]:
+        """Every queue with a stored state (paused, limits), by name."""
+        with self._errors(), self.read() as conn:
+            rows = conn.execute(sa.select(queues_t).order_by(queues_t.c.name)).all()
+        return {
+            r.name: QueueState(
+                r.name,
+                bool(r.paused),
+                r.concurrency_limit,
+                None if r.rate_count is None else str(limits.Rate(r.rate_count, r.rate_period)),
+            )
+            for r in rows
+        }
 
     def queue_list(self, *, now: datetime) -> list[QueueInfo]:
         """Every queue with jobs or state, by name."""

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from corequeue import runtime
 from corequeue.store.queries import Store
-from corequeue.web import actions, login, pages
+from corequeue.web import actions, flow, login, pages
 from corequeue.web.dashboard import Dashboard
 from corequeue.web.security import LOCAL_HOSTS, SecurityHeaders, TrustedHosts, host_of
 from corequeue.web.templating import STATIC
@@ -83,7 +83,19 @@ def _routes(dash: Dashboard) -> list[BaseRoute]:
             methods=["POST"],
             name="job_action",
         ),
+        Route(
+            "/queues/{name:str}/{action:str}",
+            e(flow.act_queue, action=True),
+            methods=["POST"],
+            name="queue_action",
+        ),
         Route("/schedules", e(pages.page_schedules), name="schedules"),
+        Route(
+            "/schedules/{name:str}/{action:str}",
+            e(flow.act_schedule, action=True),
+            methods=["POST"],
+            name="schedule_action",
+        ),
         Route("/workers", e(pages.page_workers), name="workers"),
         Route("/metrics", e(pages.page_metrics), name="metrics"),
         Route("/login", e(login.page_login, public=True), name="login"),

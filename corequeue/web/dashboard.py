@@ -32,6 +32,10 @@ NOTICES = {
     "cancelled": "Job cancelled.",
     "deleted": "Job deleted.",
     "bulk": "Bulk action done.",
+    "queue_paused": "Queue paused: its waiting jobs wait until it is resumed.",
+    "queue_resumed": "Queue resumed.",
+    "schedule_paused": "Schedule paused: it fires nothing until it is resumed.",
+    "schedule_resumed": "Schedule resumed: its missed policy decides what the pause missed.",
 }
 
 Handler = Callable[["Dashboard", Request, "Context"], Response]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+from corequeue.core import limits
 from corequeue.core.states import JobState
 from corequeue.store.monitoring import Breakdown, Distribution, Monitor, QueueStats, WorkerStatus
 
@@ -74,13 +75,18 @@ def render_metrics(
     - ``corequeue_job_name_duration_seconds{name}``: the duration summary by job name, and
       ``corequeue_job_name_finished_recently{name,state}``: each name's outcomes in the window;
     - ``corequeue_workers{status}`` and ``corequeue_worker_heartbeat_age_seconds{worker,host}``;
-    - ``corequeue_running_jobs{worker}``.
+    - ``corequeue_running_jobs{worker}``;
+    - flow control: ``corequeue_queue_paused{queue}`` (1 or 0),
+      ``corequeue_queue_concurrency_limit{queue}``, ``corequeue_queue_rate_limit{queue,period}``
+      (starts per period, the period in seconds as a label) and
+      ``corequeue_schedule_paused{schedule}``.
     """
     w = _Writer()
     _queue_families(w, monitor.queue_stats(now=now), now)
     _attempt_families(w, monitor, now, window)
     _breakdown_families(w, monitor.breakdown(now=now, window=window), window)
     _worker_families(w, monitor.worker_statuses(now=now, heartbeat_timeout=heartbeat_timeout))
+    _flow_families(w, monitor)
     return w.text()
 
 
@@ -190,3 +196,24 @@ def _worker_families(w: _Writer, statuses: list[WorkerStatus]) -> None:
     w.family("corequeue_running_jobs", "gauge", "Jobs running, by worker.")
     for s in statuses:
         w.sample("corequeue_running_jobs", {"worker": s.worker.id}, len(s.running))
+
+
+def _flow_families(w: _Writer, monitor: Monitor) -> None:
+    """Paused queues and schedules, and the queues' limits (database state)."""
+    states = monitor.store.queue_states()
+    w.family("corequeue_queue_paused", "gauge", "1 for a paused queue, 0 for a resumed one.")
+    for name, q in states.items():
+        w.sample("corequeue_queue_paused", {"queue": name}, 1 if q.paused else 0)
+    w.family("corequeue_queue_concurrency_limit", "gauge", "The most jobs of a queue run at once.")
+    for name, q in states.items():
+        if q.concurrency_limit is not None:
+            w.sample("corequeue_queue_concurrency_limit", {"queue": name}, q.concurrency_limit)
+    w.family("corequeue_queue_rate_limit", "gauge", "The most starts of a queue per period.")
+    for name, q in states.items():
+        if q.rate_limit is not None:
+            rate = limits.parse_rate(q.rate_limit)
+            labels = {"queue": name, "period": _number(rate.period)}
+            w.sample("corequeue_queue_rate_limit", labels, rate.count)
+    w.family("corequeue_schedule_paused", "gauge", "1 for a paused schedule, 0 otherwise.")
+    for row in monitor.schedule_rows():
+        w.sample("corequeue_schedule_paused", {"schedule": row.name}, 1 if row.paused else 0)

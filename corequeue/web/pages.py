@@ -32,6 +32,7 @@ def overview_data(dash: Dashboard, now: datetime) -> dict[str, Any]:
         "timings": dash.monitor.timings(now=now, window=timedelta(hours=1)),
         "workers": dash.monitor.worker_statuses(now=now, heartbeat_timeout=dash.heartbeat_timeout),
         "generated_at": now,
+        "flow": dash.store.queue_states(),
     }
 
 
