@@ -30,7 +30,7 @@ from corequeue.core.params import decode_value
 from corequeue.core.states import JobState
 from corequeue.core.text import one_line
 from corequeue.jobs import INT_MAX, INT_MIN, EnqueueOptions, enqueue
-from corequeue.logs import configure_logging
+from corequeue.logs import LOG_FORMATS, configure_logging
 from corequeue.middleware import build_chain
 from corequeue.store.records import JobFilter, JobRecord
 from corequeue.web import command as web_command
@@ -111,10 +111,16 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
     run.add_argument("--force", action="store_true", help="allow --max-processes above 4 per CPU")
-    _add_health_options(run)
+    _add_monitoring_options(run)
 
 
-def _add_health_options(run: argparse.ArgumentParser) -> None:
+def _add_monitoring_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines, or one JSON object a line (default text)",
+    )
     run.add_argument(
         "--health-port",
         type=int,
@@ -389,7 +395,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level, buffered=args.command == "run")
+    log_format = getattr(args, "log_format", "text")
+    configure_logging(args.log_level, buffered=args.command == "run", log_format=log_format)
     handler = COMMANDS.get(args.command) or args.handler
     try:
         code = int(handler(args))

@@ -12,7 +12,9 @@ for a worker that finishes tens of thousands of jobs a second and logs a line fo
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -121,10 +123,56 @@ def direct_handler(logger: logging.Logger, level: int) -> BufferedStreamHandler 
     return handler
 
 
-def configure_logging(level: str, *, buffered: bool = False) -> None:
+#: The environment variable that carries ``--log-format`` to the worker's children.
+LOG_FORMAT_ENV = "COREQUEUE_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
+
+#: What every LogRecord has: anything else on a record came from ``extra`` (or a filter).
+_RECORD_KEYS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    every attribute a record got from ``extra`` or a filter (``job_id``, ``job_name``,
+    ``queue``, ``attempt``, ...) and ``exception`` (the traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        out: dict[str, object] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_KEYS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else LineFormatter()
+
+
+def configure_child_logging() -> None:
+    """A child process's logging: INFO and up to stderr, in the parent's ``--log-format``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter_for(os.environ.get(LOG_FORMAT_ENV, "text")))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def configure_logging(level: str, *, buffered: bool = False, log_format: str = "text") -> None:
     """Log lines to stderr. ``buffered`` (the worker): block-buffered, and the worker flushes
     the handlers each time round its loop, before it waits, so a busy worker writes its lines
-    by the batch instead of one write per line."""
+    by the batch instead of one write per line. ``log_format``: ``text`` or ``json`` (one
+    object a line: :class:`JsonFormatter`), also for the worker's children."""
     stream: Any = sys.stderr
     if buffered:
         stream = io.TextIOWrapper(
@@ -133,7 +181,8 @@ def configure_logging(level: str, *, buffered: bool = False) -> None:
             errors="backslashreplace",
         )
     handler = BufferedStreamHandler(stream) if buffered else logging.StreamHandler(stream)
-    handler.setFormatter(LineFormatter())
+    handler.setFormatter(formatter_for(log_format))
+    os.environ[LOG_FORMAT_ENV] = log_format  # the worker's children inherit it
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     # The format shows no thread or process: do not look them up for every record.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

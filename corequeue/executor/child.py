@@ -34,7 +34,6 @@ import contextlib
 import ctypes
 import importlib
 import inspect
-import logging
 import multiprocessing
 import os
 import pickle
@@ -53,6 +52,7 @@ from corequeue import registry
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
+from corequeue.logs import configure_child_logging
 
 #: What a started task is, as the child reports it: bits, ASYNC | EXCLUSIVE for an exclusive
 #: async job.
@@ -87,7 +87,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_child_logging()  # in the parent's --log-format
     from corequeue import runtime
     from corequeue.middleware import build_chain
 

@@ -95,6 +95,10 @@ class AttemptEnd:
     traceback: str | None = None
     name: str = ""  # for logs
     queue: str = ""
+    priority: int = 0  # for logs, too
+    source: str = ""  # where the job was enqueued (file:line)
+    run_at: datetime | None = None  # the log line's waited_ms: from run_at to started_at
+    pid: int | None = None  # the child process that reported the ending, when one did
 
 
 @dataclass(frozen=True, slots=True)

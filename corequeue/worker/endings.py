@@ -14,6 +14,7 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import TaskResult
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob
+from corequeue.worker.pids import pid_of
 
 #: Outcomes that are never retried: their endings need no retry delay.
 _NO_RETRY = frozenset({Outcome.SUCCEEDED, Outcome.DEFERRED, Outcome.CANCELLED})
@@ -77,7 +78,13 @@ def decide(
         result.traceback,
         job.name,
         job.queue,
+        *_for_logs(job),
     )
+
+
+def _for_logs(job: ClaimedJob) -> tuple[int, str, datetime, int | None]:
+    """The ending's priority, source, run_at and child pid: for the per-job log line."""
+    return job.priority, "", job.run_at, pid_of(job.id)  # source: issue 20
 
 
 def _lost_shared(

@@ -19,8 +19,13 @@ from corequeue.worker.counters import Counters
 
 log = logging.getLogger("corequeue.worker")
 
-#: The line logged for each finished job (its arguments: see log_ends).
-_FINISHED = "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f%s"
+#: The line logged for each finished job (its arguments: see log_ends). ``waited_ms``: from
+#: run_at to the attempt's start; ``pid``: the child that ran it; ``source``: where the job was
+#: enqueued; ``-`` when not known.
+_FINISHED = (
+    "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f "
+    "waited_ms=%s priority=%d pid=%s source=%s%s"
+)
 
 
 def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
@@ -62,25 +67,66 @@ def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) 
         duration_ms = (
             (end.finished_at - end.started_at).total_seconds() * 1000 if end.started_at else 0.0
         )
-        detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
-        args = (  # text from jobs escaped (a newline would split the line): see core.text
-            end.job_id,
-            one_line(end.name),
-            one_line(end.queue),
-            end.attempt,
-            end.outcome.value,
-            job_state,
-            duration_ms,
-            one_line(detail),
-        )
+        args = _line_args(end, job_state, duration_ms)
         if quiet and direct is not None:
             lines.append(_FINISHED % args)
             continue
         write_lines()
         # makeRecord + handle: Logger.log would also walk the stack for the caller's file
         # and line, once per job, for a format that does not show them.
-        log.handle(log.makeRecord(log.name, level, __file__, 0, _FINISHED, args, None, "log_ends"))
+        record = log.makeRecord(
+            log.name, level, __file__, 0, _FINISHED, args, None, "log_ends", _fields(end)
+        )
+        log.handle(record)
     write_lines()
+
+
+def _waited(end: AttemptEnd) -> float | None:
+    """Milliseconds from the job's run_at to the attempt's start (None when not known)."""
+    if end.run_at is None or end.started_at is None:
+        return None
+    return max((end.started_at - end.run_at).total_seconds() * 1000, 0.0)
+
+
+def _line_args(end: AttemptEnd, job_state: str, duration_ms: float) -> tuple[object, ...]:
+    """The values of :data:`_FINISHED`; text from jobs escaped (a newline would split the
+    line): see core.text."""
+    detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
+    waited = _waited(end)
+    return (
+        end.job_id,
+        one_line(end.name),
+        one_line(end.queue),
+        end.attempt,
+        end.outcome.value,
+        job_state,
+        duration_ms,
+        "-" if waited is None else f"{waited:.1f}",
+        end.priority,
+        end.pid or "-",
+        one_line(end.source) or "-",
+        one_line(detail),
+    )
+
+
+def _fields(end: AttemptEnd) -> dict[str, object]:
+    """The per-job line's values as record attributes (what ``--log-format json`` writes)."""
+    return {
+        "job_id": end.job_id,
+        "job_name": end.name,
+        "queue": end.queue,
+        "attempt": end.attempt,
+        "outcome": end.outcome.value,
+        "state": end.change.state.value,
+        "duration_ms": round((end.finished_at - end.started_at).total_seconds() * 1000, 1)
+        if end.started_at
+        else 0.0,
+        "waited_ms": None if (waited := _waited(end)) is None else round(waited, 1),
+        "priority": end.priority,
+        "pid": end.pid,
+        "source": end.source or None,
+        "error": f"{end.error_type}: {end.error_message}" if end.error_type else None,
+    }
 
 
 def _log_refused(end: AttemptEnd) -> None:

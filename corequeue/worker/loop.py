@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from corequeue.config import Settings
 from corequeue.core.errors import CorequeueError, DatabaseUnavailable
 from corequeue.executor.child import ChildConfig
-from corequeue.executor.pool import Event, ProcessPool, Ready, Released
+from corequeue.executor.pool import Event, Ready, Released
 from corequeue.executor.task import Task, TaskResult
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
@@ -37,6 +37,7 @@ from corequeue.worker.joblog import log_ends, log_stats, log_stopped
 from corequeue.worker.lanes import ClaimLane, NextReady, RecordLane
 from corequeue.worker.notifier import Notifier, WakeUp
 from corequeue.worker.outage import Outage
+from corequeue.worker.pids import ChildPool
 from corequeue.worker.process import Clock, check_heartbeat, flush_logs, utcnow
 from corequeue.worker.services import Heartbeat, Pruner, Rescuer, Service
 
@@ -67,7 +68,7 @@ class Worker:
         self.clock = clock
         self.id = str(uuid.uuid4())
         self.queues = list(settings.queues)
-        self.pool = ProcessPool(
+        self.pool = ChildPool(
             ChildConfig.of(settings),
             max_processes=settings.max_processes,
             max_jobs_per_process=settings.max_jobs_per_process,

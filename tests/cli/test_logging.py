@@ -140,11 +140,13 @@ def test_the_worker_writes_its_lines_in_order_directly_or_as_records(
 
     assert [line.split(" ", 3)[2:] for line in direct] == [
         ["INFO", "corequeue.worker finished job_id=1 name=Noop queue= attempt=1 "
-         "outcome=succeeded state=succeeded duration_ms=0.0"],
+         "outcome=succeeded state=succeeded duration_ms=0.0 waited_ms=- priority=0 pid=- "
+         "source=-"],
         ["WARNING", "corequeue.worker refused job_id=2 attempt=1 outcome=succeeded: the job is "
          "no longer running under this attempt's lease (cancelled or rescued)"],
         ["INFO", "corequeue.worker finished job_id=3 name=Noop queue= attempt=1 "
-         "outcome=succeeded state=succeeded duration_ms=0.0"],
+         "outcome=succeeded state=succeeded duration_ms=0.0 waited_ms=- priority=0 pid=- "
+         "source=-"],
     ]  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [line.split(" ", 4)[4] for line in direct]
     # The same lines (but for the time) through records this time.

@@ -1,0 +1,37 @@
+"""Which child process reported each job's ending, for the worker's per-job log line.
+
+:class:`ChildPool` notes the pid as a child's report arrives; :func:`pid_of` hands it to the
+ending the worker builds from that report (``endings.decide``), once. A process runs one
+worker; a note nobody asks for (a report the worker drops: its lease moved on) is forgotten
+once :data:`MAX_NOTES` pile up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corequeue.executor.pool import ProcessPool
+from corequeue.executor.task import TaskResult
+
+MAX_NOTES = 100_000
+_ended_in: dict[int, int] = {}  # job id -> pid of the child that reported its ending
+
+
+class ChildPool(ProcessPool):
+    """The pool, noting the pid of the child each ending came from."""
+
+    def _receive(self, child: Any, message: Any, events: list[Any]) -> None:
+        before = len(events)
+        super()._receive(child, message, events)
+        if len(events) > before and child.pid is not None:
+            if len(_ended_in) >= MAX_NOTES:
+                _ended_in.clear()
+            for event in events[before:]:
+                if isinstance(event, TaskResult):
+                    _ended_in[event.job_id] = child.pid
+
+
+def pid_of(job_id: int) -> int | None:
+    """The pid of the child that reported ``job_id``'s ending (None when no child did: lost,
+    timed out, killed). Asked once, as the worker decides that ending."""
+    return _ended_in.pop(job_id, None)

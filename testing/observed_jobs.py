@@ -1,0 +1,29 @@
+"""Jobs for the observability tests (``--import testing.observed_jobs``): one that logs with
+the standard library's ``logging``, as application code does, and one that fails."""
+
+from __future__ import annotations
+
+import logging
+
+from corequeue import Job, register_job
+
+app_log = logging.getLogger("app.orders")
+
+
+@register_job
+class ChargeOrder(Job):
+    def __init__(self, order_id: int) -> None:
+        self.order_id = order_id
+
+    def run(self) -> int:
+        app_log.info("charging order %d", self.order_id)
+        return self.order_id
+
+
+@register_job
+class Explode(Job):
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def run(self) -> None:
+        raise RuntimeError(self.why)
