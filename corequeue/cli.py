@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_run(sub)
+    _add_django_option(sub.choices["run"])
     _add_enqueue(sub)
     add_common_options(sub.add_parser("stats", help="counts by queue and state, and live workers"))
     _add_jobs(sub)
@@ -169,6 +170,27 @@ def _add_jobs(sub: Any) -> None:
 # -- commands -------------------------------------------------------------------------------
 
 
+def _add_django_option(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--django-settings",
+        metavar="MODULE",
+        help="run Django tasks (corequeue.contrib.django): set Django up with this settings "
+        "module, here and in each child, before any task runs",
+    )
+
+
+def with_django(settings: Settings, settings_module: str) -> Settings:
+    """``settings`` that import corequeue.contrib.django first: with COREQUEUE_DJANGO_SETTINGS
+    set (the children inherit it), importing it sets Django up, here and in each child, before
+    the other imports and any task."""
+    import dataclasses
+
+    os.environ["COREQUEUE_DJANGO_SETTINGS"] = settings_module
+    import_modules(["corequeue.contrib.django"])
+    imports = ("corequeue.contrib.django", *settings.imports)
+    return dataclasses.replace(settings, imports=imports)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from corequeue.worker import Worker, tune_gc, worker_store  # only the worker needs it
 
@@ -188,6 +210,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         synchronous_commit=args.synchronous_commit,
     )
     check_max_processes(settings, force=args.force)
+    if args.django_settings:
+        settings = with_django(settings, args.django_settings)
     import_modules(settings.imports)
     registry.limit_imports(settings.imports)  # a job row names no other module to import
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
