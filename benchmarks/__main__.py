@@ -19,10 +19,11 @@ import psycopg
 
 from benchmarks import scenarios
 from benchmarks.harness import Context, check_local, libpq, median
+from benchmarks.io import io as io_scenario
 from benchmarks.pgbench import pgbench
 from benchmarks.profile import profile
 
-ALL = ("drain", "pgbench", "latency", "enqueue", "sqlite", "memory", "profile")
+ALL = ("drain", "pgbench", "latency", "enqueue", "sqlite", "memory", "io", "profile")
 PEERS = ("pgqueuer", "procrastinate")
 
 
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     if "memory" in only:
         out["memory"] = memory(ctx, out, backlogs)
+    if "io" in only:
+        out["io"] = io_scenario(ctx, 2_000 if args.quick else 5_000)
     if "profile" in only:
         n = 20_000
         ctx.say(f"profiling a corequeue drain of {n:,} (py-spy on the worker parent)")
@@ -173,6 +176,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return 0
+
+
+def report_io(io: dict[str, Any], row: Any) -> None:
+    """The I/O-bound rows: against the issue's peer figures on this machine (see benchmarks/io)."""
+    best_pgq, procr = io["peers_from_issue"].values()
+    n = io["drains"][0]["backlog"]
+    rate = io["async_rate"]
+    row(f"I/O drain {n:,} async x 50 ms, defaults (jobs/s)", fmt(rate))
+    row(
+        "  / PgQueuer's best (issue: 4,500)",
+        fmt(rate / best_pgq, ".2f") + "x",
+        ">= 2x",
+        rate >= 2 * best_pgq,
+    )
+    row(
+        "  / Procrastinate (issue: 407)",
+        fmt(rate / procr, ".1f") + "x",
+        ">= 10x",
+        rate >= 10 * procr,
+    )
+    sync = io["sync_threads_rate"]
+    row(f"I/O drain {n:,} sync x 50 ms, --threads 20 (jobs/s)", fmt(sync))
+    row("  / PgQueuer's best", fmt(sync / best_pgq, ".2f") + "x", ">= 1x", sync >= best_pgq)
+    for processes, limit in (("2", 1.0), ("8", 2.0)):
+        up = io["startup_s"][processes]
+        row(
+            f"start-up to first job, {processes} children (s, median of 5)",
+            fmt(up, ".3f"),
+            f"<= {limit:g} s",
+            up <= limit,
+        )
 
 
 def memory(ctx: Context, out: dict[str, Any], backlogs: list[int]) -> dict[str, Any]:
@@ -301,6 +335,8 @@ def report(out: dict[str, Any], systems: tuple[str, ...], backlogs: list[int]) -
             "<= 1.50x",
             e["single_ratio"] <= 1.5,
         )
+    if "io" in out:
+        report_io(out["io"], row)
     if "sqlite" in out:
         d, two = out["sqlite"]["drain"], out["sqlite"]["two_workers"]
         row("SQLite drain 20,000: corequeue (jobs/s)", fmt(d["rate"]))

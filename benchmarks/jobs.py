@@ -1,10 +1,12 @@
-"""The jobs the benchmarks run: a no-op, and a probe that stamps when ``run()`` starts.
+"""The jobs the benchmarks run: a no-op, a probe that stamps when ``run()`` starts, and
+I/O-bound jobs (async and sync) for the ``io`` scenario.
 
 Imported by corequeue workers with ``--import benchmarks.jobs``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -42,3 +44,25 @@ def append_stamp(sample: int, started: float) -> None:
         os.write(fd, f"{sample} {started:.6f}\n".encode())
     finally:
         os.close(fd)
+
+
+@register_job(alias="bench-io-async")
+class IoAsync(Job):
+    """An I/O-bound async job: awaits ``seconds`` (an HTTP call, say)."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+
+    async def run(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+@register_job(alias="bench-io-sync")
+class IoSync(Job):
+    """An I/O-bound sync job: sleeps ``seconds`` in its thread (requests, boto3, say)."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+
+    def run(self) -> None:
+        time.sleep(self.seconds)

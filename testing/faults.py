@@ -165,14 +165,17 @@ class WorkerProcess:
             return ""
 
     def children(self) -> list[int]:
-        """The worker's job-running children (not multiprocessing's resource tracker)."""
+        """The worker's job-running children: its fork server's children (not
+        multiprocessing's resource tracker, nor the fork server itself)."""
         out = []
         for pid in children(self.pid):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"resource_tracker" not in cmdline:
+            if b"forkserver" in cmdline:
+                out.extend(children(pid))
+            elif b"resource_tracker" not in cmdline:
                 out.append(pid)
         return out
 

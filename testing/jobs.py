@@ -9,6 +9,7 @@ workers can share one file. ``runs(path)`` reads the lines back.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -16,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from corequeue import DeferJob, Job, register_job
+
+
+def worker_pid() -> int:
+    """The worker's pid (a job's process is a child of the worker's fork server)."""
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None and parent.pid is not None else os.getppid()
 
 
 def append_line(path: str, line: dict[str, Any]) -> None:
@@ -29,7 +36,7 @@ def append_line(path: str, line: dict[str, Any]) -> None:
 
 def record(path: str, key: Any, **extra: Any) -> None:
     append_line(
-        path, {"key": key, "pid": os.getpid(), "ppid": os.getppid(), "at": time.time(), **extra}
+        path, {"key": key, "pid": os.getpid(), "ppid": worker_pid(), "at": time.time(), **extra}
     )
 
 

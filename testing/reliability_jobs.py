@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from corequeue import DeferJob, Job, register_job
-from testing.jobs import append_line, runs, wait_for_gate
+from testing.jobs import append_line, runs, wait_for_gate, worker_pid
 
 
 def record(path: str, key: Any, **extra: Any) -> None:
     append_line(
-        path, {"key": key, "pid": os.getpid(), "worker": os.getppid(), "at": time.time(), **extra}
+        path, {"key": key, "pid": os.getpid(), "worker": worker_pid(), "at": time.time(), **extra}
     )
 
 

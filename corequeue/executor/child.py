@@ -16,9 +16,10 @@ sent); ``("stop",)`` (give back what has not started, finish what has, exit). Ch
 :data:`SYNC`, :data:`ASYNC` or :data:`EXCLUSIVE`, so the parent learns what each job name is),
 ``("done", result fields)`` as it ends (or, when the main thread starts its next sync task at
 once, ``("next", result fields, next job id, kind)``: both in one message), and ``("released",
-[job ids])`` with the tasks it dropped unstarted. Each result is written as soon as its task
-ends (the main thread's last one at the latest when it next waits), so a child that dies later
-loses none.
+[job ids])`` with the tasks it dropped unstarted. Async tasks are reported in batches:
+``("started_many", [(job id, kind), ...])``, ``("done_many", [result fields, ...])``. Each
+result is written as soon as its task ends (the main thread's last one at the latest when it
+next waits; async ones at the end of the loop's turn), so a child that dies later loses none.
 
 An async job past its ``timeout`` is cancelled here and reported ``timed_out``; a sync one
 cannot be stopped in its thread: the parent decides (see executor.pool).
@@ -45,6 +46,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -57,6 +59,7 @@ from corequeue.logs import configure_child_logging
 #: What a started task is, as the child reports it: bits, ASYNC | EXCLUSIVE for an exclusive
 #: async job.
 SYNC, ASYNC, EXCLUSIVE = 0, 1, 2
+_PICKLE = pickle.HIGHEST_PROTOCOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,8 @@ class _Runner:
         self.async_busy: dict[int, asyncio.Task[None] | None] = {}  # None: not created yet
         self.exclusive = 0  # exclusive jobs in flight (0 or 1)
         self.abandoned: set[int] = set()
+        self.starts: list[tuple[Task, int]] = []  # async tasks started, not reported yet
+        self.outbox: list[tuple[Any, ...]] = []  # async results not sent yet (the loop's)
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pool: ThreadPoolExecutor | None = None
@@ -136,7 +141,7 @@ class _Runner:
         self.inbox.register(self.wake_r, select.POLLIN)
 
     def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(message, _PICKLE)
         with self.lock:
             self.conn.send_bytes(data)
 
@@ -147,6 +152,7 @@ class _Runner:
             events = self.inbox.poll(0) if self.tasks else []
             task = None if events else self._next_task()
             if task is None:  # nothing to start now: wait for a message or a job's end
+                self._flush_starts()
                 if finished is not None:
                     self.send(("done", finished.wire()))
                     finished = None
@@ -164,6 +170,7 @@ class _Runner:
             elif self.config.threads > 1:
                 self._start_thread(task, kind)
             else:  # the main thread runs it: no hand-off to a thread
+                self._flush_starts()
                 if finished is None:
                     self.send(("started", task.job_id, kind))
                 else:  # one message: the last task's result, and that this one starts now
@@ -237,19 +244,38 @@ class _Runner:
     def _ended(self, result: TaskResult, kind: int, *, threaded: bool) -> None:
         """A job off the main thread ended: send its result, free its slot, wake the main
         thread."""
-        data = pickle.dumps(("done", result.wire()), pickle.HIGHEST_PROTOCOL)
         with self.lock:
-            if threaded:
-                self.sync_busy -= 1
-            else:
-                self.async_busy.pop(result.job_id, None)
             self.exclusive -= kind >> 1
-            if result.job_id in self.abandoned:
-                self.abandoned.discard(result.job_id)
+            if not threaded:  # on the loop: results go out together, once per loop turn
+                self.async_busy.pop(result.job_id, None)
+                if not self.outbox:
+                    asyncio.get_running_loop().call_soon(self._flush_results)
+                self.outbox.append(result.wire())
             else:
-                self.conn.send_bytes(data)
-        with contextlib.suppress(BlockingIOError):  # the main thread has wake-ups to read
-            os.write(self.wake_w, b"x")
+                self.sync_busy -= 1
+                if result.job_id in self.abandoned:
+                    self.abandoned.discard(result.job_id)
+                else:
+                    self.conn.send_bytes(pickle.dumps(("done", result.wire()), _PICKLE))
+        if self.tasks or self.stopping:  # the main thread waits for a free slot or the end
+            with contextlib.suppress(BlockingIOError):  # it has wake-ups to read already
+                os.write(self.wake_w, b"x")
+
+    def _flush_results(self) -> None:
+        """On the loop: send the async results that ended since the last flush, at once."""
+        with self.lock:
+            results, self.outbox = self.outbox, []
+            self.conn.send_bytes(pickle.dumps(("done_many", results), _PICKLE))
+
+    def _flush_starts(self) -> None:
+        """Report the async tasks started since the last flush, and hand them to the loop,
+        in one message and one wake-up of the loop each."""
+        if not self.starts:
+            return
+        starts, self.starts = self.starts, []
+        self.send(("started_many", [(t.job_id, kind) for t, kind in starts]))
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._create_many, starts)
 
     def _start_thread(self, task: Task, kind: int) -> None:
         if self.pool is None:
@@ -274,15 +300,16 @@ class _Runner:
         with self.lock:
             self.async_busy[task.job_id] = None  # the task is created on the loop
             self.exclusive += kind >> 1
-        self.send(("started", task.job_id, kind))
-        loop.call_soon_threadsafe(self._create, task, kind)
+        self.starts.append((task, kind))  # reported and handed over by _flush_starts
 
-    def _create(self, task: Task, kind: int) -> None:
-        """On the loop: run ``task`` as an asyncio task (unless cancelled meanwhile)."""
+    def _create_many(self, starts: list[tuple[Task, int]]) -> None:
+        """On the loop: run each task as an asyncio task (unless cancelled meanwhile)."""
         with self.lock:
-            if task.job_id not in self.async_busy:
-                return
-            self.async_busy[task.job_id] = asyncio.ensure_future(self._run_async(task, kind))
+            for task, kind in starts:
+                if task.job_id in self.async_busy:
+                    self.async_busy[task.job_id] = asyncio.ensure_future(
+                        self._run_async(task, kind)
+                    )
 
     def _cancel_async(self, job_id: int) -> None:
         loop = self.loop
@@ -326,6 +353,25 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it died before prctl: go now
-        os._exit(1)
+    # Our parent is the pool's fork server, which exits when the worker does, once no child
+    # holds its "alive" pipe: this child lets go of its copy.
+    with contextlib.suppress(Exception):
+        server: Any = forkserver._forkserver
+        if server._forkserver_alive_fd is not None:
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_alive_fd = None
+    worker = multiprocessing.parent_process()
+    if os.getppid() == 1 or (worker is not None and not _exists(worker.pid)):
+        os._exit(1)  # the worker (or the fork server) died before prctl: go now
+
+
+def _exists(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

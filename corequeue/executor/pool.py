@@ -1,15 +1,13 @@
-"""A pool of spawned child processes that run tasks, with timeouts, crashes and recycling.
+"""Child processes (forked from a fork server) that run tasks: timeouts, crashes, recycling.
 
-The parent keeps, per child, the tasks it has handed over, and which of them the child has
-started (``("started", job id, kind)``): timeouts count from that message, not from the
-hand-off, so a parent slow to read results never makes a job look older than it is. A child
-runs up to ``threads`` sync tasks and ``concurrency`` async ones at once (executor.child); the
-parent learns each job name's kind from the "started" messages and sizes the room it offers
-(and so the claims) by kind: sync slots of ``threads - 1 + max_pending``, and async slots of
-``concurrency`` once an async job was seen. Nothing is imported for this in the parent.
-A child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
-not claimed for children still starting, where they would sit ``running`` with nobody running
-them while an idle worker elsewhere could.
+Per child, the parent keeps the tasks handed over and which ones started (``("started", job
+id, kind)``): timeouts count from that message, not from the hand-off. A child runs up to
+``threads`` sync tasks and ``concurrency`` async ones at once (executor.child); the parent
+learns each job name's kind from the "started" messages and sizes the room it offers (and so
+the claims) by kind: sync slots of ``threads - 1 + max_pending``, async slots of
+``concurrency`` once an async job was seen (nothing is imported for this in the parent). A
+child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
+not claimed for children still starting, while an idle worker elsewhere could run them.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
 import os
 import pickle
 import select
@@ -31,6 +28,7 @@ from typing import Any
 
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
+from corequeue.executor import server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
 from corequeue.executor.events import (
     Event,
@@ -44,7 +42,7 @@ from corequeue.executor.task import Task, TaskResult
 
 __all__ = ["Event", "ProcessPool", "Ready", "Released", "describe_exit"]
 
-_ctx = multiprocessing.get_context("spawn")
+_ctx = server.CONTEXT
 log = logging.getLogger("corequeue.worker")
 
 #: Work to keep queued per child, in seconds of the jobs' mean duration (see max_pending).
@@ -59,6 +57,7 @@ STARTUP_WAIT = 1.0
 ASYNC_TIMEOUT_GRACE = 2.0
 #: Seconds :meth:`ProcessPool.cancel` waits for a child to confirm an async job's cancel.
 CANCEL_WAIT = 1.0
+CANCELLED = "the job was cancelled"
 
 
 #: Bytes read from a child's pipe at once (its results, many per read under load).
@@ -101,8 +100,10 @@ class ProcessPool:
         max_jobs_per_process: int = Settings.max_jobs_per_process,
         max_pending_per_process: int = Settings.max_pending_per_process,
     ) -> None:
-        """Limits default to Settings' (defined there only); ``config`` has the rest."""
+        """Limits default to Settings' (defined there only); ``config`` has the rest. Children
+        fork from a fork server that imported corequeue and the application's modules once."""
         self.config = config
+        server.prepare(config.imports)
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
         self.max_pending_cap = max_pending_per_process
@@ -195,13 +196,10 @@ class ProcessPool:
         self._mean_duration = duration if mean is None else mean + 0.05 * (duration - mean)
 
     def startup_wait(self) -> float | None:
-        """Seconds the pool still holds back its first tasks (None: it does not).
-
-        Children started together finish their imports within tens of milliseconds of each
-        other. Until every one is ready (or ``STARTUP_WAIT`` after the first), no task is
-        handed out: the first jobs spread over all the children from the start, instead of
-        queueing one at a time on the first child while the others import on the same CPUs.
-        Only at the pool's start: a child replaced later never holds the others back."""
+        """Seconds the pool still holds back its first tasks (None: it does not). Until every
+        child is ready (or ``STARTUP_WAIT`` after the first), no task is handed out, so the
+        first jobs spread over all the children. Only at the pool's start: a child replaced
+        later never holds the others back."""
         if self._handed_out or self._first_ready_at is None:
             return None
         if not any(not c.ready and not c.stopping for c in self.children):
@@ -218,11 +216,9 @@ class ProcessPool:
         return max(sync, 0), max(free_async, 0)
 
     def free_slots(self) -> int:
-        """Room for tasks in the children that are ready (none while :meth:`startup_wait`
-        holds the first tasks back). While another child is still starting and no job's
-        duration is known yet, a ready child takes one sync task at a time: slow jobs queued
-        in the first child to start would not move to the others once they are up (once
-        durations are known, ``max_pending`` keeps slow jobs from queueing)."""
+        """Room for tasks in the ready children (none while :meth:`startup_wait` holds the
+        first tasks back). While another child starts and no duration is known, a ready child
+        takes one sync task at a time (slow jobs queued there would not move to the others)."""
         if self.startup_wait() is not None:
             return 0
         starting = any(not c.ready and not c.stopping for c in self.children)
@@ -361,15 +357,14 @@ class ProcessPool:
             events.append(Ready(child.pid))
         elif kind == "started":
             self._start(child, message[1], message[2])
+        elif kind == "started_many":
+            for job_id, started_kind in message[1]:
+                self._start(child, job_id, started_kind)
+        elif kind == "done_many":
+            for fields in message[1]:
+                self._done(child, fields, events)
         elif kind == "done" or kind == "next":
-            result = TaskResult.from_wire(message[1])
-            if child.pending.pop(result.job_id, None) is not None:  # else ended here already
-                if not child.kinds.pop(result.job_id, SYNC) & ASYNC:
-                    self._observe(result.duration)
-                child.started.pop(result.job_id, None)
-                child.deadlines.pop(result.job_id, None)
-                child.in_async.discard(result.job_id)
-                events.append(result)
+            self._done(child, message[1], events)
             if kind == "next":
                 self._start(child, message[2], message[3])
         elif kind == "released":
@@ -377,6 +372,17 @@ class ProcessPool:
             for task in gone:
                 child.in_async.discard(task.job_id)
             events.append(Released(gone))
+
+    def _done(self, child: _Child, fields: tuple[Any, ...], events: list[Event]) -> None:
+        result = TaskResult.from_wire(fields)
+        if child.pending.pop(result.job_id, None) is None:  # ended here already
+            return
+        if not child.kinds.pop(result.job_id, SYNC) & ASYNC:
+            self._observe(result.duration)
+        child.started.pop(result.job_id, None)
+        child.deadlines.pop(result.job_id, None)
+        child.in_async.discard(result.job_id)
+        events.append(result)
 
     def _start(self, child: _Child, job_id: int, kind: int) -> None:
         """``child`` started a task: time it from now, and learn its job name's kind."""
@@ -404,16 +410,11 @@ class ProcessPool:
         culprit: int | None = None,
     ) -> list[Event]:
         """A child is gone: its started tasks end with ``outcome``, the rest go back.
-
-        ``killed``: we killed it, to end ``culprit`` (its other started tasks go back
-        uncounted: they were not at fault) or every started task (``culprit`` None: the
-        worker stops). A child that died on its own is charged with its started task, or its
-        first task when none was reported started (a job that kills its child before the
-        "started" message is read): releasing it uncounted could loop forever. With several
-        tasks started nobody knows which one killed it: each ends ``lost`` marked
-        ``crash_shared`` (the worker uses no attempt but counts it toward the crash-loop
-        bound). A child that dies while starting has no tasks: that is logged.
-        """
+        ``killed``: we killed it to end ``culprit`` (its other started tasks go back, not at
+        fault) or every started task (None: the worker stops). A child dead on its own is
+        charged with its started task, or its first when none was reported started (else a
+        job that kills its child at once could loop forever); with several started, which one
+        killed it is unknown: each ends ``lost`` marked ``crash_shared`` (see worker.endings)."""
         events: list[Event] = []
         child.process.join(timeout=5)
         self._forget(child)
@@ -535,7 +536,7 @@ class ProcessPool:
             for job_id in mine:
                 started_sync = job_id in child.started and not child.kinds.get(job_id, 0) & ASYNC
                 if started_sync and child in self.children:
-                    events.extend(self._end_sync(child, job_id, CANCELLED, CANCEL_WHY))
+                    events.extend(self._end_sync(child, job_id, Outcome.CANCELLED, CANCELLED))
             rest = [i for i in mine if i in child.pending]
             if rest and child in self.children:
                 with contextlib.suppress(OSError):  # a dead child is reported by wait()
@@ -590,10 +591,6 @@ class ProcessPool:
             events.extend(self._kill(child, Outcome.LOST, "the worker stopped while the job ran"))
         self.children.clear()
         return events
-
-
-CANCELLED = Outcome.CANCELLED
-CANCEL_WHY = "the job was cancelled"
 
 
 def _send(child: _Child, message: tuple[Any, ...]) -> None:
