@@ -118,6 +118,34 @@ class Breakdown:
 
 
 @dataclass(frozen=True, slots=True)
+class NameWindow:
+    """One job name over one window: jobs finished by final state, and the durations of the
+    most recently finished ones."""
+
+    window: timedelta
+    finished: dict[str, int]
+    duration: Distribution
+
+    @property
+    def total(self) -> int:
+        return sum(self.finished.values())
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed among succeeded and failed (None when neither)."""
+        done = self.finished.get("succeeded", 0) + self.finished.get("failed", 0)
+        return self.finished.get("failed", 0) / done if done else None
+
+    @property
+    def per_hour(self) -> float:
+        return self.total / (self.window.total_seconds() / 3600)
+
+
+#: The windows of a job name's page.
+NAME_WINDOWS = (timedelta(hours=1), timedelta(hours=24), timedelta(days=7))
+
+
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     """What a list of jobs shows of each: no parameters, no result, the error cut short."""
 
@@ -335,6 +363,30 @@ class Monitor:
             {n: Distribution.of(v) for n, v in sorted(duration.items())},
             dict(sorted(finished.items())),
         )
+
+    def name_windows(
+        self, name: str, *, now: datetime, windows: Sequence[timedelta] = NAME_WINDOWS
+    ) -> list[NameWindow]:
+        """``name``'s outcomes over each window, and the durations of its 2000 most recent
+        finishes in the window."""
+        out = []
+        with translate_errors(self.store.url), self._connect() as conn:
+            for window in windows:
+                since = now - window
+                where = (jobs.c.name == name, jobs.c.finished_at >= since)
+                counts = sa.select(jobs.c.state, sa.func.count()).where(*where)
+                finished: dict[str, int] = {}
+                for state, n in conn.execute(counts.group_by(jobs.c.state)):
+                    finished[state] = finished.get(state, 0) + int(n)
+                recent = (
+                    sa.select(jobs.c.started_at, jobs.c.finished_at)
+                    .where(*where, jobs.c.started_at.is_not(None))
+                    .order_by(jobs.c.finished_at.desc())
+                    .limit(2000)
+                )
+                took = [max((f - s).total_seconds(), 0.0) for s, f in conn.execute(recent)]
+                out.append(NameWindow(window, finished, Distribution.of(took)))
+        return out
 
     def attempt_counts(self) -> dict[Outcome, int]:
         """Recorded attempts by outcome (every outcome present, zero when none). Successful

@@ -170,5 +170,6 @@ class JobFilter:
     queues: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     search: str = ""  # an id, or a substring of the unique key or name
+    param: str = ""  # a parameter's value: 7, alice@example.com, Order#12 (core.display)
     created_after: datetime | None = None
     created_before: datetime | None = None

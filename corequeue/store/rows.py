@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
+from corequeue.core.display import search_patterns
 from corequeue.core.states import UNKNOWN_OUTCOME, UNKNOWN_STATE, JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.records import AttemptEnd, JobFilter, JobRecord, NewJob
@@ -152,4 +153,7 @@ def filter_clauses(f: JobFilter) -> list[ColumnElement[bool]]:
         if term.isascii() and term.isdigit() and len(term) < 19:  # "²" is a digit; ids are bigint
             options.append(jobs.c.id == int(term))
         clauses.append(sa.or_(*options))
+    if f.param:
+        found = [jobs.c.params.contains(p, autoescape=True) for p in search_patterns(f.param)]
+        clauses.append(sa.or_(*found) if found else sa.false())
     return clauses

@@ -77,6 +77,7 @@ def _routes(dash: Dashboard) -> list[BaseRoute]:
         Route("/jobs", e(pages.page_jobs), name="jobs"),
         Route("/jobs/bulk", e(actions.act_bulk, action=True), methods=["POST"], name="bulk"),
         Route("/jobs/{job_id:int}", e(pages.page_job), name="job"),
+        Route("/names/{name:str}", e(pages.page_name), name="job_name"),
         Route(
             "/jobs/{job_id:int}/{action:str}",
             e(actions.act_job, action=True),

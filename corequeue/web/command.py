@@ -50,6 +50,14 @@ def add_command(subparsers: Any) -> None:
     )
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
     p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module that registers jobs, to name their parameters (repeatable; default: imports)",
+    )
     p.set_defaults(handler=run_dashboard)
 
 
@@ -66,7 +74,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
     token = resolve_token(args.token)
     try:
         check_bind(args.host, token)
-        settings = load_settings(args.config, overrides={"database_url": args.database_url})
+        settings = load_settings(
+            args.config,
+            overrides={"database_url": args.database_url, "imports": args.imports or None},
+        )
+        from corequeue.commands import import_modules
+
+        import_modules(settings.imports)  # job classes name their parameters on job pages
         try:
             import uvicorn
         except ModuleNotFoundError:

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from corequeue import registry
 from corequeue.core import cron
+from corequeue.core.display import named_params
 from corequeue.core.errors import CorequeueError
+from corequeue.store.records import JobFilter
 from corequeue.web import metrics
 from corequeue.web.actions import job_actions
 from corequeue.web.chart import throughput_chart
@@ -147,7 +151,43 @@ def page_job(dash: Dashboard, request: Request, ctx: Context) -> Response:
         request,
         ctx,
         "job.html",
-        {"job": job, "attempts": dash.store.attempt_list(job_id), "actions": job_actions(job)},
+        {
+            "job": job,
+            "attempts": dash.store.attempt_list(job_id),
+            "actions": job_actions(job),
+            "named_params": named_params(job.params, arg_names_of(job.name)),
+        },
+    )
+
+
+def arg_names_of(name: str) -> tuple[str, ...]:
+    """The positional parameter names of the job class registered as ``name`` in this process
+    (the dashboard imports the configured modules), () when none is: nothing is imported for
+    a name read from a row."""
+    cls = registry.registered().get(registry.canonical_name(name))
+    if cls is None:
+        return ()
+    try:
+        of = getattr(cls, "parameters_of", None)  # function jobs: the function's parameters
+        func, skip_first = of() if of is not None else (cls.__init__, True)
+        params = list(inspect.signature(func).parameters.values())[skip_first:]
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds)
+
+
+def page_name(dash: Dashboard, request: Request, ctx: Context) -> Response:
+    """One job name: duration percentiles, failure rate and throughput over 1 h, 24 h and 7 d,
+    and its latest jobs."""
+    name = request.path_params["name"]
+    now = datetime.now(UTC)
+    recent = dash.monitor.job_page(JobFilter(names=(name,)), limit=20)
+    return dash.render(
+        request,
+        ctx,
+        "name.html",
+        {"name": name, "windows": dash.monitor.name_windows(name, now=now), "recent": recent},
     )
 
 

@@ -95,7 +95,8 @@ def clean_text(value: str, name: str, problems: list[str]) -> str:
 
 def parse_filter(params: Any) -> tuple[JobFilter, dict[str, Any], list[str]]:
     """A JobFilter from query or form fields ``state`` (repeatable), ``queue``, ``job``, ``q``,
-    ``from``, ``to`` (UTC). Returns (filter, the fields as given, problems to show)."""
+    ``param`` (a parameter's value), ``from``, ``to`` (UTC). Returns (filter, the fields as
+    given, problems to show)."""
     problems: list[str] = []
     states = []
     for value in params.getlist("state")[:20]:
@@ -105,7 +106,7 @@ def parse_filter(params: Any) -> tuple[JobFilter, dict[str, Any], list[str]]:
             except ValueError:
                 problems.append(f"unknown state {value[:40]!r}")
     form: dict[str, Any] = {"state": [s.value for s in states]}
-    for key in ("queue", "job", "q", "from", "to"):
+    for key in ("queue", "job", "q", "param", "from", "to"):
         form[key] = clean_text(str(params.get(key) or "").strip(), key, problems)
     created_after = _parse_time(form["from"], "from", problems)
     created_before = _parse_time(form["to"], "to", problems)
@@ -114,6 +115,7 @@ def parse_filter(params: Any) -> tuple[JobFilter, dict[str, Any], list[str]]:
         queues=(form["queue"],) if form["queue"] else (),
         names=(form["job"],) if form["job"] else (),
         search=form["q"],
+        param=form["param"],
         created_after=created_after,
         created_before=created_before,
     )

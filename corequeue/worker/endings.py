@@ -76,15 +76,13 @@ def decide(
         result.error_type,
         error_message,
         result.traceback,
-        job.name,
-        job.queue,
-        *_for_logs(job),
+        *_for_logs(job),  # name, queue, priority, source, run_at, pid
     )
 
 
-def _for_logs(job: ClaimedJob) -> tuple[int, str, datetime, int | None]:
-    """The ending's priority, source, run_at and child pid: for the per-job log line."""
-    return job.priority, "", job.run_at, pid_of(job.id)  # source: issue 20
+def _for_logs(job: ClaimedJob) -> tuple[str, str, int, str, datetime, int | None]:
+    """The ending's name, queue, priority, source, run_at and child pid: for its log line."""
+    return job.name, job.queue, job.priority, "", job.run_at, pid_of(job.id)  # source: issue 20
 
 
 def _lost_shared(

@@ -14,6 +14,17 @@
     if (field) field.value = "yes";
   });
 
+  // Running jobs show how long they have run, ticking each second (data-started: ISO time).
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll(".elapsed[data-started]").forEach(function (el) {
+      var secs = Math.max((now - Date.parse(el.dataset.started)) / 1000, 0);
+      var m = Math.floor(secs / 60), h = Math.floor(m / 60);
+      el.textContent = h ? h + " h " + (m % 60) + " min" : m ? m + " min " + Math.floor(secs % 60) + " s" : secs.toFixed(1) + " s";
+    });
+  }
+  window.setInterval(tick, 1000);
+
   // The overview refreshes its body from ?fragment=1 while the tab is visible.
   var box = document.getElementById("overview");
   var status = document.getElementById("refresh-status");
