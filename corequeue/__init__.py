@@ -3,12 +3,14 @@
 PostgreSQL in production (many workers on many machines), SQLite embedded by default.
 """
 
+from corequeue.context import JobContext, current_job
 from corequeue.core.errors import (
     ConfigError,
     CorequeueError,
     DatabaseUnavailable,
     InvalidTransition,
     JobFailed,
+    JobNotFound,
     JobParamsError,
     JobTimeout,
     SchemaError,
@@ -18,6 +20,8 @@ from corequeue.core.errors import (
 )
 from corequeue.core.states import JobState, Outcome
 from corequeue.flow import pause_queue, resume_queue
+from corequeue.functions import JobFunction, job
+from corequeue.hooks import JobEvent, on
 from corequeue.jobs import DeferJob, Job, JobHandle, enqueue_many, register_job
 from corequeue.runtime import configure, get_store
 from corequeue.scheduler import schedule
@@ -29,8 +33,12 @@ __all__ = [
     "DeferJob",
     "InvalidTransition",
     "Job",
+    "JobContext",
+    "JobEvent",
     "JobFailed",
+    "JobFunction",
     "JobHandle",
+    "JobNotFound",
     "JobParamsError",
     "JobState",
     "JobTimeout",
@@ -40,9 +48,12 @@ __all__ = [
     "UniqueViolation",
     "UnknownJobError",
     "configure",
+    "current_job",
     "enqueue_many",
     "get_store",
     "pause_queue",
+    "job",
+    "on",
     "register_job",
     "resume_queue",
     "schedule",

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import bench, flow, registry, scheduler
+from corequeue import bench, flow, hooks, jobtext, registry, scheduler
 from corequeue.commands import (
+    LOG_LEVELS,
     Parser,
     add_common_options,
     emit,
@@ -42,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``corequeue`` command and all its subcommands."""
     parser = Parser(prog="corequeue", description="Background jobs kept in your SQL database.")
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default="INFO",
+        choices=LOG_LEVELS,
+        help="how much to log: DEBUG, INFO, WARNING or ERROR (default INFO); also accepted "
+        "after the subcommand",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_run(sub)
@@ -84,9 +89,15 @@ def _add_run(sub: Any) -> None:
         "--max-jobs-per-process",
         type=int,
         metavar="N",
-        help="recycle a child after N jobs (0: never)",
+        help=f"recycle a child after N jobs (default {defaults.max_jobs_per_process}: never)",
     )
-    run.add_argument("--max-pending-per-process", type=int, metavar="N")
+    run.add_argument(
+        "--max-pending-per-process",
+        type=int,
+        metavar="N",
+        help="jobs handed to one child ahead of the one it runs, at most "
+        f"(default {defaults.max_pending_per_process})",
+    )
     run.add_argument(
         "--concurrency",
         type=int,
@@ -99,19 +110,47 @@ def _add_run(sub: Any) -> None:
         metavar="N",
         help=f"sync jobs in flight per child, in threads (default {defaults.threads})",
     )
-    run.add_argument("--stats-every", metavar="S", help="log stats every S seconds")
-    run.add_argument("--heartbeat-interval", metavar="S")
-    run.add_argument("--heartbeat-timeout", metavar="S")
-    run.add_argument("--grace-period", metavar="S")
-    run.add_argument("--poll-interval", metavar="S")
+    run.add_argument(
+        "--stats-every",
+        metavar="S",
+        help=f"log stats every S seconds (default {defaults.stats_every:g})",
+    )
+    run.add_argument(
+        "--heartbeat-interval",
+        metavar="S",
+        help=f"seconds between the worker's heartbeats (default {defaults.heartbeat_interval:g})",
+    )
+    run.add_argument(
+        "--heartbeat-timeout",
+        metavar="S",
+        help="seconds without a heartbeat before a worker's jobs are lost "
+        f"(default {defaults.heartbeat_timeout:g})",
+    )
+    run.add_argument(
+        "--grace-period",
+        metavar="S",
+        help=f"seconds running jobs get to finish on shutdown (default {defaults.grace_period:g})",
+    )
+    run.add_argument(
+        "--poll-interval",
+        metavar="S",
+        help="seconds between looks for ready jobs when no notification comes "
+        f"(default {defaults.poll_interval:g})",
+    )
     run.add_argument(
         "--synchronous-commit",
         choices=["on", "off"],
         help="PostgreSQL: wait for the WAL flush on the worker's own commits "
         f"(default {'on' if defaults.synchronous_commit else 'off'})",
     )
-    run.add_argument("--burst", action="store_true", help="exit 0 once nothing is ready")
-    run.add_argument("--force", action="store_true", help="allow --max-processes above 4 per CPU")
+    run.add_argument(
+        "--burst", action="store_true", help="exit 0 once nothing is ready (default: run on)"
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="allow --max-processes above 4 per CPU (default: refused)",
+    )
     _add_monitoring_options(run)
 
 
@@ -140,14 +179,42 @@ def _add_enqueue(sub: Any) -> None:
     enqueue = sub.add_parser("enqueue", help="enqueue a job by name")
     add_common_options(enqueue)
     enqueue.add_argument("job", help="registry name (module.Class) or alias")
-    enqueue.add_argument("--args", default="[]", help="JSON list of positional arguments")
-    enqueue.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments")
-    enqueue.add_argument("--queue")
-    enqueue.add_argument("--delay", type=finite_float, metavar="SECONDS")
-    enqueue.add_argument("--priority", type=int_between(INT_MIN, INT_MAX))
-    enqueue.add_argument("--retries", type=int_between(0, INT_MAX - 1))
-    enqueue.add_argument("--unique-key")
-    enqueue.add_argument("--timeout", type=finite_float, metavar="SECONDS")
+    enqueue.add_argument(
+        "--args",
+        default="[]",
+        help="JSON list of positional arguments, converted to the job's annotated types "
+        'where nothing is lost ("7.00" to Decimal) (default [])',
+    )
+    enqueue.add_argument(
+        "--kwargs", default="{}", help="JSON object of keyword arguments (default {})"
+    )
+    enqueue.add_argument("--queue", help="queue to put it on (default: the job's own)")
+    enqueue.add_argument(
+        "--delay",
+        type=finite_float,
+        metavar="SECONDS",
+        help="run it SECONDS from now (default 0: at once)",
+    )
+    enqueue.add_argument(
+        "--priority",
+        type=int_between(INT_MIN, INT_MAX),
+        help="higher runs first (default: the job's own, 0 unless it says)",
+    )
+    enqueue.add_argument(
+        "--retries",
+        type=int_between(0, INT_MAX - 1),
+        help="attempts after the first one that fails (default: the job's own, 0 unless it says)",
+    )
+    enqueue.add_argument(
+        "--unique-key",
+        help="at most one waiting or running job of this name per key (default: none)",
+    )
+    enqueue.add_argument(
+        "--timeout",
+        type=finite_float,
+        metavar="SECONDS",
+        help="an attempt running longer times out (default: the job's own, none unless it says)",
+    )
 
 
 def _add_jobs(sub: Any) -> None:
@@ -155,16 +222,39 @@ def _add_jobs(sub: Any) -> None:
     jobs_sub = jobs.add_subparsers(dest="action", required=True, parser_class=Parser)
     jl = jobs_sub.add_parser("list", help="newest first")
     add_common_options(jl)
-    jl.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
-    jl.add_argument("--queue", action="append", default=[])
-    jl.add_argument("--job", action="append", default=[], help="job name")
-    jl.add_argument("--search", default="", help="id, unique key or name fragment")
-    jl.add_argument("--limit", type=int_between(1, 100_000), default=50)
-    jl.add_argument("--before-id", type=job_id, help="page: jobs with ids below this")
+    jl.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        choices=[s.value for s in JobState],
+        help="only jobs in this state (repeatable; default: any state)",
+    )
+    jl.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        help="only jobs on this queue (repeatable; default: any queue)",
+    )
+    jl.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        help="only jobs of this name: full name, alias or unique end of a name such as "
+        "ChargeCard (repeatable; default: any job)",
+    )
+    jl.add_argument("--search", default="", help="id, unique key or name fragment (default: none)")
+    jl.add_argument(
+        "--limit", type=int_between(1, 100_000), default=50, help="at most this many (default 50)"
+    )
+    jl.add_argument(
+        "--before-id",
+        type=job_id,
+        help="page: jobs with ids below this (default: from the newest)",
+    )
     for action in ("show", "retry", "cancel", "delete"):
         p = jobs_sub.add_parser(action, help=f"{action} one job")
         add_common_options(p)
-        p.add_argument("id", type=job_id)
+        p.add_argument("id", type=job_id, help="the job's id")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -215,6 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import_modules(settings.imports)
     registry.limit_imports(settings.imports)  # a job row names no other module to import
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child
+    hooks.load(settings.hooks)  # job_failed and job_lost fire in this process
     open_store(settings)  # for what the worker's own process enqueues
     store = worker_store(settings)
     where = settings.config_file or "configuration"
@@ -311,6 +402,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+_JOB_HEADER = f"{'id':>8}  {'state':<10} {'queue':<10} name  attempts, run at, last error"
+
+
 def _job_line(job: JobRecord) -> str:
     return (
         f"{job.id:>8}  {job.state.value:<10} {one_line(job.queue):<10} {one_line(job.name)}  "
@@ -324,7 +418,9 @@ def _job_line(job: JobRecord) -> str:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    store = open_store(settings_from(args))
+    settings = settings_from(args)
+    import_modules(settings.imports)  # their aliases and signatures name jobs and parameters
+    store = open_store(settings)
     store.check_schema()
     now = datetime.now(UTC)
     if args.action == "list":
@@ -332,15 +428,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             JobFilter(
                 states=tuple(JobState(s) for s in args.state),
                 queues=tuple(args.queue),
-                names=tuple(registry.canonical_name(n) for n in args.job),
+                names=jobtext.job_names(args.job),
                 search=args.search,
             ),
             limit=args.limit,
             before_id=args.before_id,
         )
-        emit(
-            args, [j.as_dict() for j in found], "\n".join(_job_line(j) for j in found) or "no jobs"
-        )
+        text = "\n".join([_JOB_HEADER, *(_job_line(j) for j in found)]) if found else "no jobs"
+        emit(args, [jobtext.job_json(j) for j in found], text)
         return 0
     try:
         if args.action == "show":
@@ -348,7 +443,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             if job is None:
                 raise KeyError(f"no job with id {args.id}")
             attempts = store.attempt_list(args.id)
-            data = job.as_dict() | {"attempts_detail": [a.as_dict() for a in attempts]}
+            data = jobtext.job_json(job) | {"attempts_detail": [a.as_dict() for a in attempts]}
             lines = [f"{k}: {one_line(str(v))}" for k, v in job.as_dict().items()]
             if job.result is not None:
                 lines.append(f"result (decoded): {decode_value(job.result)!r}")
@@ -373,8 +468,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             emit(args, {"deleted": args.id}, f"job {args.id} deleted")
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
-    except InvalidTransition as exc:
-        raise ConfigError(f"job {args.id}: {exc}") from None
+    except InvalidTransition:
+        current = store.job_get(args.id)
+        state = current.state if current is not None else None
+        raise ConfigError(jobtext.refused(args.id, args.action, state)) from None
     return 0
 
 

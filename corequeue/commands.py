@@ -73,7 +73,17 @@ def add_common_options(p: argparse.ArgumentParser, *, json_flag: bool = True) ->
         help="module that registers jobs (repeatable)",
     )
     if json_flag:
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+    p.add_argument(  # also here, so that it may follow the subcommand
+        "--log-level",
+        default=argparse.SUPPRESS,
+        choices=LOG_LEVELS,
+        help="how much to log: DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
+
+
+#: The levels of ``--log-level`` (default INFO).
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def settings_from(args: argparse.Namespace, **more: Any) -> Settings:

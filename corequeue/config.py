@@ -24,6 +24,8 @@ class Settings:
     imports: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()  # empty: every queue
     middleware: tuple[str, ...] = ()
+    #: Lifecycle hooks to load (corequeue.hooks.load): modules, or "EVENT:module.function".
+    hooks: tuple[str, ...] = ()
     retention: float = 7 * 86400.0  # seconds finished jobs are kept
     max_processes: int = 2
     max_jobs_per_process: int = 0  # 0: children are never recycled
@@ -105,7 +107,7 @@ _INTS = {
     "max_worker_losses",
     "max_deferrals",
 }
-_LISTS = {"imports", "queues", "middleware"}
+_LISTS = {"imports", "queues", "middleware", "hooks"}
 #: Durations for which zero makes no sense (a busy loop, or a worker rescued as it starts).
 _POSITIVE = {"stats_every", "heartbeat_interval", "heartbeat_timeout", "poll_interval"}
 #: The largest value of any integer setting (max_processes has a tighter bound at start-up:

@@ -17,13 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from corequeue import registry, runtime
-from corequeue.core import delays, limits
+from corequeue import hooks, registry, runtime
+from corequeue.core import delays, limits, policy, typed
 from corequeue.core.delays import Delay
-from corequeue.core.errors import JobFailed, JobParamsError, JobTimeout, UnknownJobError
+from corequeue.core.errors import (
+    JobFailed,
+    JobNotFound,
+    JobParamsError,
+    JobTimeout,
+    UnknownJobError,
+)
 from corequeue.core.params import decode_value, encode_params
 from corequeue.core.retry import exponential_backoff
 from corequeue.core.states import JobState
+from corequeue.store.commit import after_commit
 from corequeue.store.records import NewJob
 
 if TYPE_CHECKING:
@@ -71,6 +78,24 @@ class Job:
 
     def run(self) -> Any:
         raise NotImplementedError(f"{type(self).__qualname__} must define run()")
+
+    # -- the retry policy (corequeue.core.policy) --------------------------------------------
+
+    #: Exceptions that are retried (while attempts are left); empty: any exception is.
+    retry_on: tuple[type[BaseException], ...] = ()
+    #: Exceptions that fail the job at once, whatever attempts are left.
+    discard_on: tuple[type[BaseException], ...] = ()
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """Whether attempt ``attempt`` (1-based), which raised ``exc``, may be retried (while
+        attempts are left). Override to decide; by default ``discard_on``, then ``retry_on``."""
+        return policy.decide(type(exc), retry_on=self.retry_on, discard_on=self.discard_on).retry
+
+    @classmethod
+    def parameters_of(cls) -> tuple[Callable[..., Any], bool]:
+        """The callable whose signature the job's parameters follow, and whether its first
+        parameter is ``self`` (checked and converted at enqueue: corequeue.core.typed)."""
+        return cls.__init__, True
 
     # -- class-level defaults ---------------------------------------------------------------
 
@@ -175,8 +200,9 @@ def arg_names(job: Job) -> tuple[str, ...]:
     cls = type(job)
     names = _ARG_NAMES.get(cls)
     if names is None:
+        func, skip_first = cls.parameters_of()
         try:
-            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+            params = list(inspect.signature(func).parameters.values())[skip_first:]
         except (TypeError, ValueError):
             params = []
         kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -214,10 +240,14 @@ class JobHandle:
         return self._store
 
     def refresh(self) -> JobHandle:
-        """Read the job again. Returns self; raises KeyError once the job is deleted."""
+        """Read the job again. Returns self; raises JobNotFound when there is no such job
+        (deleted, pruned, or its enqueue rolled back)."""
         record = self._get_store().job_get(self.id)
         if record is None:
-            raise KeyError(f"job {self.id} no longer exists (pruned or deleted)")
+            raise JobNotFound(
+                f"job {self.id} does not exist: it was deleted or pruned, or the transaction "
+                "that enqueued it was rolled back"
+            )
         self.record = record
         self.state = record.state
         return self
@@ -387,7 +417,11 @@ def prepare(job: Job, options: EnqueueOptions, *, now: datetime, source: str) ->
         )
     q, p, max_attempts, u, t = apply_defaults(job, options)
     codecs = runtime.codecs()
-    params = encode_params(job._cq_args, job._cq_kwargs, arg_names=arg_names(job), codecs=codecs)
+    func, skip_first = cls.parameters_of()
+    args, kwargs = typed.bind_and_convert(
+        func, job._cq_args, job._cq_kwargs, job=registry.job_name(cls), skip_first=skip_first
+    )
+    params = encode_params(args, kwargs, arg_names=arg_names(job), codecs=codecs)
     row = NewJob(
         name=registry.job_name(cls),
         params=params,
@@ -420,7 +454,15 @@ def enqueue(
             return intercepted
     store = runtime.get_store()
     inserted = store.job_insert_many([p.row for p in prepared], now=now, connection=connection)
-    return [JobHandle(i.id, store=store) for i in inserted]
+    handles = [JobHandle(i.id, store=store) for i in inserted]
+    if hooks.active("job_enqueued"):
+        events = [
+            hooks.JobEvent("job_enqueued", i.id, p.row.name, p.row.queue)
+            for i, p in zip(inserted, prepared, strict=True)
+            if i.inserted  # a unique key's existing job was enqueued before
+        ]
+        after_commit(connection, lambda: hooks.fire_all(events))
+    return handles
 
 
 def enqueue_many(

@@ -46,6 +46,10 @@ class DatabaseUnavailable(CorequeueError):
     """The database cannot be reached: check the URL and that the server is running."""
 
 
+class JobNotFound(CorequeueError):
+    """No job has this id: it was deleted or pruned, or the enqueue that made it rolled back."""
+
+
 class JobTimeout(CorequeueError):
     """Waiting for the job's result took longer than the timeout given."""
 

@@ -181,17 +181,18 @@ def finish(
     defer_delay: float = 0.0,
     defer_counts: bool = False,
     max_deferrals: int | None = None,
+    retryable: bool = True,
 ) -> Change:
     """Record how the attempt held under ``lease`` ended.
 
     ``retry_delay`` (seconds) applies when a failed attempt is retried; ``defer_delay`` when the
     job deferred itself, and ``defer_counts`` says whether that deferral used up the attempt.
     A deferral that uses no attempt is counted in ``deferrals``: past ``max_deferrals`` (None:
-    unbounded) the job fails (:func:`deferred_too_often` says so). Any ending but a deferral
-    breaks a run of worker losses (``worker_losses`` back to 0).
-    Returns the job's next state. Raises StaleLease when ``lease`` is not the job's current
-    lease (a late result from a superseded attempt, whatever the job's state now), and
-    InvalidTransition when the job is not running.
+    unbounded) the job fails (:func:`deferred_too_often` says so). ``retryable=False`` (the
+    job's retry policy refused a retry: :mod:`corequeue.core.policy`) fails a failed attempt
+    at once. Any ending but a deferral breaks a run of worker losses (``worker_losses`` to 0).
+    Returns the next state. Raises StaleLease when ``lease`` is not the job's current lease
+    (a late result from a superseded attempt), InvalidTransition when the job is not running.
     """
     if job.lease != lease:
         # Checked first: a late result is refused as stale whatever became of the job since.
@@ -218,7 +219,7 @@ def finish(
         )
     if len(choices) == 1:
         return _final(choices[0], job, job.attempts, now, worker_losses=0)
-    if job.attempts < job.max_attempts:
+    if retryable and job.attempts < job.max_attempts:
         return Change(
             choices[0],
             job.attempts,

@@ -10,14 +10,17 @@ from collections.abc import Awaitable, Generator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from corequeue import registry
+from corequeue import hooks, registry
 from corequeue.backoff import retry_delay_for
+from corequeue.context import JobContext, running
+from corequeue.core import policy
 from corequeue.core.delays import seconds_until
 from corequeue.core.errors import JobParamsError, UnknownJobError
 from corequeue.core.params import decode_params, encode_value
 from corequeue.core.states import Outcome
 from corequeue.jobs import DeferJob, Job
 from corequeue.middleware import RunJob
+from corequeue.store.records import ClaimedJob
 
 
 class Task(NamedTuple):
@@ -32,6 +35,48 @@ class Task(NamedTuple):
     params: str
     attempt: int
     timeout: float | None
+    # What corequeue.current_job() tells the job (the rest of its context is above).
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 1
+    enqueued_at: datetime | None = None
+    run_at: datetime | None = None
+    worker_id: str = ""
+    source: str = ""
+
+    @classmethod
+    def of(cls, job: ClaimedJob, worker_id: str) -> Task:
+        """The task of a job ``worker_id`` claimed."""
+        return cls(
+            job.id,
+            job.lease,
+            job.name,
+            job.params,
+            job.attempts,
+            job.timeout,
+            job.queue,
+            job.priority,
+            job.max_attempts,
+            job.created_at,
+            job.run_at,
+            worker_id,
+            job.source,
+        )
+
+    def context(self) -> JobContext:
+        """The job's context for ``corequeue.current_job()`` during this attempt."""
+        return JobContext(
+            self.job_id,
+            self.name,
+            self.queue,
+            self.priority,
+            self.attempt,
+            self.max_attempts,
+            self.enqueued_at,
+            self.run_at,
+            self.worker_id,
+            self.source,
+        )
 
 
 class TaskResult(NamedTuple):
@@ -57,6 +102,9 @@ class TaskResult(NamedTuple):
     #: The child died on its own with several jobs in flight (which one killed it is not
     #: known): a ``lost`` attempt the worker does not count, but counts toward the crash loop.
     crash_shared: bool = False
+    #: The retry policy refused a retry of this errored attempt (corequeue.core.policy): the
+    #: job fails whatever attempts are left.
+    no_retry: bool = False
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -87,7 +135,7 @@ def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
     (except for the process being killed): every failure becomes an ``errored`` result. An
     async job (its chain returns an awaitable) runs to completion in an event loop of its own
     (the inline runner, a sync path); the child awaits it instead (:func:`run_task_async`)."""
-    attempt = _attempt(task, chain, codecs)
+    attempt = _in_context(task, chain, codecs)
     try:
         awaitable = next(attempt)
         while True:
@@ -106,7 +154,7 @@ async def run_task_async(task: Task, chain: RunJob, *, codecs: Any = ()) -> Task
     """:func:`run_task` for the child's event loop: the job's awaitable is awaited here.
     Cancelling this coroutine (a timeout, a cancel) raises CancelledError out of it, not a
     result: the caller says how the attempt ended."""
-    attempt = _attempt(task, chain, codecs)
+    attempt = _in_context(task, chain, codecs)
     try:
         awaitable = next(attempt)
         while True:
@@ -131,6 +179,51 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+def _in_context(
+    task: Task, chain: RunJob, codecs: Any
+) -> Generator[Awaitable[Any], Any, TaskResult]:
+    """:func:`_attempt` with the job's context current (``corequeue.current_job()``, for
+    the job and its middleware) and the ``job_started`` and ``job_finished`` hooks around it."""
+    context = task.context()
+    with running(context):
+        _fire("job_started", context)
+        result = yield from _attempt(task, chain, codecs)
+        _fire("job_finished", context, result)
+    return result
+
+
+def _fire(event: str, context: JobContext, result: TaskResult | None = None) -> None:
+    if hooks.active(event):
+        hooks.fire(
+            hooks.JobEvent(
+                event,
+                context.id,
+                context.name,
+                context.queue,
+                context,
+                None if result is None else result.outcome.value,
+                None if result is None else result.error_message,
+                context.attempt,
+            )
+        )
+
+
+def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdict:
+    """The retry policy's verdict on ``exc`` (the job's ``discard_on``, ``should_retry()``,
+    ``retry_on``); a ``should_retry()`` that raises counts as no override."""
+    if job is None:
+        return policy.Verdict(True, policy.Rule.DEFAULT)
+    answer: bool | None = None
+    if type(job).should_retry is not Job.should_retry:
+        try:
+            answer = bool(job.should_retry(exc, attempt))
+        except Exception:
+            answer = None
+    return policy.decide(
+        type(exc), retry_on=job.retry_on, discard_on=job.discard_on, should_retry=answer
+    )
+
+
 def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any], Any, TaskResult]:
     """One attempt, as a generator: it yields the job's awaitable (an async job) and is sent
     its value (or thrown its exception), so the sync and async drivers share every rule."""
@@ -141,12 +234,17 @@ def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any]
         return TaskResult(task.job_id, task.lease, outcome, time.perf_counter() - started, **kw)
 
     def errored(exc: BaseException, message: str | None = None) -> TaskResult:
+        error_type = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+        verdict = _verdict(job, exc, task.attempt)
+        note = verdict.note(type(exc).__qualname__)
+        message = message if message is not None else _message(exc)
         return ended(
             Outcome.ERRORED,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-            error_message=message if message is not None else _message(exc),
+            error_type=error_type,
+            error_message=f"{message} ({note})" if note else message,
             traceback="".join(traceback.format_exception(exc)),
             retry_delay=retry_delay_for(job if job is not None else task.name, task.attempt),
+            no_retry=not verdict.retry,
         )
 
     try:

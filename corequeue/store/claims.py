@@ -38,6 +38,7 @@ CLAIM_COLUMNS = [
     jobs.c.worker_losses,
     jobs.c.deferrals,
     jobs.c.created_at,
+    jobs.c.source,
 ]
 CLAIMED_FIRST = 9
 

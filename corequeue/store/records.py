@@ -64,6 +64,7 @@ class ClaimedJob:
     worker_losses: int = 0
     deferrals: int = 0
     created_at: datetime | None = None  # when it was enqueued
+    source: str = ""  # where it was enqueued (file:line), for corequeue.current_job()
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(

@@ -26,6 +26,7 @@ from typing import Any
 from corequeue import registry, runtime
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
+from corequeue.functions import JobFunction
 from corequeue.jobs import Job, JobHandle, PreparedJob
 from corequeue.store.queries import ConnectionLike, Store
 from corequeue.store.records import JobFilter, NewJob
@@ -87,17 +88,27 @@ class CapturedHandle(JobHandle):
         )
 
 
+#: What the assertions take: a Job class, or a function job (``@corequeue.job``).
+JobKind = type[Job] | JobFunction[Any, Any]
+
+
+def _job_class(kind: JobKind | None) -> type[Job] | None:
+    return kind.job_class if isinstance(kind, JobFunction) else kind
+
+
 def _bind(cls: type[Job], args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    func, skip_first = cls.parameters_of()  # a class's __init__, or a job function
     try:
-        signature = inspect.signature(cls.__init__)
+        signature = inspect.signature(func)
     except (TypeError, ValueError):
         return {**{f"args[{i}]": v for i, v in enumerate(args)}, **kwargs}
     try:
-        bound = signature.bind_partial(None, *args, **kwargs)
+        bound = signature.bind_partial(*[None] * skip_first, *args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"arguments do not fit {cls.__qualname__}{signature}: {exc}") from None
     out = dict(bound.arguments)
-    out.pop(next(iter(signature.parameters)), None)  # self
+    if skip_first:
+        out.pop(next(iter(signature.parameters)), None)  # self
     for name, param in signature.parameters.items():
         if param.kind is param.VAR_KEYWORD and name in out:
             out.update(out.pop(name))
@@ -250,9 +261,9 @@ class EnqueuedJobs:
 
     # -- reading and asserting --------------------------------------------------------------
 
-    def all(self, job_class: type[Job] | None = None) -> list[EnqueuedJob]:
+    def all(self, job_class: JobKind | None = None) -> list[EnqueuedJob]:
         """The waiting jobs (of ``job_class``, when given), oldest first."""
-        query = _Query(job_class, (), {}, None, None)
+        query = _Query(_job_class(job_class), (), {}, None, None)
         return [j for j in self._waiting() if query.matches(j)]
 
     def clear(self) -> None:
@@ -266,19 +277,19 @@ class EnqueuedJobs:
 
     def find(
         self,
-        job_class: type[Job] | None = None,
+        job_class: JobKind | None = None,
         *args: Any,
         queue: str | None = None,
         priority: int | None = None,
         **kwargs: Any,
     ) -> list[EnqueuedJob]:
         """The waiting jobs that match, oldest first."""
-        query = _Query(job_class, args, kwargs, queue, priority)
+        query = _Query(_job_class(job_class), args, kwargs, queue, priority)
         return [j for j in self._waiting() if query.matches(j)]
 
     def assert_enqueued(
         self,
-        job_class: type[Job] | None = None,
+        job_class: JobKind | None = None,
         *args: Any,
         queue: str | None = None,
         priority: int | None = None,
@@ -289,7 +300,7 @@ class EnqueuedJobs:
         Raises AssertionError listing every waiting job when none matches.
         """
         __tracebackhide__ = True
-        query = _Query(job_class, args, kwargs, queue, priority)
+        query = _Query(_job_class(job_class), args, kwargs, queue, priority)
         waiting = self._waiting()
         found = [j for j in waiting if query.matches(j)]
         if not found:
@@ -301,7 +312,7 @@ class EnqueuedJobs:
 
     def refute_enqueued(
         self,
-        job_class: type[Job] | None = None,
+        job_class: JobKind | None = None,
         *args: Any,
         queue: str | None = None,
         priority: int | None = None,
@@ -309,7 +320,7 @@ class EnqueuedJobs:
     ) -> None:
         """Assert that no matching job is waiting. Raises AssertionError listing the matches."""
         __tracebackhide__ = True
-        query = _Query(job_class, args, kwargs, queue, priority)
+        query = _Query(_job_class(job_class), args, kwargs, queue, priority)
         found = [j for j in self._waiting() if query.matches(j)]
         if found:
             raise AssertionError(
@@ -320,7 +331,7 @@ class EnqueuedJobs:
     @contextlib.contextmanager
     def expect(
         self,
-        job_class: type[Job] | None = None,
+        job_class: JobKind | None = None,
         *args: Any,
         queue: str | None = None,
         priority: int | None = None,
@@ -329,7 +340,7 @@ class EnqueuedJobs:
         """Assert that the block enqueues a matching job (at least one, still waiting at the
         end of the block). Raises AssertionError listing what the block enqueued."""
         __tracebackhide__ = True
-        query = _Query(job_class, args, kwargs, queue, priority)
+        query = _Query(_job_class(job_class), args, kwargs, queue, priority)
         seen = {j.id for j in self._waiting()}
         yield
         new = [j for j in self._waiting() if j.id not in seen]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from corequeue import runtime
+from corequeue import registry, runtime
 from corequeue.config import Settings
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
@@ -205,7 +205,11 @@ def test_settings(store: Store, base: Settings | None = None, **changes: Any) ->
     from corequeue.config import load_settings
 
     settings = base if base is not None else load_settings()
+    # The worker imports a job's module only when it lies under its imports: the test has
+    # imported its jobs already, so their modules are the ones the worker may import too.
+    known = sorted({cls.__module__ for cls in registry.registered().values()} - {"__main__"})
     defaults: dict[str, Any] = {
+        "imports": tuple(dict.fromkeys([*settings.imports, *known])),
         "database_url": store.url.render_as_string(hide_password=False),
         "max_processes": 1,
         "poll_interval": 0.2,

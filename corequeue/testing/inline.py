@@ -64,6 +64,8 @@ class InlineHandle(JobHandle):
         self.run_at = row.run_at
         self.params = row.params
         self.max_attempts = row.max_attempts
+        self.source = row.source
+        self.enqueued_at = _now()
         self.attempts = 0
         self.delays: list[float] = []
         self.outcomes: list[Outcome] = []
@@ -72,6 +74,24 @@ class InlineHandle(JobHandle):
         self.traceback: str | None = None
         self.job: Job | None = None
         self._result: str | None = None
+
+    def task(self, lease: str, attempt: int) -> Task:
+        """What the inline executor runs for attempt ``attempt`` under ``lease``."""
+        return Task(
+            self.id,
+            lease,
+            self.name,
+            self.params,
+            attempt,
+            None,
+            self.queue,
+            self.priority,
+            self.max_attempts,
+            self.enqueued_at,
+            self.run_at,
+            "",
+            self.source,
+        )
 
     def refresh(self) -> InlineHandle:
         """Nothing to read again: an inline job's state is known. Returns self."""
@@ -175,7 +195,7 @@ class InlineJobs:
                 # An async job: run_task awaits it to completion; its exception is kept too.
                 return _recorded(value, raised) if inspect.isawaitable(value) else value
 
-            task = Task(handle.id, lease, handle.name, handle.params, snapshot.attempts, None)
+            task = handle.task(lease, snapshot.attempts)
             result = run_task(task, recording, codecs=runtime.codecs())
             # None: the attempt did not raise (an inline attempt is never lost nor timed out).
             retry_delay = 0.0 if result.retry_delay is None else result.retry_delay
@@ -187,6 +207,7 @@ class InlineJobs:
                 retry_delay=retry_delay,
                 defer_delay=result.defer_delay,
                 defer_counts=result.defer_counts,
+                retryable=not result.no_retry,
             )
             snapshot = change.snapshot()
             handle.attempts = change.attempts

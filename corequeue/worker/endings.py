@@ -58,6 +58,7 @@ def decide(
             defer_delay=result.defer_delay,
             defer_counts=result.defer_counts,
             max_deferrals=max_deferrals,
+            retryable=not result.no_retry,
         )
         deferred = result.outcome is Outcome.DEFERRED
         if deferred and max_deferrals is not None and change.deferrals > max_deferrals:
@@ -82,7 +83,7 @@ def decide(
 
 def _for_logs(job: ClaimedJob) -> tuple[str, str, int, str, datetime, int | None]:
     """The ending's name, queue, priority, source, run_at and child pid: for its log line."""
-    return job.name, job.queue, job.priority, "", job.run_at, pid_of(job.id)  # source: issue 20
+    return job.name, job.queue, job.priority, job.source, job.run_at, pid_of(job.id)
 
 
 def _lost_shared(

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from corequeue import hooks
 from corequeue.config import Settings
 from corequeue.core.errors import CorequeueError, DatabaseUnavailable
 from corequeue.executor.child import ChildConfig
@@ -406,7 +407,7 @@ class Worker:
         tasks = []
         for job in claimed:
             self.claimed[job.id] = job
-            tasks.append(Task(job.id, job.lease, job.name, job.params, job.attempts, job.timeout))
+            tasks.append(Task.of(job, self.id))
             log.debug(
                 "claimed job_id=%d name=%s queue=%s attempt=%d",
                 job.id,
@@ -493,6 +494,7 @@ class Worker:
 
     def _log_ends(self, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
         log_ends(self.counters, ends, applied)
+        hooks.fire_endings(ends, applied)
 
     def _outage(self, exc: CorequeueError) -> None:
         self._next_ready = None  # claims wait for the database: retry on the outage's pace

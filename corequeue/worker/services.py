@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from corequeue import hooks
 from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.config import Settings
 from corequeue.store.queries import Store
@@ -90,6 +91,7 @@ class Heartbeat:
                 end.attempt,
                 end.change.state.value,
             )
+        hooks.fire_endings(rescued)
         return bool(rescued)
 
 
@@ -121,6 +123,7 @@ class Rescuer:
                 end.worker_id,
                 end.change.state.value,
             )
+        hooks.fire_endings(ends)
         return bool(ends)
 
 

@@ -135,7 +135,7 @@ def test_enqueue_by_name_and_alias_then_show(store: Store, database_url: str, cl
         "requested",
         "default",
     )
-    assert json.loads(shown["params"]) == {"args": [], "kwargs": {"path": "p", "key": 1}}
+    assert shown["params"] == {"path": "p", "key": 1}  # named JSON values (issue 20)
     assert shown["source"] == "corequeue enqueue (command line)"
     assert shown["attempts_detail"] == []
     (added,) = store.job_list(JobFilter(queues=("maths",)))
@@ -203,7 +203,9 @@ def test_jobs_list_filters_and_pages_newest_first(
 
     code, out, _ = cli("jobs", "list", *url, "--queue", "other")
     assert code == 0
-    assert out.split()[:4] == [str(other.id), "requested", "other", "testing.jobs.Record"]
+    header, line = out.splitlines()  # a header row, then the job (issue 20)
+    assert header.split()[:4] == ["id", "state", "queue", "name"]
+    assert line.split()[:4] == [str(other.id), "requested", "other", "testing.jobs.Record"]
     code, out, _ = cli("jobs", "list", *url, "--state", "failed")
     assert out.strip() == "no jobs"
 
@@ -217,7 +219,7 @@ def test_jobs_cancel_retry_and_delete(store: Store, database_url: str, cli: Cli)
     assert handle.refresh().state.value == "cancelled"
     code, _, err = cli("jobs", "cancel", *url, str(handle.id))
     assert code == 1
-    assert "cannot take event 'cancel'" in err
+    assert f"job {handle.id} is already cancelled" in err  # in users' terms (issue 20)
 
     retried = cli_json(cli, "jobs", "retry", *url, str(handle.id))
     assert (retried["id"], retried["state"]) == (handle.id, "requested")
@@ -242,7 +244,7 @@ def test_jobs_show_after_a_worker_ran_them(
     assert workers(database_url, "--burst").wait_exit() == 0
 
     shown = cli_json(cli, "jobs", "show", *url, str(added.id))
-    assert (shown["state"], shown["result"]) == ("succeeded", "42")
+    assert (shown["state"], shown["result"]) == ("succeeded", 42)  # a JSON value (issue 20)
     assert [a["outcome"] for a in shown["attempts_detail"]] == ["succeeded"]
     code, out, _ = cli("jobs", "show", *url, str(failed.id))
     assert code == 0

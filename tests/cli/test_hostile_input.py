@@ -168,7 +168,7 @@ def test_control_characters_are_escaped_on_the_terminal(
         assert "\x1b" not in out and "\r" not in out and "\x07" not in out
         assert "q\\x1b[2J\\nfake" in out
     code, out, _ = cli("jobs", "list", "--database-url", database_url)
-    assert out.count("\n") == 1
+    assert out.count("\n") == 2  # the header row and the job's line
     assert "error=Boom: \\x1b[31mred\\x1b[0m\\nline two\\r\\x07" in out
 
 

@@ -270,7 +270,9 @@ def test_an_unregistered_job_in_the_table_fails_with_a_clear_message_and_others_
     )
     others = corequeue.enqueue_many([Add(i, 1) for i in range(10)])
 
-    worker = workers(database_url, "--burst")
+    # An unknown name fails once it has stayed unresolvable for unknown_job_timeout (issue 17:
+    # until then it waits for a worker that knows it); here that is at once.
+    worker = workers(database_url, "--burst", env={"COREQUEUE_UNKNOWN_JOB_TIMEOUT": "0"})
 
     assert worker.wait_exit() == 0, worker.log()
     job = store.job_get(unknown.id)
@@ -304,7 +306,15 @@ def test_a_retry_runs_as_soon_as_its_delay_passes(
     path = str(tmp_path / "runs.jsonl")
     handle = DelayedRetry(path, "r").run_in_worker(retries=1)
 
-    worker = workers(database_url, "--poll-interval", "3600", "--heartbeat-interval", "3600")
+    worker = workers(
+        database_url,
+        "--poll-interval",
+        "3600",
+        "--heartbeat-interval",
+        "3600",
+        "--heartbeat-timeout",  # longer than the interval, as the settings require
+        "7200",
+    )
 
     with pytest.raises(JobFailed):
         handle.wait(timeout=60)
