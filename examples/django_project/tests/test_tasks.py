@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 from orders.models import Order
-from orders.tasks import refuse, send_confirmation
+from orders.tasks import refuse, send_confirmation, which_attempt
 
 import corequeue
 from corequeue.contrib.django import TASKS_MODULE, CorequeueBackend
@@ -102,6 +102,7 @@ def test_a_real_worker_runs_the_task_and_the_result_is_read_back() -> None:
     response = Client().post("/orders/", {"email": "cy@example.com"})
     body = response.json()
     failing = refuse.enqueue("out of stock")
+    asking = which_attempt.enqueue()
     later = send_confirmation.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1)
 
     run_worker()
@@ -121,6 +122,9 @@ def test_a_real_worker_runs_the_task_and_the_result_is_read_back() -> None:
     assert failing.status == TaskResultStatus.FAILED
     assert failing.errors[0].exception_class is ValueError
     assert "out of stock" in failing.errors[0].traceback
+
+    context = which_attempt.get_result(asking.id)
+    assert context.return_value == {"id": asking.id, "attempt": 1}
 
     later.refresh()
     assert later.status == TaskResultStatus.READY  # its run_after is an hour away
