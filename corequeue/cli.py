@@ -282,6 +282,7 @@ def with_django(settings: Settings, settings_module: str) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from corequeue.executor import server as fork_server
     from corequeue.worker import Worker, tune_gc, worker_store  # only the worker needs it
 
     settings = settings_from(
@@ -302,6 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_max_processes(settings, force=args.force)
     if args.django_settings:
         settings = with_django(settings, args.django_settings)
+    fork_server.start_early(settings.imports)  # the children's imports run beside the parent's
     import_modules(settings.imports)
     registry.limit_imports(settings.imports)  # a job row names no other module to import
     build_chain(settings.middleware)  # a bad middleware path fails here, not in each child

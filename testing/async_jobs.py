@@ -55,36 +55,6 @@ class AsyncSleep(Job):
 
 
 @register_job
-class AsyncNoop(Job):
-    """Does nothing, awaiting nothing (benchmarks)."""
-
-    async def run(self) -> None:
-        return None
-
-
-@register_job
-class AsyncWait(Job):
-    """Awaits ``seconds`` (benchmarks: an I/O-bound job)."""
-
-    def __init__(self, seconds: float = 0.05):
-        self.seconds = seconds
-
-    async def run(self) -> None:
-        await asyncio.sleep(self.seconds)
-
-
-@register_job
-class SyncWait(Job):
-    """Sleeps ``seconds`` in its thread (benchmarks: sync I/O-bound code)."""
-
-    def __init__(self, seconds: float = 0.05):
-        self.seconds = seconds
-
-    def run(self) -> None:
-        time.sleep(self.seconds)
-
-
-@register_job
 class ThreadSleep(Job):
     """Sync: records its start, sleeps ``seconds`` (or until the file ``gate`` exists),
     records its end, returns its key."""

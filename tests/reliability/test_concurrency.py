@@ -16,7 +16,7 @@ import pytest
 
 from corequeue import enqueue_many
 from corequeue.store.queries import Store
-from testing.async_jobs import AsyncSleep, ThreadSleep
+from testing.async_jobs import Alone, AsyncSleep, ThreadSleep
 from testing.faults import wait_for
 from testing.jobs import runs
 from tests.reliability.conftest import Spawner, attempts_by_job, state_counts
@@ -191,3 +191,28 @@ def test_sigterm_finishes_every_in_flight_job_within_the_grace_period(
     assert state_counts(store) == {"succeeded": 22}
     assert set(starts(log).values()) == {1} and len(ends_of(log)) == 22
     assert {attempts_used(store, h.id) for h in handles} == {1}
+
+
+def test_an_exclusive_job_never_shares_its_child(
+    store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs.jsonl")
+    handles = enqueue_many(
+        [*(AsyncSleep(log, f"a{i}", 0.3) for i in range(10))]
+        + [Alone(log, f"x{i}", 0.3) for i in range(2)]
+        + [AsyncSleep(log, f"b{i}", 0.3) for i in range(10)]
+    )
+    worker = spawn(url_of(store), "--max-processes", "1", imports=IMPORTS)
+    for handle in handles:
+        assert handle.wait(timeout=60) is not None, worker.log()
+    marks = sorted((r["at"], r["event"], r["key"]) for r in runs(log))
+    inside: set[str] = set()
+    for _, event, key in marks:
+        if event == "start":
+            # An exclusive job starts in an empty child; nothing starts beside one.
+            assert not (key.startswith("x") and inside), (key, inside)
+            assert not any(k.startswith("x") for k in inside), (key, inside)
+            inside.add(key)
+        else:
+            inside.discard(key)
+    assert max_overlap(log) > 1  # the async jobs did share the child
