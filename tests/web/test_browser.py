@@ -80,6 +80,11 @@ def free_port() -> int:
 @pytest.fixture
 def dashboard_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """``corequeue dashboard`` serving ``database_url`` with a token, in a subprocess."""
+    yield from serve_dashboard(database_url, tmp_path)
+
+
+def serve_dashboard(database_url: str, tmp_path: Path, *more: str) -> Iterator[str]:
+    """The dashboard_url fixture's work, with ``more`` arguments for the command."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREQUEUE_")}
     env["COREQUEUE_DASHBOARD_TOKEN"] = TOKEN
@@ -95,6 +100,7 @@ def dashboard_url(database_url: str, tmp_path: Path) -> Iterator[str]:
                 str(port),
                 "--database-url",
                 database_url,
+                *more,
             ],
             env=env,
             stdout=out,
@@ -212,7 +218,7 @@ def test_dashboard_in_a_real_browser(
         page.fill("input[name=job]", "app.jobs.ChargeCard")
         page.click("#filters button[type=submit]")
         expect(page).to_have_url(
-            f"{dashboard_url}/jobs?state=failed&queue=billing&job=app.jobs.ChargeCard&q=&from=&to="
+            f"{dashboard_url}/jobs?state=failed&queue=billing&job=app.jobs.ChargeCard&q=&param=&from=&to="
         )
         rows = page.locator("table.jobs tbody tr")
         expect(rows).to_have_count(1)
@@ -253,5 +259,81 @@ def test_dashboard_in_a_real_browser(
         shot("workers")
         assert errors == [], errors
         assert dialogs == [dialogs[0], dialogs[1]]  # only our two confirmations
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def readable_dashboard_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The dashboard with the job classes of testing.observed_jobs imported."""
+    yield from serve_dashboard(database_url, tmp_path, "--import", "testing.observed_jobs")
+
+
+def test_parameters_search_and_job_name_pages_in_a_real_browser(
+    browser: Any, store: Store, readable_dashboard_url: str
+) -> None:
+    """Parameters decoded and named, a search by a parameter's value, a job name's page."""
+    import json
+    from dataclasses import replace
+
+    from playwright.sync_api import expect
+
+    from corequeue.core.states import Outcome
+    from tests.web.conftest import run_job
+
+    expect.set_options(timeout=DEADLINE * 1000)
+    now = datetime.now(UTC)
+    name = "testing.observed_jobs.ChargeOrder"
+    params = {
+        "args": [{"$cq": "orm", "v": {"model": "shop.models.Order", "pk": [12]}}],
+        "kwargs": {"$cq": "dict", "v": {"note": "gift wrap"}},
+    }
+    compact = json.dumps(params, separators=(",", ":"))
+    wanted = run_job(store, replace(new_job(name, run_at=now), params=compact), [Outcome.SUCCEEDED])
+    other = compact.replace('"pk":[12]', '"pk":[13]')
+    failed = run_job(
+        store,
+        replace(new_job(name, run_at=now), params=other),
+        [Outcome.ERRORED],
+        duration=2.0,
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(DEADLINE * 1000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(readable_dashboard_url + "/login")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Overview")
+
+        # The job's page names its parameters after the class's: order=Order#12.
+        page.goto(f"{readable_dashboard_url}/jobs/{wanted}")
+        params_list = page.locator("#params")
+        expect(params_list.locator("dt").first).to_have_text("order_id")
+        expect(params_list.locator("dd").first).to_contain_text("Order#12")
+        expect(params_list).to_contain_text("'gift wrap'")
+        expect(params_list).not_to_contain_text("$cq")
+
+        # Its value's "search" link lists the jobs holding that value, and only them.
+        params_list.locator("dd").first.get_by_role("link", name="search").click()
+        expect(page.locator("#filters input[name=param]")).to_have_value("Order#12")
+        rows = page.locator("table.jobs tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(str(wanted))
+        page.fill("#filters input[name=param]", "Order#13")
+        page.click("#filters button[type=submit]")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(str(failed))
+
+        # The job name's page: one of two failed, durations 0.5 s and 2 s.
+        page.goto(f"{readable_dashboard_url}/jobs/{failed}")
+        page.locator("#job-name").click()
+        expect(page.locator("#name")).to_have_text(name)
+        hour = page.locator("#windows tbody tr").first
+        expect(hour).to_contain_text("50.0 %")
+        expect(hour.locator("td").nth(1)).to_have_text("2")
+        assert not errors, errors
     finally:
         context.close()
