@@ -117,15 +117,24 @@ class ClaimQueries(flow.FlowQueries):
             ids, writes = self._claim_limited(conn, queues=queues, limit=limit, now=now)
             if not ids:
                 return []
-            self._slots_take(conn, writes)
+            # Still waiting: another worker may have claimed one since it was read.
+            waiting = sa.and_(
+                jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)),
+                jobs.c.state == claims.CLAIMABLE_STATE.value,
+            )
+            if self.is_postgresql:  # skip rows another claim holds: no waits, no deadlocks
+                ids_locked = sa.select(jobs.c.id).where(waiting).with_for_update(skip_locked=True)
+                waiting = jobs.c.id == sa.any_(_ArrayOf(ids_locked))
             stmt = (
                 sa.update(jobs)
-                .where(jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)))
+                .where(waiting)
                 .values(**_claim_values(lease, worker_id, now))
                 .returning(*CLAIM_COLUMNS)
             )
             rows = conn.execute(stmt, {"c_ids": ids})
-            return [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
+            claimed = [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
+            self._slots_take(conn, writes, {job.id: job.attempts for job in claimed})
+            return claimed
 
     def _claim_statement(self, queues: tuple[str, ...]) -> sa.Update:
         stmt = self._claim_statements.get(queues)

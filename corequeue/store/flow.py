@@ -33,9 +33,11 @@ queues_t, slots = schema.queues, schema.limit_slots
 
 #: How long a store trusts its answer to "does any limit exist" (seconds).
 FLOW_CHECK_EVERY = 1.0
-#: A limited claim looks at this many ready jobs per job it may take (and at least
-#: :data:`MIN_SCAN`): the jobs over a limit are passed over, not waited on.
-SCAN_FACTOR, MIN_SCAN, MAX_SCAN = 4, 100, 2000
+#: A limited claim reads ready jobs a page at a time, and at most :data:`MAX_SCAN` of them: jobs
+#: over a limit are passed over, not waited on.
+PAGE, MAX_SCAN = 50, 400
+#: The most jobs one claim through the limits takes (the worker claims again for more).
+MAX_LIMITED_CLAIM = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,24 +305,21 @@ class FlowQueries(StoreBase):
         ).where(jobs.c.state == claims.CLAIMABLE_STATE.value, jobs.c.run_at <= now)
         if queues:
             ready = ready.where(jobs.c.queue.in_(list(queues)))
-        if paused:
-            ready = ready.where(jobs.c.queue.not_in(paused))
-        scan = min(max(limit * SCAN_FACTOR, MIN_SCAN), MAX_SCAN)
-        ready = ready.order_by(*claim_order()).limit(scan)
-        if self.is_postgresql:
-            ready = ready.with_for_update(skip_locked=True)
-        rows = conn.execute(ready).all()
-        attempts = {r.id: r.attempts for r in rows}
-        candidates = [
-            limits.Candidate(
-                r.id,
-                limits.needs(r.queue, r.concurrency_key, r.rate_key, queue_limited=queue_limited),
-            )
-            for r in rows
-        ]
-        keys = {need for c in candidates for need in c.needs}
-        free = self._free_slots(conn, keys, now) if keys else {}
-        granted = limits.grant(candidates, {k: len(v) for k, v in free.items()}, limit=limit)
+        queue_keys = {
+            (kind, limits.queue_key(q.name))
+            for q in states
+            for kind, on in ((limits.CONCURRENCY, q.concurrency_limit), (limits.RATE, q.rate_count))
+            if on is not None
+        }
+        # The queues' own free slots first: a queue with none left is not scanned at all.
+        free = self._free_slots(conn, queue_keys, now) if queue_keys else {}
+        full = {key[len("queue:") :] for kind, key in queue_keys if not free.get((kind, key))}
+        if paused or full:
+            ready = ready.where(jobs.c.queue.not_in(sorted(set(paused) | full)))
+        limit = min(limit, MAX_LIMITED_CLAIM)
+        # Not locked: locking every candidate costs a row write each; the claim's UPDATE
+        # takes only the granted ones still waiting, and only those write their slots.
+        granted, keys = self._scan(conn, ready, queue_limited, free, limit, now)
         periods = self._periods(conn, {k for k in keys if k[0] == limits.RATE})
         writes = [
             {
@@ -328,7 +327,6 @@ class FlowQueries(StoreBase):
                 "b_key": key,
                 "b_slot": n,
                 "b_job": job_id,
-                "b_attempt": attempts[job_id] + 1,
                 "b_started": now,
                 "b_free": now + timedelta(seconds=periods.get(key, 0.0))
                 if kind == limits.RATE
@@ -337,6 +335,41 @@ class FlowQueries(StoreBase):
             for job_id, kind, key, n in limits.assign(granted, free)
         ]
         return [c.id for c in granted], writes
+
+    def _scan(
+        self,
+        conn: Connection,
+        ready: sa.Select[Any],
+        queue_limited: Mapping[str, tuple[bool, bool]],
+        free: dict[tuple[str, str], list[int]],
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[limits.Candidate], set[tuple[str, str]]]:
+        """Read ready jobs a page at a time, in claim order, while a page still adds grants
+        (at most :data:`MAX_SCAN`); ``free`` gains the free slots of the job keys met."""
+        ordered = ready.order_by(*claim_order())
+        candidates: list[limits.Candidate] = []
+        granted: list[limits.Candidate] = []
+        keys: set[tuple[str, str]] = set()
+        offset = 0
+        while True:
+            rows = conn.execute(ordered.limit(PAGE).offset(offset)).all()
+            for r in rows:
+                needs = limits.needs(
+                    r.queue, r.concurrency_key, r.rate_key, queue_limited=queue_limited
+                )
+                candidates.append(limits.Candidate(r.id, needs))
+            met = {need for c in candidates[offset:] for need in c.needs}
+            keys |= met
+            unknown = met - set(free)
+            if unknown:
+                free |= self._free_slots(conn, unknown, now)
+            before = len(granted)
+            granted = limits.grant(candidates, {k: len(v) for k, v in free.items()}, limit=limit)
+            offset += PAGE
+            done = len(rows) < PAGE or len(granted) >= limit or offset >= MAX_SCAN
+            if done or (len(granted) == before and offset > PAGE):
+                return granted, keys
 
     def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
         if not keys:
@@ -348,7 +381,11 @@ class FlowQueries(StoreBase):
         )
         return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
 
-    def _slots_take(self, conn: Connection, writes: list[dict[str, Any]]) -> None:
+    def _slots_take(
+        self, conn: Connection, writes: list[dict[str, Any]], attempts: Mapping[int, int]
+    ) -> None:
+        """Write the slots of the jobs claimed (``attempts``: their attempt numbers now)."""
+        writes = [w | {"b_attempt": attempts[w["b_job"]]} for w in writes if w["b_job"] in attempts]
         if not writes:
             return
         stmt = (
