@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from corequeue.context import current_job
 from corequeue.core.text import one_line
 
 
@@ -45,12 +46,40 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
-            return super().format(record)  # the traceback's lines follow the message
+            text = super().format(record)  # the traceback's lines follow the message
+            first, newline, rest = text.partition("\n")
+            return first + _job_suffix(record) + newline + rest
         # One record, one line: a newline or an escape sequence in the text (a queue name, an
         # error) is written escaped.
         record.message = one_line(record.getMessage())
         record.asctime = self.stamp(record.created, record.msecs)
-        return f"{record.asctime} {record.levelname} {record.name} {record.message}"
+        line = f"{record.asctime} {record.levelname} {record.name} {record.message}"
+        return line + _job_suffix(record)
+
+
+def _job_suffix(record: logging.LogRecord) -> str:
+    """`` job_id=.. job=.. queue=.. attempt=..`` for a record logged while a job ran (see
+    :class:`JobFields`), "" for any other."""
+    if not getattr(record, "_cq_job", False):
+        return ""
+    fields = record.__dict__
+    name, queue = one_line(str(fields["job_name"])), one_line(str(fields["queue"]))
+    return f" job_id={fields['job_id']} job={name} queue={queue} attempt={fields['attempt']}"
+
+
+class JobFields(logging.Filter):
+    """Adds the running job's ``job_id``, ``job_name``, ``queue`` and ``attempt`` to every
+    record logged while it runs (``corequeue.current_job()``: a context variable, so right in
+    threads and async jobs alike). The worker's children put it on their handler; an
+    application that configures logging itself may add it to its own handlers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = current_job()
+        if job is not None and not hasattr(record, "job_id"):
+            record.job_id, record.job_name = job.id, job.name
+            record.queue, record.attempt = job.queue, job.attempt
+            record._cq_job = True
+        return True
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -165,6 +194,7 @@ def configure_child_logging() -> None:
     """A child process's logging: INFO and up to stderr, in the parent's ``--log-format``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(os.environ.get(LOG_FORMAT_ENV, "text")))
+    handler.addFilter(JobFields())  # every record logged during a job names the job
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 

@@ -50,9 +50,30 @@ def test_json_log_lines_parse_and_carry_the_per_job_fields(
         assert line["queue"] == "default" and line["attempt"] == 1 and line["priority"] == 5
         assert isinstance(line["pid"], int) and line["pid"] != worker.pid
         assert line["waited_ms"] >= 0 and line["duration_ms"] >= 0
+        assert "test_log_format.py:" in line["source"], line
     bad = finished[failed.id]
     assert bad["level"] == "WARNING" and bad["outcome"] == "errored"
     assert bad["error"] == "RuntimeError: no stock" and bad["priority"] == 0
-    # The job's own logging line (in the child) is a JSON line too.
-    own = [r for r in lines if r["logger"] == "app.orders"]
-    assert sorted(r["message"] for r in own) == ["charging order 7", "charging order 8"]
+    # The job's own logging line (in the child) is a JSON line too, and names its job.
+    own = {r["message"]: r for r in lines if r["logger"] == "app.orders"}
+    assert set(own) == {"charging order 7", "charging order 8"}
+    for handle, order in zip(charged, (7, 8), strict=True):
+        line = own[f"charging order {order}"]
+        assert line["job_id"] == handle.id, line
+        assert line["job_name"] == "testing.observed_jobs.ChargeOrder"
+        assert (line["queue"], line["attempt"]) == ("default", 1)
+
+
+def test_a_jobs_own_log_line_names_its_job_in_text_too(
+    store: Store, database_url: str, workers: WorkerFactory
+) -> None:
+    [handle] = corequeue.enqueue_many([ChargeOrder(9)])
+
+    worker = workers(database_url, "--burst", imports=["testing.observed_jobs"])
+
+    assert worker.wait_exit() == 0, worker.log()
+    (line,) = [x for x in worker.log().splitlines() if "charging order 9" in x]
+    assert line.endswith(
+        f"INFO app.orders charging order 9 job_id={handle.id} "
+        "job=testing.observed_jobs.ChargeOrder queue=default attempt=1"
+    ), line
