@@ -110,33 +110,7 @@ def _add_run(sub: Any) -> None:
         metavar="N",
         help=f"sync jobs in flight per child, in threads (default {defaults.threads})",
     )
-    run.add_argument(
-        "--stats-every",
-        metavar="S",
-        help=f"log stats every S seconds (default {defaults.stats_every:g})",
-    )
-    run.add_argument(
-        "--heartbeat-interval",
-        metavar="S",
-        help=f"seconds between the worker's heartbeats (default {defaults.heartbeat_interval:g})",
-    )
-    run.add_argument(
-        "--heartbeat-timeout",
-        metavar="S",
-        help="seconds without a heartbeat before a worker's jobs are lost "
-        f"(default {defaults.heartbeat_timeout:g})",
-    )
-    run.add_argument(
-        "--grace-period",
-        metavar="S",
-        help=f"seconds running jobs get to finish on shutdown (default {defaults.grace_period:g})",
-    )
-    run.add_argument(
-        "--poll-interval",
-        metavar="S",
-        help="seconds between looks for ready jobs when no notification comes "
-        f"(default {defaults.poll_interval:g})",
-    )
+    _add_run_timing(run, defaults)
     run.add_argument(
         "--synchronous-commit",
         choices=["on", "off"],
@@ -172,6 +146,37 @@ def _add_monitoring_options(run: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         metavar="HOST",
         help="the address --health-port listens on (default 127.0.0.1)",
+    )
+
+
+def _add_run_timing(run: argparse.ArgumentParser, defaults: Settings) -> None:
+    """The run options that are durations (seconds)."""
+    run.add_argument(
+        "--stats-every",
+        metavar="S",
+        help=f"log stats every S seconds (default {defaults.stats_every:g})",
+    )
+    run.add_argument(
+        "--heartbeat-interval",
+        metavar="S",
+        help=f"seconds between the worker's heartbeats (default {defaults.heartbeat_interval:g})",
+    )
+    run.add_argument(
+        "--heartbeat-timeout",
+        metavar="S",
+        help="seconds without a heartbeat before a worker's jobs are lost "
+        f"(default {defaults.heartbeat_timeout:g})",
+    )
+    run.add_argument(
+        "--grace-period",
+        metavar="S",
+        help=f"seconds running jobs get to finish on shutdown (default {defaults.grace_period:g})",
+    )
+    run.add_argument(
+        "--poll-interval",
+        metavar="S",
+        help="seconds between looks for ready jobs when no notification comes "
+        f"(default {defaults.poll_interval:g})",
     )
 
 
@@ -265,7 +270,7 @@ def _add_django_option(run: argparse.ArgumentParser) -> None:
         "--django-settings",
         metavar="MODULE",
         help="run Django tasks (corequeue.contrib.django): set Django up with this settings "
-        "module, here and in each child, before any task runs",
+        "module, here and in each child, before any task runs (default: none)",
     )
 
 

@@ -50,7 +50,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
-from corequeue import registry
+from corequeue import hooks, registry
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
@@ -69,6 +69,7 @@ class ChildConfig:
     database_url: str  # only for loading ORM parameters; tasks need no queue connection
     concurrency: int = 500  # async jobs in flight at once
     threads: int = 1  # sync jobs in flight at once (1: on the main thread)
+    hooks: tuple[str, ...] = ()  # the hooks setting (corequeue.hooks.load)
 
     @classmethod
     def of(cls, settings: Settings) -> ChildConfig:
@@ -79,6 +80,7 @@ class ChildConfig:
             settings.database_url,
             concurrency=settings.concurrency,
             threads=settings.threads,
+            hooks=settings.hooks,
         )
 
 
@@ -99,6 +101,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     # A row naming a module outside the configured imports is an unknown job, never imported.
     registry.limit_imports(config.imports)
     runtime.configure(config.database_url, middleware=config.middleware)
+    hooks.load(config.hooks)
     _Runner(conn, config, build_chain(config.middleware), runtime.codecs()).serve()
 
 

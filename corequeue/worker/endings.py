@@ -60,9 +60,7 @@ def decide(
             max_deferrals=max_deferrals,
             retryable=not result.no_retry,
         )
-        deferred = result.outcome is Outcome.DEFERRED
-        if deferred and max_deferrals is not None and change.deferrals > max_deferrals:
-            error_message = lifecycle.too_many_deferrals_message(max_deferrals)
+        error_message = _too_many_deferrals(result, change, max_deferrals) or error_message
     # By position, in AttemptEnd's field order (once per job: keywords cost twice as much).
     return AttemptEnd(
         job.id,
@@ -79,6 +77,15 @@ def decide(
         result.traceback,
         *_for_logs(job),  # name, queue, priority, source, run_at, pid
     )
+
+
+def _too_many_deferrals(
+    result: TaskResult, change: lifecycle.Change, max_deferrals: int | None
+) -> str | None:
+    """The error of a deferral that failed the job for deferring past ``max_deferrals``."""
+    if result.outcome is Outcome.DEFERRED and lifecycle.deferred_too_often(change, max_deferrals):
+        return lifecycle.too_many_deferrals_message(max_deferrals or 0)
+    return None
 
 
 def _for_logs(job: ClaimedJob) -> tuple[str, str, int, str, datetime, int | None]:
