@@ -113,3 +113,9 @@ for _event in corequeue.hooks.EVENTS:
 def _raising_hook(event: corequeue.JobEvent) -> None:
     if os.environ.get("COREQUEUE_TEST_HOOK_LOG"):
         raise RuntimeError("a hook that raises changes nothing")
+
+
+@corequeue.job
+def crash(path: str) -> None:
+    _record(path, "crash")
+    os._exit(9)  # the child dies: the attempt is lost

@@ -96,3 +96,23 @@ def test_discard_on_fails_at_once_and_job_failed_fires_once(
         assert events[("job_finished", handle.id)] == 1
         assert events[("job_failed", handle.id)] == 1
         assert events[("job_lost", handle.id)] == 0
+
+
+def test_job_lost_fires_once_per_lost_attempt(
+    store: Store, database_url: str, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "runs.jsonl"
+    hook_log = tmp_path / "hooks.jsonl"
+    handle = fj.crash.run_in_worker(str(path))
+    worker = workers(
+        database_url, "--burst", imports=IMPORTS, env={"COREQUEUE_TEST_HOOK_LOG": str(hook_log)}
+    )
+    assert worker.wait_exit() == 0, worker.log()
+    row = store.job_get(handle.id)
+    assert row is not None and row.state in (JobState.FAILED, JobState.REQUESTED)
+    lost = [a for a in store.attempt_list(handle.id) if a.outcome.value == "lost"]
+    assert lost, worker.log()
+    events = Counter((e["event"], e["id"]) for e in lines(hook_log))
+    assert events[("job_lost", handle.id)] == len(lost)
+    assert events[("job_failed", handle.id)] == (1 if row.state is JobState.FAILED else 0)
+    assert events[("job_finished", handle.id)] == 0  # the child died before it could say
