@@ -10,18 +10,25 @@ lives as long as the worker process; it exits when the worker does, and the chil
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Sequence
 from multiprocessing import forkserver
 
 CONTEXT = multiprocessing.get_context("forkserver")
+#: The application's modules for the server to import, comma-separated, in the environment it
+#: starts with (read by executor/forkserver.py).
+IMPORTS_ENV = "COREQUEUE_FORKSERVER_IMPORTS"
 #: What the server imports before forking (then the application's modules): the first module
 #: makes it ignore SIGTERM, as the children do (executor/forkserver.py).
 PRELOAD = ("corequeue.executor.forkserver", "corequeue.executor.child")
 
 
 def prepare(imports: Sequence[str]) -> None:
-    """Name the modules the server imports (the first call before it starts counts)."""
-    CONTEXT.set_forkserver_preload([*PRELOAD, *imports])
+    """Name the modules the server imports (the first call before it starts counts): the
+    application's go through the environment the server starts with, so that a module that
+    fails to import there does not take the server down (see executor.forkserver)."""
+    os.environ[IMPORTS_ENV] = ",".join(imports)
+    CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
 def start_early(imports: Sequence[str]) -> None:

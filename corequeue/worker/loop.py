@@ -175,13 +175,15 @@ class Worker:
             ",".join(self.queues) or "*",
             self.settings.max_processes,
         )
+        # The first beat before the children: starting one waits while the fork server
+        # imports the application, and the worker is alive meanwhile.
+        self.store.worker_beat(self.status())
         self.pool.start(stop=lambda: self._stopping or self._stop_now)
         if self.store.is_postgresql:
             self.notifier = Notifier(self.listen_url or self.store.url, self.wake)
             self.notifier.start()
         code = 0
         try:
-            self.store.worker_beat(self.status())
             code = self._loop()
         finally:
             self._shutdown()
