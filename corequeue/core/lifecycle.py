@@ -381,21 +381,12 @@ def lose(
         change = finish(job, Outcome.LOST, lease=job.lease, now=now, retry_delay=retry_delay)
         why = "no longer held this attempt (its result was never recorded)"
         return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}")
-    waiting, failed = next_states(job.state, Action.WORKER_LOST)
-    losses = job.worker_losses + 1
+    change = _worker_loss(job, now, max_worker_losses)
     message = (
         f"worker {worker_id} stopped heartbeating for more than {heartbeat_timeout:g}s "
-        f"while running this job (worker loss {losses} in a row)"
+        f"while running this job (worker loss {change.worker_losses} in a row): "
+        + worker_loss_note(change, max_worker_losses, "worker")
     )
-    if max_worker_losses is not None and losses >= max_worker_losses:
-        change = _final(failed, job, job.attempts - 1, now, worker_losses=losses)
-        message += (
-            f": max_worker_losses = {max_worker_losses} reached, it looks like a crash loop "
-            "(the job takes its worker down: memory, say); fix the job, then retry it"
-        )
-    else:
-        change = _waiting(waiting, job, now)._replace(worker_losses=losses)
-        message += ": requeued without using an attempt"
     return LostAttempt(change, LOST_ERROR_TYPE, message)
 
 
@@ -410,11 +401,29 @@ def lose_shared(
     lost once beside it, run again. Raises StaleLease when ``lease`` is not the job's lease."""
     if job.lease != lease:
         raise StaleLease(f"lose_shared refused: lease {lease!r} is not the job's current lease")
+    return _worker_loss(job, now, max_worker_losses)
+
+
+def _worker_loss(job: JobSnapshot, now: datetime, max_worker_losses: int | None) -> Change:
+    """A loss that is not the job's fault (:data:`Action.WORKER_LOST`): the attempt is not
+    counted and the job runs again at once, unless this is the ``max_worker_losses``-th such
+    loss in a row (None: no bound): then it fails as a crash loop."""
     waiting, failed = next_states(job.state, Action.WORKER_LOST)
     losses = job.worker_losses + 1
     if max_worker_losses is not None and losses >= max_worker_losses:
         return _final(failed, job, job.attempts - 1, now, worker_losses=losses)
     return _waiting(waiting, job, now)._replace(worker_losses=losses)
+
+
+def worker_loss_note(change: Change, max_worker_losses: int | None, taken_down: str) -> str:
+    """What a worker loss's ``change`` did, for its error: the crash-loop verdict or the
+    requeue. ``taken_down``: what a crash-looping job takes down ("worker", "child process")."""
+    if is_crash_loop(change, max_worker_losses):
+        return (
+            f"max_worker_losses = {max_worker_losses} reached, it looks like a crash loop (the "
+            f"job takes its {taken_down} down); fix the job, then retry it"
+        )
+    return "requeued without using an attempt"
 
 
 def is_crash_loop(change: Change, max_worker_losses: int | None) -> bool:

@@ -5,14 +5,12 @@ records; and what became of running jobs that no longer run under their lease he
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
 from datetime import datetime, timedelta
 
 from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.core import lifecycle
 from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import TaskResult
-from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob
 from corequeue.worker.pids import pid_of
 
@@ -103,15 +101,8 @@ def _lost_shared(
     change = lifecycle.lose_shared(
         job.snapshot(), lease=job.lease, now=now, max_worker_losses=bound
     )
-    losses = f"loss {change.worker_losses} in a row"
-    if lifecycle.is_crash_loop(change, bound):
-        note = (
-            f"{losses}: max_worker_losses = {bound} reached, it looks like a crash loop (the "
-            "job takes its child process down); fix the job, then retry it"
-        )
-    else:
-        note = f"{losses}, requeued without using an attempt"
-    return change, f"{message} ({note})"
+    note = lifecycle.worker_loss_note(change, bound, "child process")
+    return change, f"{message} (loss {change.worker_losses} in a row: {note})"
 
 
 def _unresolved(
@@ -130,17 +121,3 @@ def _unresolved(
     else:
         note = "requeued without using an attempt, for a worker that can resolve it"
     return change, f"{message} ({note})"
-
-
-def gone_states(
-    store: Store, gone: Mapping[int, JobState | None] | Set[int]
-) -> Mapping[int, JobState | None]:
-    """Each gone job's state now (None: deleted), from ``store.job_leases_gone_many``'s answer;
-    when that answer is the ids alone, their states are read (rare: a cancel, a rescue)."""
-    if isinstance(gone, Mapping):
-        return gone
-    states: dict[int, JobState | None] = {}
-    for job_id in gone:
-        job = store.job_get(job_id)
-        states[job_id] = job.state if job is not None else None
-    return states

@@ -33,7 +33,7 @@ from corequeue.executor.task import Task, TaskResult
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
 from corequeue.worker.counters import Counters
-from corequeue.worker.endings import decide, gone_states
+from corequeue.worker.endings import decide
 from corequeue.worker.joblog import log_ends, log_stats, log_stopped
 from corequeue.worker.lanes import ClaimLane, NextReady, RecordLane
 from corequeue.worker.notifier import Notifier, WakeUp
@@ -537,7 +537,7 @@ class Worker:
         if not running:
             return
         try:
-            gone = gone_states(self.store, self.store.job_leases_gone_many(running))
+            gone = self.store.job_leases_gone_many(running)
         except DatabaseUnavailable as exc:
             self._outage(exc)
             return
