@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +31,41 @@ class JobContext:
     source: str  # file:line where it was enqueued ("" when unknown)
 
 
-_CURRENT: ContextVar[JobContext | None] = ContextVar("corequeue_current_job", default=None)
+class HasContext(Protocol):
+    """What knows its job's context (the worker's task): the context is built only when
+    someone asks for it, not once per attempt."""
+
+    def context(self) -> JobContext: ...
+
+
+Current = JobContext | HasContext | None
+
+_CURRENT: ContextVar[Current] = ContextVar("corequeue_current_job", default=None)
 
 
 def current_job() -> JobContext | None:
     """The context of the job running here, or None outside a job."""
-    return _CURRENT.get()
+    value = _CURRENT.get()
+    if value is None or isinstance(value, JobContext):
+        return value
+    return value.context()
+
+
+def enter(current: Current) -> Token[Current]:
+    """Make ``current`` the current job's; give the token back to :func:`leave`."""
+    return _CURRENT.set(current)
+
+
+def leave(token: Token[Current]) -> None:
+    """Restore the current job as it was before :func:`enter`."""
+    _CURRENT.reset(token)
 
 
 @contextmanager
 def running(context: JobContext | None) -> Iterator[None]:
     """Make ``context`` the current job's for the duration of the block."""
-    token = _CURRENT.set(context)
+    token = enter(context)
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        leave(token)

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Generator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from corequeue import context as job_context
 from corequeue import hooks, registry
 from corequeue.backoff import retry_delay_for
-from corequeue.context import JobContext, running
+from corequeue.context import JobContext
 from corequeue.core import policy
 from corequeue.core.delays import seconds_until
 from corequeue.core.errors import JobParamsError, UnknownJobError
@@ -183,17 +184,21 @@ def _in_context(
     task: Task, chain: RunJob, codecs: Any
 ) -> Generator[Awaitable[Any], Any, TaskResult]:
     """:func:`_attempt` with the job's context current (``corequeue.current_job()``, for
-    the job and its middleware) and the ``job_started`` and ``job_finished`` hooks around it."""
-    context = task.context()
-    with running(context):
-        _fire("job_started", context)
+    the job and its middleware) and the ``job_started`` and ``job_finished`` hooks around it.
+    The task stands for its context: the context is built only if something asks for it."""
+    token = job_context.enter(task)
+    try:
+        _fire("job_started", task)
         result = yield from _attempt(task, chain, codecs)
-        _fire("job_finished", context, result)
+        _fire("job_finished", task, result)
+    finally:
+        job_context.leave(token)
     return result
 
 
-def _fire(event: str, context: JobContext, result: TaskResult | None = None) -> None:
+def _fire(event: str, task: Task, result: TaskResult | None = None) -> None:
     if hooks.active(event):
+        context = task.context()
         hooks.fire(
             hooks.JobEvent(
                 event,
@@ -260,7 +265,7 @@ def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any]
         args, kwargs = decode_params(task.params, codecs=codecs)
         job = cls(*args, **kwargs)
         value = chain(job)
-        if inspect.isawaitable(value):
+        if value is not None and inspect.isawaitable(value):
             value = yield value
     except DeferJob as defer:
         return ended(
