@@ -40,6 +40,8 @@ RESERVED = frozenset(
         "unique_until",
         "on_conflict",
         "limit_key",
+        "concurrency_limit",
+        "rate_limit",
     }
 )
 
@@ -102,12 +104,25 @@ class JobFunction(Generic[P, R]):
         unique_key: str | None = None,
         timeout: float | None = None,
         connection: ConnectionLike | None = None,
+        limit_key: str | None = None,
+        concurrency_limit: int | None = None,
+        rate_limit: str | None = None,
         **kwargs: Any,
     ) -> JobHandle:
         """Enqueue a call with ``args`` and ``kwargs`` for a worker; the options are those of
         ``Job.run_in_worker()`` (keyword-only). Returns its handle. Raises JobParamsError when
         an argument cannot be stored or does not match its annotation."""
-        options = EnqueueOptions(queue, delay, priority, retries, unique_key, timeout)
+        options = EnqueueOptions(
+            queue,
+            delay,
+            priority,
+            retries,
+            unique_key,
+            timeout,
+            limit_key=limit_key,
+            concurrency_limit=concurrency_limit,
+            rate_limit=rate_limit,
+        )
         job = self.job_class(*args, **kwargs)
         (handle,) = enqueue([job], options, connection=connection, source=caller_source())
         return handle

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import corequeue
-from corequeue import JobEvent, JobNotFound, JobParamsError, JobState, registry
+from corequeue import JobEvent, JobNotFound, JobParamsError, JobState, registry, runtime
+from corequeue.core import limits
 from corequeue.store.queries import Store
 from corequeue.testing.inline import InlineJobs
 from testing import function_jobs as fj
@@ -190,6 +191,33 @@ def test_typed_mismatch_is_refused_with_nothing_inserted(store: Store) -> None:
     handle = fj.charge.run_in_worker(3, "7.00")
     record = store.job_get(handle.id)
     assert record is not None and '"decimal"' in record.params
+
+
+def test_function_jobs_take_the_same_flow_control_options_as_classes(store: Store) -> None:
+    rows: list[Any] = []
+
+    def keep(prepared: Any, connection: Any) -> None:
+        rows.extend(p.row for p in prepared)
+        return None  # not taken: the store inserts them
+
+    remove = runtime.add_interceptor(keep)
+    try:
+        fj.charge.run_in_worker(1, "7.00", limit_key="tenant:9", concurrency_limit=2)
+        fj.charge.run_in_worker(2, "7.00", limit_key="tenant:9", rate_limit="5/m")
+    finally:
+        remove()
+    key = limits.job_key(fj.charge.name, "tenant:9")
+    assert [(r.concurrency_key, r.concurrency_limit) for r in rows] == [(key, 2), ("", None)]
+    assert [(r.rate_key, r.rate_limit) for r in rows] == [("", None), (key, (5, 60.0))]
+    assert count(store) == 2
+
+
+@pytest.mark.parametrize("option", ["concurrency_limit", "rate_limit"])
+def test_a_parameter_named_like_a_limit_option_is_refused_at_decoration(option: str) -> None:
+    namespace: dict[str, Any] = {"corequeue": corequeue}
+    source = f"@corequeue.job\ndef bad(user_id: int, {option}: int) -> None: ...\n"
+    with pytest.raises(TypeError, match=rf"parameter named '{option}'.*rename"):
+        exec(source, namespace)
 
 
 def test_job_enqueued_fires_after_commit_and_never_after_rollback(
