@@ -60,7 +60,12 @@ def int_between(low: int, high: int) -> Any:
 job_id = int_between(1, 2**63 - 1)
 
 
-def add_common_options(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+def add_common_options(
+    p: argparse.ArgumentParser,
+    *,
+    json_flag: bool = True,
+    import_help: str = "module that registers jobs (repeatable)",
+) -> None:
     """--database-url, --config, --import (and --json): the options of every command."""
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
     p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
@@ -70,7 +75,7 @@ def add_common_options(p: argparse.ArgumentParser, *, json_flag: bool = True) ->
         action="append",
         default=[],
         metavar="MODULE",
-        help="module that registers jobs (repeatable)",
+        help=import_help,
     )
     if json_flag:
         p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")

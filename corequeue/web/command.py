@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from corequeue.commands import add_common_options
 from corequeue.core.errors import ConfigError, CorequeueError
 from corequeue.web.security import check_bind
 
@@ -48,15 +49,12 @@ def add_command(subparsers: Any) -> None:
         default="127.0.0.1",
         help="the proxy addresses trusted with --proxy-headers (default 127.0.0.1)",
     )
-    p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
-    p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
-    p.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="module that registers jobs, to name their parameters (repeatable; default: imports)",
+    add_common_options(
+        p,
+        json_flag=False,
+        import_help=(
+            "module that registers jobs, to name their parameters (repeatable; default: imports)"
+        ),
     )
     p.set_defaults(handler=run_dashboard)
 

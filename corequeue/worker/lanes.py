@@ -37,12 +37,12 @@ class NextReady(NamedTuple):
 ClaimOutcome = Claimed | NextReady
 
 
-class ClaimLane:
-    def __init__(self, store: Store, queues: Sequence[str], worker_id: str) -> None:
+class _Lane:
+    """One database call at a time, off the loop's thread on PostgreSQL (:class:`Offload`)."""
+
+    def __init__(self, store: Store, name: str) -> None:
         self.store = store
-        self.queues = list(queues)
-        self.worker_id = worker_id
-        self._offload = Offload(threaded=store.is_postgresql, name="corequeue-claim")
+        self._offload = Offload(threaded=store.is_postgresql, name=name)
 
     @property
     def busy(self) -> bool:
@@ -53,6 +53,16 @@ class ClaimLane:
     def done(self) -> WakeUp:
         """Readable once the running call has finished."""
         return self._offload.done
+
+    def close(self) -> None:
+        self._offload.close()
+
+
+class ClaimLane(_Lane):
+    def __init__(self, store: Store, queues: Sequence[str], worker_id: str) -> None:
+        super().__init__(store, "corequeue-claim")
+        self.queues = list(queues)
+        self.worker_id = worker_id
 
     def claim(self, limit: int, now: datetime, *, inline: bool) -> bool:
         """Claim up to ``limit`` jobs under a new lease. Returns True when the call already
@@ -79,22 +89,10 @@ class ClaimLane:
         outcome: ClaimOutcome | None = _value(self._offload.take(timeout))
         return outcome
 
-    def close(self) -> None:
-        self._offload.close()
 
-
-class RecordLane:
+class RecordLane(_Lane):
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self._offload = Offload(threaded=store.is_postgresql, name="corequeue-record")
-
-    @property
-    def busy(self) -> bool:
-        return self._offload.busy
-
-    @property
-    def done(self) -> WakeUp:
-        return self._offload.done
+        super().__init__(store, "corequeue-record")
 
     def record(self, ends: Sequence[AttemptEnd]) -> bool:
         """Record ``ends`` (compare-and-set on each lease). Returns True when the call already
@@ -108,9 +106,6 @@ class RecordLane:
         None while the call still runs. Raises the call's exception (nothing was recorded)."""
         applied = _value(self._offload.take(timeout))
         return None if applied is None else set(applied)
-
-    def close(self) -> None:
-        self._offload.close()
 
 
 def _value(outcome: tuple[Any, BaseException | None] | None) -> Any:
