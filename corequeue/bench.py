@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from corequeue.commands import CONFIG_HELP, JSON_HELP
 from corequeue.jobs import Job, register_job
 
 #: File the probe job appends "sample started_at" lines to (set for the worker it starts).
@@ -62,12 +63,20 @@ def add_command(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
-    p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
-    p.add_argument("--jobs", type=int, default=10_000, metavar="N", help="no-op jobs to drain")
-    p.add_argument("--samples", type=int, default=200, help="pick-up latency samples (0: skip)")
-    p.add_argument("--max-processes", type=int, default=2, metavar="N", help="worker children")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds the drain may take")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument(
+        "--jobs", type=int, default=10_000, metavar="N", help="no-op jobs to drain (default 10000)"
+    )
+    p.add_argument(
+        "--samples", type=int, default=200, help="pick-up latency samples (default 200; 0: skip)"
+    )
+    p.add_argument(
+        "--max-processes", type=int, default=2, metavar="N", help="worker children (default 2)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds the drain may take (default 600)"
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(handler=cmd_bench, imports=[])
 
 

@@ -64,11 +64,11 @@ def add_common_options(
     p: argparse.ArgumentParser,
     *,
     json_flag: bool = True,
-    import_help: str = "module that registers jobs (repeatable)",
+    import_help: str = "module that registers jobs (repeatable; default: the imports setting)",
 ) -> None:
     """--database-url, --config, --import (and --json): the options of every command."""
     p.add_argument("--database-url", help="database URL (default from config, else SQLite)")
-    p.add_argument("--config", metavar="FILE", help="pyproject.toml to read [tool.corequeue] from")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument(
         "--import",
         dest="imports",
@@ -78,7 +78,7 @@ def add_common_options(
         help=import_help,
     )
     if json_flag:
-        p.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument(  # also here, so that it may follow the subcommand
         "--log-level",
         default=argparse.SUPPRESS,
@@ -86,6 +86,10 @@ def add_common_options(
         help="how much to log: DEBUG, INFO, WARNING or ERROR (default INFO)",
     )
 
+
+#: The help of ``--config`` and ``--json`` (also for commands that add them on their own).
+CONFIG_HELP = "pyproject.toml to read [tool.corequeue] from (default: ./pyproject.toml, if any)"
+JSON_HELP = "machine-readable output: JSON (default: text for people)"
 
 #: The levels of ``--log-level`` (default INFO).
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]

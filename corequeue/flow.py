@@ -97,7 +97,13 @@ def worker_services(store: Store, tables: Mapping[str, Any], *, source: str) -> 
 
 def add_command(sub: Any) -> None:
     p = sub.add_parser("queues", help="list queues (paused, limits, ready, running), pause, resume")
-    p.add_argument("action", choices=("list", "pause", "resume"), nargs="?", default="list")
+    p.add_argument(
+        "action",
+        choices=("list", "pause", "resume"),
+        nargs="?",
+        default="list",
+        help="list (the default), pause NAME or resume NAME",
+    )
     p.add_argument("name", nargs="?", help="the queue (pause, resume)")
     add_common_options(p)
     p.set_defaults(handler=cmd_queues)

@@ -35,13 +35,18 @@ def add_command(subparsers: Any) -> None:
         "--token",
         help=f"require this token (Bearer, basic auth or login form); default ${TOKEN_ENV}",
     )
-    p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="hide and refuse every action (default: actions allowed)",
+    )
     p.add_argument(
         "--proxy-headers",
         action="store_true",
         help=(
             "behind a TLS proxy: trust its X-Forwarded-Proto and X-Forwarded-For (from "
-            "--forwarded-allow-ips), so cookies get the Secure flag and throttling sees clients"
+            "--forwarded-allow-ips), so cookies get the Secure flag and throttling sees clients "
+            "(default: headers ignored)"
         ),
     )
     p.add_argument(
@@ -53,7 +58,8 @@ def add_command(subparsers: Any) -> None:
         p,
         json_flag=False,
         import_help=(
-            "module that registers jobs, to name their parameters (repeatable; default: imports)"
+            "module that registers jobs, to name their parameters (repeatable; default: the "
+            "imports setting)"
         ),
     )
     p.set_defaults(handler=run_dashboard)

@@ -1,13 +1,11 @@
 """The command line in users' terms (issue 20), on SQLite and PostgreSQL: job names as people
 type them, parameters as named JSON values, a header row, typed arguments refused before
-anything is stored, refusals said plainly, --log-level after the subcommand, --help that says
-each flag's default."""
+anything is stored, refusals said plainly, --log-level after the subcommand (each flag's
+--help: tests/cli/test_help.py)."""
 
 from __future__ import annotations
 
 import json
-
-import pytest
 
 import corequeue
 from corequeue.cli import build_parser
@@ -70,21 +68,6 @@ def test_refusals_in_users_terms_and_log_level_after_the_subcommand(
     assert "cannot take event" not in err
     code, _, err = cli(database_url, "jobs", "show", "999999")
     assert code == 1 and "no job with id 999999" in err
-
-
-@pytest.mark.parametrize("command", [["run"], ["enqueue"], ["jobs", "list"]])
-def test_every_flag_says_what_it_does_and_its_default(command: list[str]) -> None:
-    parser = build_parser()
-    sub = parser
-    for word in command:
-        action = next(a for a in sub._actions if a.dest in ("command", "action"))
-        sub = action.choices[word]  # type: ignore[index]
-    for action in sub._actions:
-        if not action.option_strings or action.dest == "help":
-            continue
-        assert action.help, f"{command} {action.option_strings} has no help"
-        if action.dest not in ("database_url", "config", "imports", "json"):
-            assert "default" in action.help, f"{command} {action.option_strings}: {action.help}"
 
 
 def test_top_level_log_level_still_works() -> None:
