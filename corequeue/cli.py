@@ -26,7 +26,8 @@ from corequeue.commands import (
     settings_from,
 )
 from corequeue.config import Settings, check_max_processes, parse_duration
-from corequeue.core.errors import ConfigError, CorequeueError, InvalidTransition
+from corequeue.core.display import missing_job
+from corequeue.core.errors import ConfigError, CorequeueError, JobNotFound
 from corequeue.core.params import decode_value
 from corequeue.core.states import JobState
 from corequeue.core.text import one_line
@@ -444,41 +445,35 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         text = "\n".join([_JOB_HEADER, *(_job_line(j) for j in found)]) if found else "no jobs"
         emit(args, [jobtext.job_json(j) for j in found], text)
         return 0
-    try:
-        if args.action == "show":
-            job = store.job_get(args.id)
-            if job is None:
-                raise KeyError(f"no job with id {args.id}")
-            attempts = store.attempt_list(args.id)
-            data = jobtext.job_json(job) | {"attempts_detail": [a.as_dict() for a in attempts]}
-            lines = [f"{k}: {one_line(str(v))}" for k, v in job.as_dict().items()]
-            if job.result is not None:
-                lines.append(f"result (decoded): {decode_value(job.result)!r}")
-            for a in attempts:
-                lines.append(
-                    f"attempt {a.attempt}: {a.outcome.value} at {a.finished_at:%Y-%m-%d %H:%M:%S}"
-                    + (one_line(f" {a.error_type}: {a.error_message}") if a.error_type else "")
-                )
-                if a.traceback:
-                    lines.append(a.traceback.rstrip())
-            emit(args, data, "\n".join(lines))
-        elif args.action == "retry":
-            job = store.job_retry(args.id, now=now)
-            emit(args, job.as_dict(), f"job {job.id} is {job.state.value} again")
-        elif args.action == "cancel":
-            job = store.job_cancel(args.id, now=now)
-            emit(args, job.as_dict(), f"job {job.id} cancelled")
-        elif args.action == "delete":
-            deleted = store.job_delete(args.id)
-            if not deleted:
-                raise KeyError(f"no job with id {args.id}")
-            emit(args, {"deleted": args.id}, f"job {args.id} deleted")
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
-    except InvalidTransition:
-        current = store.job_get(args.id)
-        state = current.state if current is not None else None
-        raise ConfigError(jobtext.refused(args.id, args.action, state)) from None
+    if args.action == "show":
+        job = store.job_get(args.id)
+        if job is None:
+            raise JobNotFound(missing_job(args.id))
+        attempts = store.attempt_list(args.id)
+        data = jobtext.job_json(job) | {"attempts_detail": [a.as_dict() for a in attempts]}
+        lines = [f"{k}: {one_line(str(v))}" for k, v in job.as_dict().items()]
+        if job.result is not None:
+            lines.append(f"result (decoded): {decode_value(job.result)!r}")
+        for a in attempts:
+            lines.append(
+                f"attempt {a.attempt}: {a.outcome.value} at {a.finished_at:%Y-%m-%d %H:%M:%S}"
+                + (one_line(f" {a.error_type}: {a.error_message}") if a.error_type else "")
+            )
+            if a.traceback:
+                lines.append(a.traceback.rstrip())
+        emit(args, data, "\n".join(lines))
+    # The store's refusals (InvalidTransition, JobNotFound, UniqueViolation) are worded for
+    # people already (corequeue.core.display.refusal): main() prints them as they are.
+    elif args.action == "retry":
+        job = store.job_retry(args.id, now=now)
+        emit(args, job.as_dict(), f"job {job.id} is {job.state.value} again")
+    elif args.action == "cancel":
+        job = store.job_cancel(args.id, now=now)
+        emit(args, job.as_dict(), f"job {job.id} cancelled")
+    elif args.action == "delete":
+        if not store.job_delete(args.id):
+            raise JobNotFound(missing_job(args.id))
+        emit(args, {"deleted": args.id}, f"job {args.id} deleted")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from corequeue import hooks, registry, runtime
 from corequeue.core import delays, limits, policy, typed
 from corequeue.core.delays import Delay
+from corequeue.core.display import missing_job
 from corequeue.core.errors import (
     JobFailed,
     JobNotFound,
@@ -244,10 +245,7 @@ class JobHandle:
         (deleted, pruned, or its enqueue rolled back)."""
         record = self._get_store().job_get(self.id)
         if record is None:
-            raise JobNotFound(
-                f"job {self.id} does not exist: it was deleted or pruned, or the transaction "
-                "that enqueued it was rolled back"
-            )
+            raise JobNotFound(missing_job(self.id))
         self.record = record
         self.state = record.state
         return self

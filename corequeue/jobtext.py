@@ -1,6 +1,6 @@
 """Jobs as the command line shows them to people: the job names they type (aliases, unique
-suffixes), parameters and results as plain JSON values under their parameter names, and
-refused actions said in their terms."""
+suffixes), and parameters and results as plain JSON values under their parameter names.
+(Refused actions are said in people's terms by corequeue.core.display.refusal.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 from corequeue import registry
 from corequeue.core.errors import ConfigError
 from corequeue.core.params import TAG
-from corequeue.core.states import JobState
 from corequeue.store.records import JobRecord
 
 
@@ -91,18 +90,3 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             data["result"] = plain(json.loads(job.result))
     return data
-
-
-def refused(job_id: int, action: str, state: JobState | None) -> str:
-    """Why ``action`` (cancel, retry, delete) cannot be done to job ``job_id`` in ``state``."""
-    if state is None:
-        return f"no job with id {job_id}"
-    if action == "cancel" and state.is_final:
-        return f"job {job_id} is already {state.value}: only waiting or running jobs cancel"
-    if action == "retry":
-        return f"job {job_id} is {state.value}: only failed or cancelled jobs can be retried" + (
-            " (it has not finished yet)" if not state.is_final else ""
-        )
-    if action == "delete":
-        return f"job {job_id} is {state.value}: cancel it first, then delete it"
-    return f"job {job_id} is {state.value}: it cannot be {action}ed now"

@@ -1,6 +1,8 @@
-"""Job parameters as people read them (the dashboard): ``user_id=7``, ``order=Order#12``, not
+"""Jobs as people read them. Parameters (the dashboard): ``user_id=7``, ``order=Order#12``, not
 the stored ``{"args": [...], "kwargs": {...}}`` with its ``{"$cq": ...}`` tagged values; and the
-stored text a search for such a value looks for.
+stored text a search for such a value looks for. And the one wording of a person's refused
+action (:func:`refusal`) and of a missing job (:func:`missing_job`), for the command line,
+the dashboard and the Python API alike.
 
 Nothing is imported or loaded: a tagged value is shown from its stored form (an ORM instance as
 its model's class name and primary key). Pure: no I/O.
@@ -14,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from corequeue.core.params import TAG
+from corequeue.core.states import JobState
 
 #: The longest text one shown value gets (the rest is cut, with an ellipsis).
 MAX_VALUE_CHARS = 200
@@ -120,3 +123,58 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# -- a person's refused action, in their terms -------------------------------------------------
+
+#: What a job in each state is doing, as a sentence says it ("job 7 is running").
+_STATE_PHRASES = {
+    JobState.REQUESTED: "is waiting to run",
+    JobState.RUNNING: "is running",
+    JobState.SUCCEEDED: "has succeeded",
+    JobState.FAILED: "has failed",
+    JobState.CANCELLED: "is cancelled",
+}
+
+
+def missing_job(job_id: int) -> str:
+    """Why there is no job ``job_id`` to act on or read."""
+    return (
+        f"no job with id {job_id}: it was deleted or pruned, or the transaction that "
+        "enqueued it was rolled back"
+    )
+
+
+def refusal(job_id: int, action: str, state: JobState | None) -> str:
+    """Why a person's ``action`` (``cancel``, ``retry`` or ``delete``) cannot be done to job
+    ``job_id`` in ``state`` (None: there is no such job), and what to do instead: "job 29 is
+    already cancelled", not the lifecycle's "cannot take event"."""
+    if state is None:
+        return missing_job(job_id)
+    phrase = _STATE_PHRASES.get(state)
+    if phrase is None:  # a state this version does not know (a newer version's row)
+        return (
+            f"job {job_id} is in a state this version of corequeue does not know "
+            f"({state.value!r}): it cannot be {_past(action)} from here"
+        )
+    if action == "cancel" and state.is_final:
+        already = phrase.replace("is ", "is already ").replace("has ", "has already ")
+        return f"job {job_id} {already}: only waiting or running jobs can be cancelled"
+    if action == "retry":
+        advice = {
+            JobState.SUCCEEDED: "enqueue it again instead",
+            JobState.REQUESTED: "it has not run yet",
+            JobState.RUNNING: "wait for it to end, or cancel it first",
+        }.get(state, "")
+        return f"job {job_id} {phrase}: only failed or cancelled jobs can be retried" + (
+            f" ({advice})" if advice else ""
+        )
+    if action == "delete":
+        return f"job {job_id} {phrase}: cancel it first, then delete it"
+    return f"job {job_id} {phrase}: it cannot be {_past(action)} now"
+
+
+def _past(action: str) -> str:
+    return {"cancel": "cancelled", "retry": "retried", "delete": "deleted"}.get(
+        action, f"given {action!r}"
+    )

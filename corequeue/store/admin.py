@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from corequeue.core import lifecycle
-from corequeue.core.errors import InvalidTransition, UniqueViolation
+from corequeue.core.display import missing_job, refusal
+from corequeue.core.errors import InvalidTransition, JobNotFound, UniqueViolation
 from corequeue.core.states import JobState, Outcome
 from corequeue.store.base import StoreBase
 from corequeue.store.records import AttemptEnd, JobRecord
@@ -68,25 +69,32 @@ class AdminQueries(StoreBase):
 
     def job_cancel(self, job_id: int, *, now: datetime) -> JobRecord:
         """Cancel a waiting job, or a running one (its worker stops the child). Raises
-        InvalidTransition for a finished job, KeyError for an unknown id."""
-        return self._act(job_id, now, lambda snap: lifecycle.cancel(snap, now=now))
+        InvalidTransition for a finished job, JobNotFound for an unknown id (each saying so
+        in a person's terms: :func:`corequeue.core.display.refusal`)."""
+        return self._act(job_id, now, "cancel", lambda snap: lifecycle.cancel(snap, now=now))
 
     def job_retry(self, job_id: int, *, now: datetime) -> JobRecord:
-        """Send a failed or cancelled job back to wait, to run now, with one more attempt."""
-        return self._act(job_id, now, lambda snap: lifecycle.retry(snap, now=now))
+        """Send a failed or cancelled job back to wait, to run now, with one more attempt.
+        Raises InvalidTransition for a job in another state, JobNotFound for an unknown id,
+        UniqueViolation when another job holds its unique key."""
+        return self._act(job_id, now, "retry", lambda snap: lifecycle.retry(snap, now=now))
 
     def _act(
         self,
         job_id: int,
         now: datetime,
+        action: str,
         decide: Callable[[lifecycle.JobSnapshot], lifecycle.Change],
     ) -> JobRecord:
         with self._errors():
             for _ in range(_ACTION_TRIES):
                 job = self.job_get(job_id)
                 if job is None:
-                    raise KeyError(f"no job with id {job_id}")
-                change = decide(job.snapshot())
+                    raise JobNotFound(missing_job(job_id))
+                try:
+                    change = decide(job.snapshot())
+                except InvalidTransition:
+                    raise InvalidTransition(refusal(job_id, action, job.state)) from None
                 with self._begin() as conn:
                     try:
                         done = self._act_write(conn, job, change, now)
@@ -132,16 +140,16 @@ class AdminQueries(StoreBase):
 
     def job_delete(self, job_id: int) -> bool:
         """Delete a job that is not running (cancel a running one first). Returns whether a
-        job was deleted."""
+        job was deleted (False: there is no such job); raises InvalidTransition for a running
+        one."""
         with self._errors(), self._begin() as conn:
             found = conn.execute(sa.select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             if found is not None:
+                state = read_state(found)
                 try:
-                    lifecycle.check_delete(read_state(found))
+                    lifecycle.check_delete(state)
                 except InvalidTransition:
-                    raise InvalidTransition(
-                        f"job {job_id} is {found}: cancel it before deleting it"
-                    ) from None
+                    raise InvalidTransition(refusal(job_id, "delete", state)) from None
             deletable = [s.value for s in lifecycle.DELETABLE]
             return bool(
                 conn.execute(
@@ -177,7 +185,7 @@ class AdminQueries(StoreBase):
                 if "unique" not in str(exc.orig).lower():
                     raise
             # A retried job's unique key is taken by another: this batch, one job at a time.
-            return self._act_each(ids, decide, now)
+            return self._act_each(ids, action, decide, now)
 
     def _act_many(
         self, conn: Connection, ids: Sequence[int], decide: Decide, now: datetime
@@ -213,13 +221,15 @@ class AdminQueries(StoreBase):
                 conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, queue)))
         return done, skipped
 
-    def _act_each(self, ids: Sequence[int], decide: Decide, now: datetime) -> tuple[int, int]:
+    def _act_each(
+        self, ids: Sequence[int], action: str, decide: Decide, now: datetime
+    ) -> tuple[int, int]:
         done = skipped = 0
         for job_id in ids:
             try:
-                self._act(job_id, now, decide)
+                self._act(job_id, now, action, decide)
                 done += 1
-            except (KeyError, InvalidTransition, UniqueViolation):
+            except (JobNotFound, InvalidTransition, UniqueViolation):
                 skipped += 1
         return done, skipped
 

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from corequeue.core.errors import InvalidTransition
+from corequeue.core.display import missing_job
+from corequeue.core.errors import CorequeueError, JobNotFound
 from corequeue.core.lifecycle import Action, actions_for
 from corequeue.core.states import JobState
 from corequeue.store.records import JobFilter, JobRecord
@@ -74,14 +75,21 @@ def act_job(dash: Dashboard, request: Request, ctx: Context) -> Response:
         elif action is Action.CANCEL:
             dash.store.job_cancel(job_id, now=now)
             notice = "cancelled"
-        else:
-            dash.store.job_delete(job_id)
+        elif dash.store.job_delete(job_id):
             return dash.redirect(request, "/jobs", notice="deleted")
-    except KeyError:
-        return dash.error(request, ctx, 404, "No such job", f"There is no job with id {job_id}.")
-    except InvalidTransition as exc:
-        return dash.error(request, ctx, 409, f"Cannot {action.value} job {job_id}", str(exc))
+        else:
+            raise JobNotFound(missing_job(job_id))
+    except JobNotFound as exc:  # it went meanwhile
+        return dash.error(request, ctx, 404, "No such job", _sentence(str(exc)))
+    except CorequeueError as exc:  # its state changed meanwhile, or its unique key is taken
+        title = f"Cannot {action.value} job {job_id}"
+        return dash.error(request, ctx, 409, title, _sentence(str(exc)))
     return dash.redirect(request, f"/jobs/{job_id}", notice=notice)
+
+
+def _sentence(text: str) -> str:
+    """A refusal's text (corequeue.core.display.refusal) as a sentence on a page."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def act_bulk(dash: Dashboard, request: Request, ctx: Context) -> Response:

@@ -66,8 +66,17 @@ def test_refusals_in_users_terms_and_log_level_after_the_subcommand(
     code, _, err = cli(database_url, "jobs", "cancel", str(handle.id))
     assert code == 1 and f"job {handle.id} is already cancelled" in err
     assert "cannot take event" not in err
-    code, _, err = cli(database_url, "jobs", "show", "999999")
-    assert code == 1 and "no job with id 999999" in err
+    code, _, err = cli(database_url, "jobs", "retry", str(handle.id))
+    assert code == 0, err  # a cancelled job may be retried: it waits again
+    code, _, err = cli(database_url, "jobs", "retry", str(handle.id))
+    assert code == 1, err
+    assert err.strip() == (
+        f"corequeue: error: job {handle.id} is waiting to run: only failed or cancelled jobs "
+        "can be retried (it has not run yet)"
+    )
+    for action in ("show", "retry", "cancel", "delete"):
+        code, _, err = cli(database_url, "jobs", action, "999999")
+        assert code == 1 and "error: no job with id 999999: it was deleted or pruned" in err
 
 
 def test_top_level_log_level_still_works() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,7 @@ def test_job_enqueued_fires_after_commit_and_never_after_rollback(
 
 
 def test_refresh_of_a_missing_job_raises_a_corequeue_error(store: Store) -> None:
-    with pytest.raises(JobNotFound, match="job 999 does not exist"):
+    with pytest.raises(JobNotFound, match="no job with id 999: it was deleted or pruned"):
         corequeue.JobHandle(999, store=store).refresh()
     with store.engine.connect() as conn:
         trans = conn.begin()
@@ -259,6 +260,27 @@ def test_refresh_of_a_missing_job_raises_a_corequeue_error(store: Store) -> None
         trans.rollback()
     with pytest.raises(corequeue.CorequeueError, match="rolled back"):
         handle.refresh()
+
+
+def test_the_python_apis_refusals_are_in_peoples_terms(store: Store) -> None:
+    handle = fj.plain.run_in_worker("p", 1, unique_key="k")
+    api = corequeue.get_store()
+    now = datetime.now(UTC)
+    with pytest.raises(corequeue.InvalidTransition) as refused:
+        api.job_retry(handle.id, now=now)
+    assert str(refused.value) == (
+        f"job {handle.id} is waiting to run: only failed or cancelled jobs can be retried "
+        "(it has not run yet)"
+    )
+    api.job_cancel(handle.id, now=now)
+    with pytest.raises(corequeue.InvalidTransition, match=f"^job {handle.id} is already cancel"):
+        api.job_cancel(handle.id, now=now)
+    fj.plain.run_in_worker("p", 2, unique_key="k")  # holds the key now
+    with pytest.raises(corequeue.UniqueViolation, match="cancel that one first"):
+        api.job_retry(handle.id, now=now)
+    with pytest.raises(JobNotFound, match=r"^no job with id 999: it was deleted or pruned"):
+        api.job_cancel(999, now=now)
+    assert api.job_delete(999) is False
 
 
 def test_class_attribute_policy_and_decimal_from_text(store: Store) -> None:

@@ -18,6 +18,7 @@ import pytest
 import corequeue
 from corequeue import runtime
 from corequeue.cli import main
+from corequeue.core.display import missing_job
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
 from corequeue.store.queries import Store
@@ -227,12 +228,12 @@ def test_jobs_cancel_retry_and_delete(store: Store, database_url: str, cli: Cli)
     assert cancelled["state"] == "cancelled"
 
     code, _, err = cli("jobs", "retry", *url, "999999")
-    assert (code, err.strip()) == (1, "corequeue: error: no job with id 999999")
+    assert (code, err.strip()) == (1, f"corequeue: error: {missing_job(999999)}")
 
     assert cli_json(cli, "jobs", "delete", *url, str(handle.id)) == {"deleted": handle.id}
     assert store.job_get(handle.id) is None
     code, _, err = cli("jobs", "delete", *url, str(handle.id))
-    assert (code, err.strip()) == (1, f"corequeue: error: no job with id {handle.id}")
+    assert (code, err.strip()) == (1, f"corequeue: error: {missing_job(handle.id)}")
 
 
 def test_jobs_show_after_a_worker_ran_them(

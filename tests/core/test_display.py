@@ -1,4 +1,5 @@
-"""Parameters as the dashboard shows them, and the text a search by value looks for."""
+"""Parameters as the dashboard shows them, the text a search by value looks for, and a
+person's refused action in their terms."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from corequeue.core.display import named_params, search_patterns, search_term, show
+import pytest
+
+from corequeue.core.display import (
+    missing_job,
+    named_params,
+    refusal,
+    search_patterns,
+    search_term,
+    show,
+)
+from corequeue.core.lifecycle import PERSON_ACTIONS, Action
 from corequeue.core.params import Codec, encode_params
+from corequeue.core.states import UNKNOWN_STATE, JobState
 
 ORM = Codec(
     "orm",
@@ -66,3 +78,37 @@ def test_search_patterns_match_the_stored_text_of_jobs_holding_the_value() -> No
         assert not any(p in stored for p in search_patterns(term)), term
     assert search_patterns("  ") == []
     assert search_term("'alice'") == "alice" and search_term("Order#12") == "Order#12"
+
+
+# -- a person's refused action, in their terms (issue 20) -------------------------------------
+
+
+@pytest.mark.parametrize("action", list(PERSON_ACTIONS))
+def test_every_refusal_names_the_job_and_what_it_is_doing_not_the_lifecycle(
+    action: Action,
+) -> None:
+    for state in JobState:
+        if state in PERSON_ACTIONS[action]:
+            continue
+        text = refusal(29, action, state)
+        assert text.startswith("job 29 "), text
+        assert "event" not in text and "state '" not in text, text
+        assert ": only " in text or "cancel it first" in text, text  # what may be done instead
+
+
+def test_refusals_read_as_people_say_them() -> None:
+    assert refusal(29, "cancel", JobState.CANCELLED) == (
+        "job 29 is already cancelled: only waiting or running jobs can be cancelled"
+    )
+    assert refusal(29, "cancel", JobState.SUCCEEDED).startswith("job 29 has already succeeded")
+    assert "enqueue it again instead" in refusal(3, "retry", JobState.SUCCEEDED)
+    assert refusal(3, "retry", JobState.RUNNING) == (
+        "job 3 is running: only failed or cancelled jobs can be retried "
+        "(wait for it to end, or cancel it first)"
+    )
+    assert refusal(7, "delete", JobState.RUNNING) == (
+        "job 7 is running: cancel it first, then delete it"
+    )
+    assert refusal(5, "retry", None) == missing_job(5)
+    assert missing_job(5).startswith("no job with id 5: it was deleted or pruned")
+    assert "does not know ('unknown')" in refusal(8, "delete", UNKNOWN_STATE)

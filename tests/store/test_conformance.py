@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from corequeue.core import lifecycle
-from corequeue.core.errors import InvalidTransition, UniqueViolation
+from corequeue.core.errors import InvalidTransition, JobNotFound, UniqueViolation
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import schema
 from corequeue.store.engine import normalize_url
@@ -568,9 +568,12 @@ def test_a_finished_job_cannot_be_cancelled(store: Store) -> None:
     (job_id,) = insert(store, new_job())
     (job,) = claim(store)
     store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(1))])
-    with pytest.raises(InvalidTransition, match="'succeeded' cannot take event 'cancel'"):
+    with pytest.raises(InvalidTransition) as refused:
         store.job_cancel(job_id, now=at(2))
-    with pytest.raises(KeyError, match="no job with id 999999"):
+    assert str(refused.value) == (
+        f"job {job_id} has already succeeded: only waiting or running jobs can be cancelled"
+    )
+    with pytest.raises(JobNotFound, match="no job with id 999999: it was deleted or pruned"):
         store.job_cancel(999999, now=at(2))
 
 
@@ -595,7 +598,7 @@ def test_only_failed_or_cancelled_jobs_can_be_retried(store: Store) -> None:
     (job,) = claim(store, limit=1)
     store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(1))])
     for job_id in (waiting, done):
-        with pytest.raises(InvalidTransition, match="cannot take event 'retry'"):
+        with pytest.raises(InvalidTransition, match=f"^job {job_id} .*: only failed or cancel"):
             store.job_retry(job_id, now=at(2))
 
 
@@ -617,7 +620,7 @@ def test_delete_removes_a_job_and_its_attempts_but_never_a_running_one(store: St
     assert store.job_delete(done)
     assert store.job_get(done) is None
     assert attempt_count(store) == 0
-    with pytest.raises(InvalidTransition, match="cancel it before deleting it"):
+    with pytest.raises(InvalidTransition, match=f"^job {running} is running: cancel it first"):
         store.job_delete(running)
     assert store.job_get(running) is not None
     assert not store.job_delete(999999)

@@ -61,12 +61,33 @@ def test_an_action_the_state_forbids_is_409_with_the_reason(
     assert "succeeded" in retry.text
     delete = client.post(f"/jobs/{seeded.running}/delete", data={"csrf": csrf, "confirm": "yes"})
     assert delete.status_code == 409
-    assert "cancel it before deleting it" in delete.text
+    assert f"Job {seeded.running} is running: cancel it first, then delete it." in delete.text
     assert state_of(store, seeded.running) is JobState.RUNNING
     assert (
         client.post("/jobs/999999/retry", data={"csrf": csrf, "confirm": "yes"}).status_code == 404
     )
     assert client.post(f"/jobs/{seeded.failed}/explode", data={"csrf": csrf}).status_code == 404
+
+
+def test_refusals_are_said_in_peoples_terms_never_a_500(
+    client: TestClient, store: Store, seeded: Seeded
+) -> None:
+    csrf = csrf_of(client)
+    confirmed = {"csrf": csrf, "confirm": "yes"}
+    store.job_cancel(seeded.waiting, now=seeded.now)
+    again = client.post(f"/jobs/{seeded.waiting}/cancel", data=confirmed)
+    assert again.status_code == 409
+    assert f"Job {seeded.waiting} is already cancelled: only waiting or running jobs" in again.text
+    assert "cannot take event" not in again.text
+    # Retrying a job whose unique key another job took meanwhile: a 409 saying so, not a 500.
+    (old,) = store.job_insert_many([new_job(run_at=seeded.now, unique_key="k")], now=seeded.now)
+    store.job_cancel(old.id, now=seeded.now)
+    (new,) = store.job_insert_many([new_job(run_at=seeded.now, unique_key="k")], now=seeded.now)
+    retry = client.post(f"/jobs/{old.id}/retry", data=confirmed)
+    assert retry.status_code == 409
+    assert "is already waiting or running; cancel that one first" in retry.text
+    assert state_of(store, old.id) is JobState.CANCELLED
+    assert state_of(store, new.id) is JobState.REQUESTED
 
 
 def test_bulk_cancel_of_a_filtered_selection_is_confirmed_then_applied(
