@@ -49,3 +49,13 @@ def orm_codec(engine: Callable[[], Engine]) -> Codec:
             return obj
 
     return Codec("orm", _is_orm_instance, _encode, decode)
+
+
+def identity(obj: Any) -> tuple[type, tuple[Any, ...] | None] | None:
+    """An ORM instance's model and primary key (None for a key not assigned yet); None for
+    anything that is not an ORM instance. Two instances with the same identity are one row."""
+    if not _is_orm_instance(obj):
+        return None
+    state = sa.inspect(obj)
+    key = state.identity
+    return (state.mapper.class_, None if key is None else tuple(key))

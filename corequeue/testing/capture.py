@@ -6,11 +6,18 @@ database (when the test also uses ``corequeue_store`` or ``corequeue_worker``) e
 the database and the assertions read the jobs that are still ``requested`` there: a job that
 already ran, failed or was cancelled never matches.
 
+A ``connection=`` enqueue (a SQLAlchemy Connection or Session) is captured when that
+transaction commits (its outermost commit) and dropped if it rolls back. Captured parameters
+are kept as given (after the conversions of typed parameters): they are checked by encoding,
+as at enqueue, but not decoded again, so an ORM instance inserted in the caller's still-open
+transaction is captured as it is.
+
 Matching: ``assert_enqueued(SendWelcome, 7, queue="mail")`` matches a waiting SendWelcome
 whose constructor arguments include ``user_id=7`` (positional and keyword arguments are bound
 to the constructor's signature, so ``SendWelcome(7)`` and ``SendWelcome(user_id=7)`` are the
-same job). Arguments left out are not compared. ``queue`` and ``priority`` are enqueue options,
-not job arguments.
+same job). Arguments left out are not compared. ORM instances compare by model and primary
+key (the same row loaded twice is the same argument). ``queue`` and ``priority`` are enqueue
+options, not job arguments.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from corequeue import registry, runtime
+from corequeue import hooks, registry, runtime
+from corequeue.core import typed
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
 from corequeue.functions import JobFunction
 from corequeue.jobs import Job, JobHandle, PreparedJob
+from corequeue.store import orm
+from corequeue.store.commit import after_commit
 from corequeue.store.queries import ConnectionLike, Store
 from corequeue.store.records import JobFilter, NewJob
 
@@ -65,7 +75,7 @@ class EnqueuedJob:
         return job
 
     def describe(self) -> str:
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [show(a) for a in self.args] + [f"{k}={show(v)}" for k, v in self.kwargs.items()]
         options = f"queue={self.queue!r} priority={self.priority}"
         if self.unique_key:
             options += f" unique_key={self.unique_key!r}"
@@ -126,7 +136,7 @@ class _Query:
     def describe(self) -> str:
         if self.cls is None:
             return "any job"
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [show(a) for a in self.args] + [f"{k}={show(v)}" for k, v in self.kwargs.items()]
         text = registry.job_name(self.cls)
         if parts:
             text += f"({', '.join(parts)})"
@@ -152,7 +162,61 @@ class _Query:
             actual = job.arguments
         except TypeError:
             return False
-        return all(actual.get(k, _MISSING) == v for k, v in wanted.items())
+        return all(same(actual.get(k, _MISSING), v) for k, v in wanted.items())
+
+    def differences(self, job: EnqueuedJob) -> str | None:
+        """What differs between this query and ``job`` of the same job name, argument by
+        argument (None for another job, or arguments that do not fit)."""
+        if self.cls is None or registry.canonical_name(job.name) != registry.job_name(self.cls):
+            return None
+        try:
+            wanted, actual = _bind(self.cls, self.args, self.kwargs), job.arguments
+        except TypeError:
+            return None
+        out = [
+            f"{k}: expected {show(v)}, got {show(actual.get(k, _MISSING))}"
+            for k, v in wanted.items()
+            if not same(actual.get(k, _MISSING), v)
+        ]
+        for option in ("queue", "priority"):
+            expected = getattr(self, option)
+            if expected is not None and expected != getattr(job, option):
+                out.append(f"{option}: expected {expected!r}, got {getattr(job, option)!r}")
+        return "; ".join(out) or None
+
+
+def same(actual: Any, expected: Any) -> bool:
+    """Whether an enqueued argument matches an expected one: ORM instances by model and
+    primary key, lists, tuples and dicts item by item, anything else by ``==``."""
+    ids = orm.identity(actual), orm.identity(expected)
+    if ids[0] is not None or ids[1] is not None:
+        if ids[0] is None or ids[1] is None or ids[0][1] is None:
+            return actual is expected
+        return ids[0] == ids[1]
+    if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
+        return len(actual) == len(expected) and all(map(same, actual, expected))
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(
+            same(actual[k], expected[k]) for k in actual
+        )
+    return bool(actual == expected)
+
+
+def show(value: Any) -> str:
+    """An argument as the messages print it: an ORM instance as ``Order#12``."""
+    if value is _MISSING:
+        return "(missing)"
+    identity = orm.identity(value)
+    if identity is not None:
+        key = "?" if identity[1] is None else ",".join(repr(k) for k in identity[1])
+        return f"{identity[0].__name__}#{key}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(show, value)) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(show, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 class EnqueuedJobs:
@@ -193,28 +257,40 @@ class EnqueuedJobs:
         self, prepared: Sequence[PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         handles: list[JobHandle] = []
+        new: list[EnqueuedJob] = []
         for p in prepared:
-            existing = self._holder(p.row)
+            existing = self._holder(p.row, new)
             if existing is not None:  # the database would return the waiting job's handle
                 handles.append(CapturedHandle(existing.id, state=JobState.REQUESTED))
                 continue
-            job = self._from_row(next(_ids), p.row)
-            self._captured.append(job)
+            job = self._as_given(next(_ids), p)
+            new.append(job)
             handles.append(CapturedHandle(job.id, state=JobState.REQUESTED))
+        after_commit(connection, lambda: self._record(new))
         return handles
 
-    def _holder(self, row: NewJob) -> EnqueuedJob | None:
+    def _record(self, new: Sequence[EnqueuedJob]) -> None:
+        """The enqueue is committed: keep its jobs and announce them (``job_enqueued``)."""
+        self._captured += new
+        for job in new:
+            hooks.fire(hooks.JobEvent("job_enqueued", job.id, job.name, job.queue))
+
+    def _holder(self, row: NewJob, new: Sequence[EnqueuedJob]) -> EnqueuedJob | None:
         if not row.unique_key:
             return None
-        for job in self._captured:
+        for job in [*self._captured, *new]:
             if job.name == row.name and job.unique_key == row.unique_key:
                 return job
         return None
 
     @staticmethod
-    def _from_row(job_id: int, row: NewJob) -> EnqueuedJob:
-        # The worker's round trip: what cannot be decoded fails here, not in production.
-        args, kwargs = decode_params(row.params, codecs=runtime.codecs())
+    def _as_given(job_id: int, prepared: PreparedJob) -> EnqueuedJob:
+        # As given, after the typed conversions prepare() made (it encoded them already).
+        job, row = prepared.job, prepared.row
+        func, skip_first = type(job).parameters_of()
+        args, kwargs = typed.bind_and_convert(
+            func, job._cq_args, job._cq_kwargs, job=row.name, skip_first=skip_first
+        )
         return EnqueuedJob(
             id=job_id,
             name=row.name,
@@ -306,7 +382,7 @@ class EnqueuedJobs:
         if not found:
             raise AssertionError(
                 f"expected {query.describe()} to be enqueued and waiting, but it is not.\n"
-                + _listing(waiting)
+                + _listing(waiting, query=query)
             )
         return found[0]
 
@@ -361,9 +437,15 @@ class EnqueuedJobs:
         return f"<EnqueuedJobs {mode}: {len(self)} waiting>"
 
 
-def _listing(jobs: Sequence[EnqueuedJob], *, what: str = "Enqueued and waiting") -> str:
+def _listing(
+    jobs: Sequence[EnqueuedJob], *, what: str = "Enqueued and waiting", query: _Query | None = None
+) -> str:
     if not jobs:
         return f"{what}: nothing."
     lines = [f"{what} ({len(jobs)}):"]
-    lines += [f"  {j}" for j in jobs]
+    for job in jobs:
+        lines.append(f"  {job}")
+        differs = query.differences(job) if query is not None else None
+        if differs:
+            lines.append(f"    differs: {differs}")
     return "\n".join(lines)

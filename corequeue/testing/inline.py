@@ -13,28 +13,40 @@ What happens to each job enqueued while :class:`InlineJobs` is active:
   record it instead: the handle is then ``failed`` and ``handle.error`` holds the exception.
 - Retries are attempted at once, up to the job's limit (``retries=``): the retry delay is
   computed and recorded in ``handle.delays`` but not waited for.
-- ``delay=`` is not waited for: the job runs at once; the requested time is ``handle.run_at``.
+- ``connection=`` (a SQLAlchemy Connection or Session): the job runs once that transaction
+  has committed (its outermost commit; see :mod:`corequeue.store.commit`), never after a
+  rollback, as a worker would only ever see it then. Without it, the job runs at once.
+- ``delay=`` is honoured: a job whose run time is in the future waits (``handle.state`` is
+  ``requested``) until :meth:`InlineJobs.drain` reaches its run time (``drain(until=...)``
+  travels in time: nothing waits for the clock). The job sees ``current_job().run_at`` as
+  scheduled.
 - ``raise DeferJob(...)`` runs the job again at once (the delay is recorded in
   ``handle.delays``, not waited for), up to ``max_deferrals`` times (default 3). After that the
   job is left waiting: ``handle.state`` is ``requested``, as it would be in the database.
   With ``increment_retries=True`` each deferral uses an attempt, and the job fails once its
   attempts run out (raising JobFailed unless ``raise_errors`` is False).
-- ``timeout=`` is not enforced (nothing can stop a job running in the test's own thread),
-  ``unique_key=`` is moot (each job has finished before the next enqueue), and
-  ``connection=`` is ignored: the job runs even if that transaction later rolls back.
+- ``timeout=`` is not enforced (nothing can stop a job running in the test's own thread) and
+  ``unique_key=`` is moot (each job has finished before the next enqueue).
+- ``job_enqueued`` hooks fire when the job is accepted (at the commit, with ``connection=``),
+  before it runs.
 - A job that enqueues other jobs runs them inline too, at once, inside its own ``run()``.
+- In an async test (a running event loop in the test's thread), an async job runs to
+  completion in an event loop of its own on another thread, and its exception reaches the test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import itertools
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import runtime
-from corequeue.core import lifecycle
+from corequeue import hooks, runtime
+from corequeue.core import claims, lifecycle
 from corequeue.core.errors import JobFailed, JobParamsError
 from corequeue.core.lifecycle import JobSnapshot
 from corequeue.core.params import decode_value
@@ -42,6 +54,7 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import Task, TaskResult, run_task
 from corequeue.jobs import Job, JobHandle, PreparedJob
 from corequeue.middleware import RunJob, build_chain
+from corequeue.store.commit import after_commit
 from corequeue.store.queries import ConnectionLike
 from corequeue.store.records import NewJob
 
@@ -106,6 +119,12 @@ class InlineHandle(JobHandle):
         """The result at once. Raises JobFailed when the job failed or was left waiting."""
         if self.state is JobState.SUCCEEDED:
             return self.result
+        if self.state is JobState.REQUESTED and not self.attempts:
+            raise JobFailed(
+                f"inline job {self.id} ({self.name}) has not run: it waits for "
+                f"{self.run_at.isoformat()} (run_jobs_inline.drain(until=...) runs it), or for "
+                "the commit of the transaction it was enqueued in"
+            )
         if self.state is JobState.REQUESTED:
             raise JobFailed(
                 f"inline job {self.id} ({self.name}) is still waiting after "
@@ -123,7 +142,7 @@ class InlineJobs:
     """Runs enqueued jobs at once, in-process (see the module docstring for the rules).
 
     Use as a context manager or through the ``run_jobs_inline`` fixture. ``handles`` lists
-    every job run, in order.
+    every job accepted (run, or waiting for its run time: ``waiting``), in order.
     """
 
     def __init__(
@@ -137,6 +156,7 @@ class InlineJobs:
         self.middleware = middleware
         self.max_deferrals = max_deferrals
         self.handles: list[InlineHandle] = []
+        self._delayed: list[tuple[InlineHandle, RunJob]] = []
         self._remove: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -160,6 +180,30 @@ class InlineJobs:
         """Handles of the jobs that failed (useful with ``raise_errors = False``)."""
         return [h for h in self.handles if h.state is JobState.FAILED]
 
+    @property
+    def waiting(self) -> list[InlineHandle]:
+        """Handles of the accepted jobs waiting for a later run time (``drain(until=...)``)."""
+        return [handle for handle, _ in self._delayed]
+
+    def drain(self, *, until: datetime | timedelta | None = None) -> list[InlineHandle]:
+        """Run the waiting jobs whose run time is at or before ``until`` (an aware datetime,
+        or a timedelta from now; default now), in the order a worker would claim them, jobs
+        they enqueue included. Nothing waits for the clock. Returns the handles run."""
+        moment = _moment(until)
+        ran: list[InlineHandle] = []
+        while True:
+            due = [
+                (h, c)
+                for h, c in self._delayed
+                if claims.is_ready(h.state, h.run_at, h.queue, now=moment, queues=())
+            ]
+            if not due:
+                return ran
+            handle, chain = min(due, key=lambda entry: claims.claim_key(entry[0]))
+            self._delayed.remove((handle, chain))
+            ran.append(handle)
+            self._run(handle, chain)
+
     def _chain(self) -> RunJob:
         paths = runtime.configured_middleware() if self.middleware is None else self.middleware
         return build_chain(paths)
@@ -168,13 +212,21 @@ class InlineJobs:
         self, prepared: Sequence[PreparedJob], connection: ConnectionLike | None
     ) -> list[JobHandle]:
         chain = self._chain()
-        out: list[JobHandle] = []
-        for p in prepared:
-            handle = InlineHandle(p.row)
-            self.handles.append(handle)
-            out.append(handle)
-            self._run(handle, chain)
-        return out
+        accepted = [InlineHandle(p.row) for p in prepared]
+        after_commit(connection, lambda: self._accept(accepted, chain))
+        return list[JobHandle](accepted)
+
+    def _accept(self, accepted: Sequence[InlineHandle], chain: RunJob) -> None:
+        """The enqueue is committed: announce each job, run it unless its time is to come."""
+        self.handles += accepted
+        for handle in accepted:
+            hooks.fire(hooks.JobEvent("job_enqueued", handle.id, handle.name, handle.queue))
+        now = _now()
+        for handle in accepted:
+            if claims.is_ready(handle.state, handle.run_at, handle.queue, now=now, queues=()):
+                self._run(handle, chain)
+            else:
+                self._delayed.append((handle, chain))
 
     def _run(self, handle: InlineHandle, chain: RunJob) -> None:
         snapshot = JobSnapshot(JobState.REQUESTED, 0, handle.max_attempts, None, handle.run_at)
@@ -192,8 +244,12 @@ class InlineJobs:
                 except BaseException as exc:
                     raised.append(exc)
                     raise
+                if not inspect.isawaitable(value):
+                    return value
                 # An async job: run_task awaits it to completion; its exception is kept too.
-                return _recorded(value, raised) if inspect.isawaitable(value) else value
+                if _loop_running():  # an async test: asyncio.run cannot run in this thread
+                    return _in_thread(_recorded(value, raised))
+                return _recorded(value, raised)
 
             task = handle.task(lease, snapshot.attempts)
             result = run_task(task, recording, codecs=runtime.codecs())
@@ -261,6 +317,53 @@ async def _recorded(awaitable: Awaitable[Any], raised: list[BaseException]) -> A
     except BaseException as exc:
         raised.append(exc)
         raise
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_thread(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` in an event loop of its own on another thread, with this context
+    (``current_job()``); blocks until done. Returns its value or raises its exception."""
+    context = contextvars.copy_context()
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, context.run(asyncio.run, _awaited(awaitable))))
+        except BaseException as exc:
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="corequeue-inline-async", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _moment(until: datetime | timedelta | None) -> datetime:
+    """``until`` as an aware datetime (a timedelta counts from now). Raises ValueError for a
+    naive datetime."""
+    if until is None:
+        return _now()
+    if isinstance(until, timedelta):
+        return _now() + until
+    if until.tzinfo is None:
+        raise ValueError(
+            f"until={until!r} is a naive datetime: give an aware one (tzinfo=UTC) or a timedelta"
+        )
+    return until
 
 
 def _now() -> datetime:

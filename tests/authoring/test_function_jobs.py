@@ -152,10 +152,11 @@ def test_hooks_fire_once_each_and_a_raising_hook_changes_nothing(
             corequeue.hooks.remove(name, boom)
     assert handle.wait() == 10
     assert [(e.event, e.job_id) for e in events] == [
+        ("job_enqueued", handle.id),  # inline too, before the job runs
         ("job_started", handle.id),
         ("job_finished", handle.id),
     ]
-    assert events[1].outcome == "succeeded" and events[0].job is not None
+    assert events[2].outcome == "succeeded" and events[1].job is not None
 
 
 def test_hooks_setting_loads_event_and_path(events: list[JobEvent]) -> None:

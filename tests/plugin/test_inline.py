@@ -10,6 +10,8 @@ def test_inline_jobs_run_at_once_and_their_exceptions_reach_the_test(
 ) -> None:
     app_dir.makepyfile(
         test_inline="""
+        from datetime import timedelta
+
         import pytest
         from corequeue import JobParamsError
         from appjobs import Add, AlwaysDefer, Boom, Chain, FailTwice, Unstorable, calls
@@ -47,10 +49,12 @@ def test_inline_jobs_run_at_once_and_their_exceptions_reach_the_test(
                 Boom("again").run_in_worker(retries=2)
             assert run_jobs_inline.handles[0].attempts == 3
 
-        def test_delay_is_recorded_not_waited_for(run_jobs_inline):
+        def test_a_delayed_job_waits_until_the_test_travels_to_its_time(run_jobs_inline):
             handle = Add(1, 1).run_in_worker(delay=3600)
-            assert handle.state == "succeeded"
-            assert handle.run_at.timestamp() > __import__("time").time() + 3000
+            assert handle.state == "requested" and run_jobs_inline.waiting == [handle]
+            assert run_jobs_inline.drain(until=timedelta(minutes=59)) == []
+            assert run_jobs_inline.drain(until=timedelta(hours=1, seconds=5)) == [handle]
+            assert handle.result == {"sum": 2} and run_jobs_inline.waiting == []
 
         def test_defer_reruns_then_stays_waiting(run_jobs_inline):
             calls.clear()
