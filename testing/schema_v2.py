@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from corequeue.store import schema
+from testing.schema_v3 import without_version_4
 
 #: The columns version 3 added, by table; and the tables it added.
 ADDED_IN_3 = {
@@ -17,9 +18,9 @@ TABLES_ADDED_IN_3 = (schema.queues.name, schema.limit_slots.name)
 
 
 def without_version_3(metadata: sa.MetaData) -> sa.MetaData:
-    """A copy of ``metadata``'s tables less what version 3 added."""
+    """A copy of ``metadata``'s tables less what versions 3 and 4 added."""
     old = sa.MetaData()
-    for table in metadata.sorted_tables:
+    for table in without_version_4(metadata).sorted_tables:
         if table.name in TABLES_ADDED_IN_3:
             continue
         copy = table.to_metadata(old)

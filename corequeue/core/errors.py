@@ -38,6 +38,15 @@ class UniqueViolation(CorequeueError):
     """A job with this unique key is already waiting or running."""
 
 
+class DuplicateJob(UniqueViolation):
+    """A job with this unique key already holds it (on_conflict="raise"): nothing was enqueued;
+    ``job_id`` is the holder's id."""
+
+    def __init__(self, message: str | None = None, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 class SchemaError(CorequeueError):
     """The corequeue tables are missing or outdated: run `corequeue migrate`."""
 

@@ -16,6 +16,7 @@ from corequeue.core import lifecycle
 from corequeue.core.display import missing_job, refusal
 from corequeue.core.errors import InvalidTransition, JobNotFound, UniqueViolation
 from corequeue.core.states import JobState, Outcome
+from corequeue.store import unique
 from corequeue.store.base import StoreBase
 from corequeue.store.records import AttemptEnd, JobRecord
 from corequeue.store.rows import (
@@ -119,6 +120,8 @@ class AdminQueries(StoreBase):
         write = Write(job.id, job.state, job.lease, change, job.attempts, ends_attempt=False)
         if not write_changes(conn, [write]):
             return False
+        if job.unique_key and change.state is JobState.REQUESTED:
+            unique.retake(conn, job.id, now=now)
         if job.state is JobState.RUNNING and job.lease is not None:
             # The running attempt ends here; its worker's late result will be refused.
             end = AttemptEnd(
@@ -211,6 +214,9 @@ class AdminQueries(StoreBase):
         ]
         done = write_changes(conn, writes) if writes else 0
         skipped += len(writes) - done
+        for target, change in waiting:
+            if target.unique_key and change.state is JobState.REQUESTED:
+                unique.retake(conn, target.id, now=now)
         for target, change in running:  # their attempts end too: one by one (few run at once)
             if self._act_write(conn, target, change, now):
                 done += 1

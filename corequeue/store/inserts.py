@@ -12,13 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
-from corequeue.core import uniqueness
-from corequeue.store import flow, migration, schema
+from corequeue.store import flow, migration, schema, unique
 from corequeue.store.base import StoreBase
 from corequeue.store.records import Inserted, NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
@@ -49,8 +47,10 @@ class InsertQueries(StoreBase):
     ) -> list[Inserted]:
         """Insert jobs; with ``connection``, inside the caller's transaction (not committed here).
 
-        A job whose unique key is held by a waiting or running job of the same name is not
-        inserted: its entry names the existing job instead.
+        A job whose unique key is held by a job of the same name in the scope of its policy
+        is not inserted: its entry names that job instead (which the job's ``on_conflict`` may
+        have given the new parameters and run time), or DuplicateJob is raised
+        (:mod:`corequeue.store.unique`).
         """
         if not new_jobs:
             return []
@@ -113,7 +113,7 @@ class InsertQueries(StoreBase):
                 continue
             out.extend(self._insert_plain(conn, plain))
             plain = []
-            out.append(self._insert_unique(conn, row))
+            out.append(self._insert_unique(conn, job, row, now))
         out.extend(self._insert_plain(conn, plain))
         for need in flow.job_slot_needs(new_jobs):  # the slots of the jobs' own limits
             flow.resize_slots(conn, need, postgresql=self.is_postgresql)
@@ -154,31 +154,14 @@ class InsertQueries(StoreBase):
         )
         return [Inserted(job_id, True) for job_id in result.scalars()]
 
-    def _insert_unique(self, conn: Connection, row: dict[str, Any]) -> Inserted:
-        # Literal SQL, not bound parameters: PostgreSQL matches this WHERE to the partial unique
-        # index when planning, and a generic plan (psycopg prepares a statement after 5 runs on
-        # a connection) with $n parameters in it matches no index and the INSERT fails.
-        active = ", ".join(f"'{s.value}'" for s in uniqueness.HOLDING_STATES)
-        held = sa.text(f"unique_key <> '' AND state IN ({active})")
-        target: dict[str, Any] = {
-            "index_elements": [jobs.c.name, jobs.c.unique_key],
-            "index_where": held,
-        }
-        stmt: sa.Insert
-        if self.is_postgresql:
-            stmt = postgresql.insert(jobs).values(row).on_conflict_do_nothing(**target)
-        else:
-            stmt = sqlite.insert(jobs).values(row).on_conflict_do_nothing(**target)
-        stmt = stmt.returning(*self._returning())
-        existing_query = sa.select(jobs.c.id).where(
-            jobs.c.name == row["name"], jobs.c.unique_key == row["unique_key"], held
+    def _insert_unique(
+        self, conn: Connection, job: NewJob, row: dict[str, Any], now: datetime
+    ) -> Inserted:
+        return unique.insert_unique(
+            conn,
+            row,
+            self._returning(),
+            on_conflict=job.on_conflict,
+            now=now,
+            is_postgresql=self.is_postgresql,
         )
-        # The holder may finish between our conflict and our look-up: then insert again.
-        for _ in range(uniqueness.UNIQUE_INSERT_TRIES):
-            job_id = conn.execute(stmt).scalar()
-            if job_id is not None:
-                return Inserted(job_id, True)
-            existing = conn.execute(existing_query).scalar()
-            if existing is not None:
-                return Inserted(existing, False)
-        raise uniqueness.contention(row["unique_key"])

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from corequeue.core.errors import SchemaError
+from corequeue.core.states import ACTIVE_STATES
 from corequeue.store import schema
 from corequeue.store.base import StoreBase
 
@@ -79,8 +80,62 @@ def _to_version_3(conn: Connection) -> None:
     schema.limit_slots.create(conn, checkfirst=True)
 
 
+def _add_missing_columns(conn: Connection, added: dict[str, list[str]]) -> None:
+    """Add the nullable or defaulted columns of today's tables that are not there yet (the
+    version-2 step's SQLite rebuild makes today's tables)."""
+    inspector = sa.inspect(conn)
+    for table_name, names in added.items():
+        present = {c["name"] for c in inspector.get_columns(table_name)}
+        table = schema.metadata.tables[table_name]
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(conn.dialect)
+            if column.nullable:
+                conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+                continue
+            assert isinstance(column.server_default, sa.DefaultClause)
+            default = column.server_default.arg
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"
+                    f" DEFAULT '{default}' NOT NULL"
+                )
+            )
+
+
+def _to_version_4(conn: Connection) -> None:
+    """Version 4: uniqueness policies (the jobs' unique hold and policy; the unique index moves
+    from the key of waiting or running jobs to the hold), the jobs' message headers and the
+    attempts' retry rule. A waiting or running job with a key holds it, under the policy of
+    the versions before ("finished")."""
+    _add_missing_columns(
+        conn,
+        {
+            schema.jobs.name: ["unique_hold", "unique_until", "headers"],
+            schema.attempts.name: ["rule"],
+        },
+    )
+    keyed = schema.jobs.c.unique_key != ""
+    conn.execute(sa.update(schema.jobs).where(keyed).values(unique_until="finished"))
+    conn.execute(
+        sa.update(schema.jobs)
+        .where(keyed, schema.jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        .values(unique_hold=schema.jobs.c.unique_key)
+    )
+    conn.execute(sa.text("DROP INDEX IF EXISTS ux_corequeue_jobs_unique"))
+    for index in schema.jobs.indexes:
+        if index.name == "ux_corequeue_jobs_unique_hold":
+            index.create(conn, checkfirst=True)
+
+
 #: UPGRADES[v] takes a database at version v to version v + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _to_version_2, 2: _to_version_3}
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    1: _to_version_2,
+    2: _to_version_3,
+    3: _to_version_4,
+}
 
 
 def version(conn: Connection) -> int | None:

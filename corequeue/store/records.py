@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from corequeue.core import uniqueness
 from corequeue.core.lifecycle import Change, JobSnapshot
 from corequeue.core.states import JobState, Outcome
 
@@ -36,12 +37,16 @@ class NewJob:
     rate_key: str = ""
     concurrency_limit: int | None = None
     rate_limit: tuple[int, float] | None = None
+    #: Uniqueness (corequeue.core.uniqueness): the policy's canonical text, and what an
+    #: enqueue does when the key is held.
+    unique_until: str = uniqueness.DEFAULT_UNTIL
+    on_conflict: uniqueness.OnConflict = uniqueness.OnConflict.KEEP
 
 
 @dataclass(frozen=True, slots=True)
 class Inserted:
     id: int
-    inserted: bool  # False: an active job with the same unique key already existed
+    inserted: bool  # False: a job holding the same unique key was kept (or took the arguments)
 
 
 # ClaimedJob and AttemptEnd are built once per job on the worker's hot path: not frozen,

@@ -75,6 +75,8 @@ def new_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "max_attempts": job.max_attempts,
         "timeout": job.timeout,
         "unique_key": job.unique_key,
+        "unique_hold": job.unique_key,
+        "unique_until": job.unique_until if job.unique_key else "",
         "source": job.source[:500],
         "concurrency_key": job.concurrency_key,
         "rate_key": job.rate_key,

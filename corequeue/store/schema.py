@@ -8,10 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from corequeue.core.states import ACTIVE_STATES, FINAL_STATES, JobState, Outcome
+from corequeue.core.states import FINAL_STATES, JobState, Outcome
 
 #: Bump when the tables change, and add the step to ``store.migration.UPGRADES``.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -72,6 +72,12 @@ jobs = sa.Table(
     # Version 3 (flow control): the slot keys of the job's own limits ('' for none).
     sa.Column("concurrency_key", sa.String(600), nullable=False, server_default=""),
     sa.Column("rate_key", sa.String(600), nullable=False, server_default=""),
+    # Version 4 (uniqueness policies, corequeue.core.uniqueness): the key while this job may
+    # hold it ('' once released), and the policy the job was enqueued with ('' without a key).
+    sa.Column("unique_hold", sa.String(255), nullable=False, server_default=""),
+    sa.Column("unique_until", sa.String(32), nullable=False, server_default=""),
+    # Version 4: the message headers (a JSON object, e.g. a trace context), NULL for none.
+    sa.Column("headers", sa.Text),
     sa.CheckConstraint(_in("state", JobState), name="ck_corequeue_jobs_state"),
     sa.CheckConstraint(
         f"(finished_at IS NOT NULL) = ({_in('state', FINAL_STATES)})",
@@ -101,12 +107,13 @@ sa.Index(
     postgresql_where=_ready,
     sqlite_where=_ready,
 )
-_unique_held = sa.text(f"unique_key <> '' AND {_in('state', ACTIVE_STATES)}")
-#: One waiting-or-running job per (name, unique_key), enforced by the database.
+_unique_held = sa.text("unique_hold <> ''")
+#: Version 4: one job holds a key per job name, enforced by the database. What the hold covers
+#: (waiting, running, a period after the end) is the job's policy: corequeue.core.uniqueness.
 sa.Index(
-    "ux_corequeue_jobs_unique",
+    "ux_corequeue_jobs_unique_hold",
     jobs.c.name,
-    jobs.c.unique_key,
+    jobs.c.unique_hold,
     unique=True,
     postgresql_where=_unique_held,
     sqlite_where=_unique_held,
@@ -145,6 +152,8 @@ attempts = sa.Table(
     sa.Column("error_type", sa.String(255)),
     sa.Column("error_message", sa.Text),
     sa.Column("traceback", sa.Text),
+    # Version 4: the retry rule that decided an errored attempt's ending ("retry_on", ...).
+    sa.Column("rule", sa.String(32)),
     sa.CheckConstraint(_in("outcome", Outcome), name="ck_corequeue_attempts_outcome"),
     sqlite_autoincrement=True,
 )

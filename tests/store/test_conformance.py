@@ -927,11 +927,11 @@ def test_an_attempt_row_needs_a_known_outcome_and_an_existing_job(store: Store) 
         )
 
 
-def test_the_database_itself_refuses_a_second_active_job_with_a_key(store: Store) -> None:
+def test_the_database_itself_refuses_a_second_holder_of_a_key(store: Store) -> None:
     insert(store, new_job(unique_key="k"))
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
-        conn.execute(sa.insert(schema.jobs).values({**VALID_ROW, "unique_key": "k"}))
-    # A finished job with the same key does not count.
+        conn.execute(sa.insert(schema.jobs).values({**VALID_ROW, "unique_hold": "k"}))
+    # A job with the same key that no longer holds it does not count.
     with store.engine.begin() as conn:
         conn.execute(
             sa.insert(schema.jobs).values(

@@ -1,0 +1,149 @@
+"""Unique keys in the database: inserting a job with a key, clearing a stale hold, and taking a
+key again on a person's retry. What holds a key and what a conflict does are the core's
+decisions (:mod:`corequeue.core.uniqueness`); this module persists them.
+
+One job per (name, key) holds it: the ``unique_hold`` column under the partial unique index
+ux_corequeue_jobs_unique_hold. Every statement here is a compare-and-set, so enqueues of one key
+racing on any number of connections leave one holder, whichever order they run in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import ColumnElement
+
+from corequeue.core import uniqueness
+from corequeue.core.uniqueness import OnConflict, Resolution
+from corequeue.store import schema
+from corequeue.store.records import Inserted
+from corequeue.store.rows import NOTIFY_CHANNEL, read_state
+
+jobs = schema.jobs
+
+# Literal SQL, not bound parameters: PostgreSQL matches this WHERE to the partial unique index
+# when planning, and a generic plan (psycopg prepares a statement after 5 runs on a connection)
+# with $n parameters in it matches no index and the INSERT fails.
+_HELD = sa.text("unique_hold <> ''")
+
+
+def insert_statement(
+    row: dict[str, Any], returning: list[ColumnElement[Any]], *, is_postgresql: bool
+) -> sa.Insert:
+    """The INSERT of ``row`` that inserts nothing when its key is held."""
+    target: dict[str, Any] = {
+        "index_elements": [jobs.c.name, jobs.c.unique_hold],
+        "index_where": _HELD,
+    }
+    if is_postgresql:
+        return (
+            postgresql.insert(jobs)
+            .values(row)
+            .on_conflict_do_nothing(**target)
+            .returning(*returning)
+        )
+    return sqlite.insert(jobs).values(row).on_conflict_do_nothing(**target).returning(*returning)
+
+
+def insert_unique(
+    conn: Connection,
+    row: dict[str, Any],
+    returning: list[ColumnElement[Any]],
+    *,
+    on_conflict: OnConflict,
+    now: datetime,
+    is_postgresql: bool,
+) -> Inserted:
+    """Insert ``row`` (a job with a unique key) unless a job in its scope holds the key: then
+    keep that job, give it the row's parameters and run time, or raise DuplicateJob, as
+    :func:`uniqueness.resolve` says. A holder out of its scope loses its hold first."""
+    stmt = insert_statement(row, returning, is_postgresql=is_postgresql)
+    name, key = row["name"], row["unique_hold"]
+    for _ in range(uniqueness.UNIQUE_INSERT_TRIES):
+        job_id = conn.execute(stmt).scalar()
+        if job_id is not None:
+            return Inserted(job_id, True)
+        holder = _holder(conn, name, key)
+        if holder is None:
+            continue  # released meanwhile: insert again
+        state = read_state(holder.state)
+        if not uniqueness.holds(
+            holder.unique_until, state, holder.started_at, holder.finished_at, now=now
+        ):
+            release(conn, holder.id, key, state)
+            continue
+        resolution = uniqueness.resolve(on_conflict, state)
+        if resolution is Resolution.RAISE:
+            raise uniqueness.duplicate(name, key, holder.id)
+        replaced = resolution is Resolution.REPLACE and _replace(
+            conn, holder.id, row, is_postgresql=is_postgresql
+        )
+        if resolution is Resolution.REPLACE and not replaced:
+            continue  # claimed meanwhile: decide again
+        return Inserted(holder.id, False)
+    raise uniqueness.contention(key)
+
+
+def _holder(conn: Connection, name: str, key: str) -> Any:
+    query = sa.select(
+        jobs.c.id,
+        jobs.c.state,
+        jobs.c.started_at,
+        jobs.c.finished_at,
+        jobs.c.unique_until,
+    ).where(jobs.c.name == name, jobs.c.unique_hold == key, _HELD)
+    return conn.execute(query).first()
+
+
+def release(conn: Connection, job_id: int, key: str, state: Any) -> bool:
+    """Clear job ``job_id``'s hold on ``key`` if it is still in ``state``: whether it did."""
+    done = conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.unique_hold == key, jobs.c.state == state.value)
+        .values(unique_hold="")
+    )
+    return bool(done.rowcount)
+
+
+def _replace(conn: Connection, job_id: int, row: dict[str, Any], *, is_postgresql: bool) -> bool:
+    """The waiting holder ``job_id`` takes ``row``'s parameters and run time (a debounce):
+    whether it was still waiting."""
+    done = conn.execute(
+        sa.update(jobs)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.state == "requested",
+            jobs.c.unique_hold == row["unique_hold"],
+        )
+        .values(params=row["params"], run_at=row["run_at"])
+    )
+    if done.rowcount and is_postgresql:
+        conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, row["queue"])))
+    return bool(done.rowcount)
+
+
+def retake(conn: Connection, job_id: int, *, now: datetime) -> None:
+    """Job ``job_id``, sent back to wait by a person, takes its key again if its policy says
+    so (:func:`uniqueness.retakes_on_retry`), clearing a stale holder first. Raises
+    sqlalchemy's IntegrityError when a job in its scope holds the key."""
+    job = conn.execute(
+        sa.select(jobs.c.name, jobs.c.unique_key, jobs.c.unique_hold, jobs.c.unique_until).where(
+            jobs.c.id == job_id, jobs.c.state == "requested"
+        )
+    ).first()
+    if job is None or not job.unique_key or job.unique_hold == job.unique_key:
+        return
+    if not uniqueness.retakes_on_retry(job.unique_until):
+        return
+    holder = _holder(conn, job.name, job.unique_key)
+    if holder is not None:
+        state = read_state(holder.state)
+        if not uniqueness.holds(
+            holder.unique_until, state, holder.started_at, holder.finished_at, now=now
+        ):
+            release(conn, holder.id, job.unique_key, state)
+    conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(unique_hold=job.unique_key))
