@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from corequeue import hooks, registry, runtime
+from corequeue import hooks, registry, runtime, tracing
 from corequeue.core import delays, limits, policy, typed
 from corequeue.core.delays import Delay
 from corequeue.core.display import missing_job
@@ -443,9 +443,23 @@ def enqueue(
     source: str,
 ) -> list[JobHandle]:
     """Enqueue ``jobs`` with ``options`` in one transaction (the caller's, with ``connection``),
-    unless an interceptor (the pytest plugin) takes them. Returns the handles in order."""
+    unless an interceptor (the pytest plugin) takes them. Returns the handles in order. When
+    tracing (:mod:`corequeue.tracing`), a producer span covers it and the rows carry its
+    context."""
     now = datetime.now(UTC)
     prepared = [prepare(job, options, now=now, source=source) for job in jobs]
+    if not tracing.enabled():
+        return _insert(prepared, connection, now)
+    with tracing.enqueueing([p.row for p in prepared]) as span:
+        traced = [PreparedJob(p.job, row) for p, row in zip(prepared, span.rows, strict=True)]
+        handles = _insert(traced, connection, now)
+        span.inserted([h.id for h in handles])
+    return handles
+
+
+def _insert(
+    prepared: list[PreparedJob], connection: ConnectionLike | None, now: datetime
+) -> list[JobHandle]:
     for interceptor in reversed(runtime.interceptors()):
         intercepted = interceptor(prepared, connection)
         if intercepted is not None:

@@ -1,9 +1,11 @@
 """Jobs for the observability tests (``--import testing.observed_jobs``): one that logs with
-the standard library's ``logging``, as application code does, and one that fails."""
+the standard library's ``logging``, as application code does, one that fails, and one that
+says which OpenTelemetry modules its child has loaded."""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 from corequeue import Job, register_job
 
@@ -27,3 +29,11 @@ class Explode(Job):
 
     def run(self) -> None:
         raise RuntimeError(self.why)
+
+
+@register_job
+class OpenTelemetryModules(Job):
+    """Returns the OpenTelemetry modules loaded in the child that runs it."""
+
+    def run(self) -> list[str]:
+        return sorted(m for m in sys.modules if m.partition(".")[0] == "opentelemetry")

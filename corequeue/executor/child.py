@@ -50,7 +50,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
-from corequeue import hooks, registry
+from corequeue import hooks, registry, tracing
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
@@ -103,6 +103,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     runtime.configure(config.database_url, middleware=config.middleware)
     hooks.load(config.hooks)
     _Runner(conn, config, build_chain(config.middleware), runtime.codecs()).serve()
+    tracing.flush()  # a child's exit runs no atexit handlers: export the spans held back
 
 
 def job_kind(name: str) -> int:
@@ -344,6 +345,7 @@ def _stopped(task: Task, started: float, outcome: Outcome) -> TaskResult:
     else:
         error_type, why = "JobCancelled", "the job was cancelled"
     duration = time.perf_counter() - started
+    tracing.stopped(task.job_id, outcome, why)
     return TaskResult(task.job_id, task.lease, outcome, duration, None, error_type, why)
 
 

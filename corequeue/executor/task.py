@@ -8,10 +8,10 @@ import time
 import traceback
 from collections.abc import Awaitable, Generator
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corequeue import context as job_context
-from corequeue import hooks, registry
+from corequeue import hooks, registry, tracing
 from corequeue.backoff import retry_delay_for
 from corequeue.context import JobContext
 from corequeue.core import policy
@@ -22,6 +22,9 @@ from corequeue.core.states import Outcome
 from corequeue.jobs import DeferJob, Job
 from corequeue.middleware import RunJob
 from corequeue.store.records import ClaimedJob
+
+if TYPE_CHECKING:
+    from corequeue.otel import Attempt
 
 
 class Task(NamedTuple):
@@ -44,6 +47,7 @@ class Task(NamedTuple):
     run_at: datetime | None = None
     worker_id: str = ""
     source: str = ""
+    headers: str = ""  # the enqueue's trace context (corequeue.tracing), '' for none
 
     @classmethod
     def of(cls, job: ClaimedJob, worker_id: str) -> Task:
@@ -62,6 +66,7 @@ class Task(NamedTuple):
             job.run_at,
             worker_id,
             job.source,
+            job.headers or "",
         )
 
     def context(self) -> JobContext:
@@ -184,15 +189,26 @@ def _in_context(
     task: Task, chain: RunJob, codecs: Any
 ) -> Generator[Awaitable[Any], Any, TaskResult]:
     """:func:`_attempt` with the job's context current (``corequeue.current_job()``, for
-    the job and its middleware) and the ``job_started`` and ``job_finished`` hooks around it.
-    The task stands for its context: the context is built only if something asks for it."""
+    the job and its middleware), the ``job_started`` and ``job_finished`` hooks around it, and
+    its consumer span when tracing (:mod:`corequeue.tracing`). The task stands for its
+    context: the context is built only if something asks for it."""
     token = job_context.enter(task)
+    span = tracing.attempt(task) if tracing.enabled() else None
     try:
         _fire("job_started", task)
-        result = yield from _attempt(task, chain, codecs)
+        result = yield from _attempt(task, chain, codecs, span)
         _fire("job_finished", task, result)
+    except GeneratorExit:  # stopped in its event loop: the child ends the span (_stopped)
+        if span is not None:
+            span.interrupted()
+            span = None
+        raise
     finally:
+        if span is not None:
+            span.leave()
         job_context.leave(token)
+    if span is not None:
+        span.end(result)
     return result
 
 
@@ -229,9 +245,12 @@ def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdic
     )
 
 
-def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any], Any, TaskResult]:
+def _attempt(
+    task: Task, chain: RunJob, codecs: Any, span: Attempt | None = None
+) -> Generator[Awaitable[Any], Any, TaskResult]:
     """One attempt, as a generator: it yields the job's awaitable (an async job) and is sent
-    its value (or thrown its exception), so the sync and async drivers share every rule."""
+    its value (or thrown its exception), so the sync and async drivers share every rule.
+    ``span``: the attempt's span, which records the exception an attempt raised."""
     started = time.perf_counter()
     job: Job | None = None
 
@@ -243,6 +262,8 @@ def _attempt(task: Task, chain: RunJob, codecs: Any) -> Generator[Awaitable[Any]
         verdict = _verdict(job, exc, task.attempt)
         note = verdict.note(type(exc).__qualname__)
         message = message if message is not None else _message(exc)
+        if span is not None:
+            span.record(exc)
         return ended(
             Outcome.ERRORED,
             error_type=error_type,

@@ -39,6 +39,7 @@ CLAIM_COLUMNS = [
     jobs.c.deferrals,
     jobs.c.created_at,
     jobs.c.source,
+    jobs.c.headers,
 ]
 CLAIMED_FIRST = 9
 

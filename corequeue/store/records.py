@@ -41,6 +41,8 @@ class NewJob:
     #: enqueue does when the key is held.
     unique_until: str = uniqueness.DEFAULT_UNTIL
     on_conflict: uniqueness.OnConflict = uniqueness.OnConflict.KEEP
+    #: A JSON object of strings ('' for none): the enqueue's trace context (corequeue.otel).
+    headers: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class ClaimedJob:
     deferrals: int = 0
     created_at: datetime | None = None  # when it was enqueued
     source: str = ""  # where it was enqueued (file:line), for corequeue.current_job()
+    headers: str | None = None  # its enqueue's trace context (a JSON object), if any
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(

@@ -80,6 +80,7 @@ def new_row(job: NewJob, now: datetime) -> dict[str, Any]:
         "source": job.source[:500],
         "concurrency_key": job.concurrency_key,
         "rate_key": job.rate_key,
+        "headers": job.headers or None,
     }
 
 
