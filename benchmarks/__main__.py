@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in only:
         out["memory"] = memory(ctx, out, backlogs)
     if "io" in only:
-        out["io"] = io_scenario(ctx, 2_000 if args.quick else 5_000)
+        out["io"] = io_scenario(
+            ctx, 2_000 if args.quick else 5_000, 20_000 if args.quick else 100_000
+        )
     if "profile" in only:
         n = 20_000
         ctx.say(f"profiling a corequeue drain of {n:,} (py-spy on the worker parent)")
@@ -179,26 +181,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_io(io: dict[str, Any], row: Any) -> None:
-    """The I/O-bound rows: against the issue's peer figures on this machine (see benchmarks/io)."""
-    best_pgq, procr = io["peers_from_issue"].values()
-    n = io["drains"][0]["backlog"]
-    rate = io["async_rate"]
-    row(f"I/O drain {n:,} async x 50 ms, defaults (jobs/s)", fmt(rate))
-    row(
-        "  / PgQueuer's best (issue: 4,500)",
-        fmt(rate / best_pgq, ".2f") + "x",
-        ">= 2x",
-        rate >= 2 * best_pgq,
-    )
-    row(
-        "  / Procrastinate (issue: 407)",
-        fmt(rate / procr, ".1f") + "x",
-        ">= 10x",
-        rate >= 10 * procr,
-    )
-    sync = io["sync_threads_rate"]
-    row(f"I/O drain {n:,} sync x 50 ms, --threads 20 (jobs/s)", fmt(sync))
-    row("  / PgQueuer's best", fmt(sync / best_pgq, ".2f") + "x", ">= 1x", sync >= best_pgq)
+    """The I/O-bound rows (benchmarks/io.py): every system's rate, corequeue's against the
+    peers measured in the same run, start-up, and the RSS over the long drain."""
+    n, rates = io["backlog"], io["rates"]
+    for label, rate in rates.items():
+        row(f"I/O drain {n:,} x 50 ms: {label} (jobs/s)", fmt(rate))
+    cq_async, cq_sync = rates["corequeue async"], rates["corequeue sync --threads 20"]
+    pgq, procr = rates.get("pgqueuer"), rates.get("procrastinate")
+    if pgq:
+        row(
+            "  corequeue async / pgqueuer",
+            fmt(cq_async / pgq, ".2f") + "x",
+            ">= 2x",
+            cq_async >= 2 * pgq,
+        )
+        row(
+            "  corequeue sync --threads 20 / pgqueuer",
+            fmt(cq_sync / pgq, ".2f") + "x",
+            ">= 1x",
+            cq_sync >= pgq,
+        )
+    if procr:
+        row(
+            "  corequeue async / procrastinate",
+            fmt(cq_async / procr, ".1f") + "x",
+            ">= 10x",
+            cq_async >= 10 * procr,
+        )
     for processes, limit in (("2", 1.0), ("8", 2.0)):
         up = io["startup_s"][processes]
         row(
@@ -206,6 +215,29 @@ def report_io(io: dict[str, Any], row: Any) -> None:
             fmt(up, ".3f"),
             f"<= {limit:g} s",
             up <= limit,
+        )
+    long = io["rss_drain"]
+    points = long.get("rss") or {}
+    if all(points.get(k) for k in ("start", "end")):
+        row(f"I/O drain {long['processed']:,} async: jobs/s", fmt(long["rate"]))
+        for name, p in points.items():
+            kids = ", ".join(fmt(v, ".1f") for v in p["children_mib"].values())
+            row(f"  RSS at {name}: parent (MiB) / children", f"{p['parent_mib']:.1f} / {kids}")
+        start, end = points["start"], points["end"]
+        growth = 100 * (end["parent_mib"] - start["parent_mib"]) / start["parent_mib"]
+        kids_start = sum(start["children_mib"].values())
+        kids_growth = 100 * (sum(end["children_mib"].values()) - kids_start) / kids_start
+        row(
+            "  parent RSS growth, 10% -> 90% of the drain",
+            fmt(growth, ".1f") + "%",
+            "< 10%",
+            growth < 10,
+        )
+        row(
+            "  children's RSS growth (summed)",
+            fmt(kids_growth, ".1f") + "%",
+            "< 10%",
+            kids_growth < 10,
         )
 
 

@@ -1,34 +1,40 @@
-"""The I/O-bound scenario (issue 19): jobs that wait 50 ms each, drained by one worker with
-async jobs (default settings) and with sync jobs in threads (``--threads 20``); and worker
-start-up, from ``corequeue run`` to the first job running, with 2 and 8 children.
-
-Peers: PgQueuer and Procrastinate have no I/O-bound mode in benchmarks/peers.py and are not
-installed in the project's venv: the issue's figures for them (measured on this machine,
-same PostgreSQL) are the comparison, printed beside corequeue's.
+"""The I/O-bound scenario (issue 19): jobs that wait 50 ms each, drained side by side by
+corequeue (async jobs with default settings; sync jobs with ``--threads 20``), PgQueuer (batch
+100, async entrypoint: its best configuration here) and Procrastinate (concurrency 50), the
+systems alternating; worker start-up, from ``corequeue run`` to the first job running, with 2
+and 8 children; and the RSS of the worker's parent and children over a 100,000-job I/O-bound
+drain (sampled from /proc, reported at 10%, 50% and 90% of the drain's window).
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from benchmarks.harness import (
     ROOT,
     Context,
     MemorySampler,
     env_with_path,
+    libpq,
     median,
     read_stamps,
     scratch_database,
     sqlalchemy_url,
 )
-from benchmarks.scenarios import ENQUEUE_CHUNK, _stop, corequeue_window
+from benchmarks.scenarios import ENQUEUE_CHUNK, _stop, corequeue_window, peer_drain
 
-#: The issue's side-by-side figures on this machine (jobs/s, 5,000 jobs awaiting 50 ms).
-PEER_FIGURES = {"pgqueuer (batch 100, async)": 4500.0, "procrastinate (concurrency 50)": 407.0}
+#: Procrastinate's concurrency in this scenario (the issue's best figure for it).
+PROCRASTINATE_CONCURRENCY = 50
+#: Where the RSS over a long drain is read, as fractions of the drain's window.
+RSS_POINTS = {"start": 0.1, "middle": 0.5, "end": 0.9}
 
 
 def _enqueue(url: str, n: int, kind: str) -> None:
@@ -46,8 +52,91 @@ def _enqueue(url: str, n: int, kind: str) -> None:
         runtime.reset()
 
 
-def io_drain(ctx: Context, n: int, kind: str, *worker_args: str) -> dict[str, Any]:
-    """Drain ``n`` jobs waiting 50 ms (``kind`` async or sync) with one burst worker."""
+class TreeSampler:
+    """Samples the RSS of a worker process and of the processes under it from /proc every
+    ``interval`` seconds: (time.time(), parent kB, {role: kB}), a role being "fork server",
+    "resource tracker" (the worker's own children, by their command line) or "child PID" (a
+    job child: forked from the fork server)."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            parent = _rss_kb(self.pid)
+            if parent is None:
+                return
+            roles: dict[str, int] = {}
+            for pid in _children(self.pid):
+                cmdline = _read(f"/proc/{pid}/cmdline")
+                role = "fork server" if "forkserver" in cmdline else "resource tracker"
+                roles[role] = _rss_kb(pid) or 0
+                for child in _children(pid):
+                    roles[f"child {child}"] = _rss_kb(child) or 0
+            self.samples.append((time.time(), parent, roles))
+            self._stop.wait(self.interval)
+
+    def at(self, when: float) -> dict[str, Any] | None:
+        """The sample nearest to ``when`` (epoch seconds), in MiB."""
+        if not self.samples:
+            return None
+        t, parent, roles = min(self.samples, key=lambda s: abs(s[0] - when))
+        kids = {k: kb / 1024 for k, kb in sorted(roles.items()) if k.startswith("child")}
+        return {
+            "t": t,
+            "parent_mib": parent / 1024,
+            "children_mib": kids,
+            "others_mib": {k: kb / 1024 for k, kb in roles.items() if k not in kids},
+        }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def _rss_kb(pid: int) -> int | None:
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    return [int(k) for k in _read(f"/proc/{pid}/task/{pid}/children").split()]
+
+
+def _window_epochs(url: str) -> tuple[float, float] | None:
+    """(first start, last finish) of the succeeded jobs, as epoch seconds."""
+    with psycopg.connect(libpq(url)) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)) "
+            "FROM corequeue_jobs WHERE state = 'succeeded'"
+        ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return float(row[0]), float(row[1])
+
+
+def io_drain(
+    ctx: Context, n: int, kind: str, *worker_args: str, rss: bool = False
+) -> dict[str, Any]:
+    """Drain ``n`` jobs waiting 50 ms (``kind`` async or sync) with one burst worker; with
+    ``rss``, the RSS of the worker's processes at 10%, 50% and 90% of the drain."""
     with scratch_database(ctx, f"io{kind[:1]}") as admin_url:
         url = sqlalchemy_url(admin_url)
         _enqueue(url, n, kind)
@@ -58,7 +147,7 @@ def io_drain(ctx: Context, n: int, kind: str, *worker_args: str) -> dict[str, An
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env_with_path(), stdout=log, stderr=log)
         capped = False
-        with MemorySampler(proc.pid) as mem:
+        with MemorySampler(proc.pid) as mem, TreeSampler(proc.pid) as tree:
             try:
                 proc.wait(ctx.cap)
             except subprocess.TimeoutExpired:
@@ -66,7 +155,9 @@ def io_drain(ctx: Context, n: int, kind: str, *worker_args: str) -> dict[str, An
                 _stop(proc)
         wall = time.perf_counter() - start
         done, window = corequeue_window(url)
-    return {
+        epochs = _window_epochs(url) if rss else None
+    out: dict[str, Any] = {
+        "system": f"corequeue {kind}",
         "kind": kind,
         "args": list(worker_args),
         "backlog": n,
@@ -78,6 +169,10 @@ def io_drain(ctx: Context, n: int, kind: str, *worker_args: str) -> dict[str, An
         "parent_hwm_kb": mem.hwm_kb,
         "log": str(log_path),
     }
+    if epochs is not None:
+        first, last = epochs
+        out["rss"] = {name: tree.at(first + f * (last - first)) for name, f in RSS_POINTS.items()}
+    return out
 
 
 def startup(ctx: Context, processes: int) -> float:
@@ -112,25 +207,48 @@ def startup(ctx: Context, processes: int) -> float:
         return found[0] - start if found else float("nan")
 
 
-def io(ctx: Context, n: int) -> dict[str, Any]:
-    """The scenario: the two drains (``ctx.reps`` each, alternating) and start-up (5 each)."""
-    drains: list[dict[str, Any]] = []
+def _runners(ctx: Context, n: int) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """The I/O-bound drains to alternate: corequeue's two and the installed peers'."""
+    runners: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("corequeue async", lambda: io_drain(ctx, n, "async")),
+        ("corequeue sync --threads 20", lambda: io_drain(ctx, n, "sync", "--threads", "20")),
+    ]
+    if "pgqueuer" in ctx.peers:
+        batch = ("--batch-size", str(ctx.pgqueuer_batch))
+        runners.append(("pgqueuer", lambda: peer_drain(ctx, "pgqueuer", n, *batch, task="io")))
+    if "procrastinate" in ctx.peers:
+        conc = ("--concurrency", str(PROCRASTINATE_CONCURRENCY))
+        runners.append(
+            ("procrastinate", lambda: peer_drain(ctx, "procrastinate", n, *conc, task="io"))
+        )
+    return runners
+
+
+def io(ctx: Context, n: int, rss_n: int) -> dict[str, Any]:
+    """The scenario: the drains (``ctx.reps`` each, alternating, the order rotating),
+    start-up (5 each) and the RSS over one drain of ``rss_n`` async jobs."""
+    runners = _runners(ctx, n)
+    drains: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in runners}
     for rep in range(ctx.reps):
-        for kind, args in (("async", ()), ("sync", ("--threads", "20"))):
-            ctx.say(f"io drain {kind} {' '.join(args)} {n:,} (rep {rep + 1}/{ctx.reps})")
-            r = io_drain(ctx, n, kind, *args)
+        k = rep % len(runners)
+        for label, run in runners[k:] + runners[:k]:
+            ctx.say(f"io drain {label} {n:,} (rep {rep + 1}/{ctx.reps})")
+            r = run()
             ctx.say(f"   {r['processed']:,} jobs, {r['rate']:,.0f} jobs/s")
-            drains.append(r)
+            drains[label].append(r)
     ups: dict[str, list[float]] = {"2": [], "8": []}
     for _ in range(5):
         for processes in (2, 8):
             ups[str(processes)].append(startup(ctx, processes))
     ctx.say(f"start-up medians: { ({k: round(median(v), 3) for k, v in ups.items()}) }")
+    ctx.say(f"io drain corequeue async {rss_n:,}, RSS sampled")
+    long = io_drain(ctx, rss_n, "async", rss=True)
+    ctx.say(f"   {long['processed']:,} jobs, {long['rate']:,.0f} jobs/s")
     return {
+        "backlog": n,
         "drains": drains,
-        "async_rate": median([r["rate"] for r in drains if r["kind"] == "async"]),
-        "sync_threads_rate": median([r["rate"] for r in drains if r["kind"] == "sync"]),
+        "rates": {label: median([r["rate"] for r in runs]) for label, runs in drains.items()},
         "startup_s": {k: median(v) for k, v in ups.items()},
         "startup_runs_s": ups,
-        "peers_from_issue": PEER_FIGURES,
+        "rss_drain": long,
     }

@@ -1,7 +1,8 @@
 """Runs one peer (Procrastinate or PgQueuer) for the benchmarks, in its own process.
 
 ``python -m benchmarks.peers SYSTEM MODE --url URL [...]`` prints one JSON object on its last
-line. Modes: ``install`` (schema), ``enqueue`` (a backlog of no-op jobs, in bulk),
+line. Modes: ``install`` (schema), ``enqueue`` (a backlog of no-op jobs, in bulk; with
+``--task io``, jobs that each ``await asyncio.sleep(0.05)``: the I/O-bound scenario),
 ``drain`` (run one worker until the backlog is gone or ``--cap`` seconds passed),
 ``worker`` (run an idle worker until SIGTERM, for the latency scenario; the probe task appends
 "sample time.time()" to ``--stamps``), ``probe`` (enqueue ``--samples`` probes one at a time,
@@ -23,22 +24,33 @@ import time
 from typing import Any
 
 CHUNK = 5000
+#: Seconds each job of the I/O-bound scenario (``--task io``) awaits.
+IO_SECONDS = 0.05
 
 
 class Tally:
-    """What the no-op job records: how many ran, the first start and the last end."""
+    """What the jobs record: how many ran, the first start and the last end."""
 
     count = 0
     first = 0.0
     last = 0.0
 
     @classmethod
-    def hit(cls) -> None:
+    def hit(cls, started: float | None = None) -> None:
+        """One job ended now (``started``: when it began, for a job that waited)."""
         now = time.time()
-        if cls.count == 0:
-            cls.first = now
+        began = now if started is None else started
+        if cls.count == 0 or began < cls.first:
+            cls.first = began
         cls.count += 1
-        cls.last = now
+        cls.last = max(cls.last, now)
+
+    @classmethod
+    async def io(cls) -> None:
+        """The I/O-bound job: await ``IO_SECONDS`` (an HTTP call, say)."""
+        started = time.time()
+        await asyncio.sleep(IO_SECONDS)
+        cls.hit(started)
 
     @classmethod
     def as_dict(cls) -> dict[str, Any]:
@@ -81,6 +93,10 @@ def procrastinate_app(url: str, stamps: str | None) -> Any:
     async def noop() -> None:
         Tally.hit()
 
+    @app.task(name="io")
+    async def io() -> None:
+        await Tally.io()
+
     @app.task(name="probe")
     async def probe(sample: int) -> None:
         assert stamps is not None
@@ -96,10 +112,10 @@ async def procrastinate_main(args: argparse.Namespace) -> dict[str, Any]:
             await app.schema_manager.apply_schema_async()
             return {"ok": True}
         if args.mode == "enqueue":
-            noop = app.tasks["noop"]
+            task = app.tasks[args.task]
             start = time.perf_counter()
             for i in range(0, args.n, CHUNK):
-                await noop.batch_defer_async(*[{} for _ in range(min(CHUNK, args.n - i))])
+                await task.batch_defer_async(*[{} for _ in range(min(CHUNK, args.n - i))])
             return {"seconds": time.perf_counter() - start}
         options: dict[str, Any] = {
             "concurrency": args.concurrency,
@@ -169,7 +185,7 @@ async def pgqueuer_main(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             for i in range(0, args.n, CHUNK):
                 k = min(CHUNK, args.n - i)
-                await queries.enqueue(["noop"] * k, [None] * k, [0] * k)
+                await queries.enqueue([args.task] * k, [None] * k, [0] * k)
             return {"seconds": time.perf_counter() - start}
         if args.mode == "probe":
             return await pgqueuer_probe(args, driver, conn, queries)
@@ -178,6 +194,10 @@ async def pgqueuer_main(args: argparse.Namespace) -> dict[str, Any]:
         @qm.entrypoint("noop")
         async def noop(job: Job) -> None:
             Tally.hit()
+
+        @qm.entrypoint("io")
+        async def io(job: Job) -> None:
+            await Tally.io()
 
         @qm.entrypoint("probe")
         async def probe(job: Job) -> None:
@@ -261,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("mode", choices=["install", "enqueue", "drain", "worker", "probe"])
     p.add_argument("--url", required=True, help="postgresql://... (libpq form)")
     p.add_argument("--n", type=int, default=0)
+    p.add_argument("--task", choices=["noop", "io"], default="noop", help="what enqueue adds")
     p.add_argument("--cap", type=float, default=60.0)
     p.add_argument("--concurrency", type=int, default=10, help="Procrastinate worker concurrency")
     p.add_argument("--batch-size", type=int, default=100, help="PgQueuer batch size")

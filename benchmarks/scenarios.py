@@ -153,12 +153,14 @@ def peer_cmd(ctx: Context, system: str, mode: str, url: str, *more: str) -> list
     return cmd + list(more)
 
 
-def peer_drain(ctx: Context, system: str, n: int) -> dict[str, Any]:
+def peer_drain(ctx: Context, system: str, n: int, *more: str, task: str = "noop") -> dict[str, Any]:
+    """One peer drains ``n`` jobs of ``task`` (noop, or io: awaiting 50 ms); ``more``: options
+    for its worker (they win over the context's)."""
     with scratch_database(ctx, system[:6]) as url:
         run_json(peer_cmd(ctx, system, "install", url))
-        enq = run_json(peer_cmd(ctx, system, "enqueue", url, "--n", str(n)))
+        enq = run_json(peer_cmd(ctx, system, "enqueue", url, "--n", str(n), "--task", task))
         start = time.perf_counter()
-        out = run_json(peer_cmd(ctx, system, "drain", url, "--cap", str(ctx.cap)))
+        out = run_json(peer_cmd(ctx, system, "drain", url, "--cap", str(ctx.cap), *more))
         wall = time.perf_counter() - start
     window = out["last"] - out["first"]
     return {
