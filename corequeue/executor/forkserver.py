@@ -1,6 +1,7 @@
-"""Imported by the pool's fork server only (named in its preload list, never imported
-elsewhere): the fork server ignores SIGTERM, as the children do, and imports the application's
-modules (``server.IMPORTS_ENV``) so that every child forked from it has them already.
+"""Imported by the pool's fork server only (its preload list, never imported elsewhere): the
+fork server ignores SIGTERM, as the children do, imports the children's code and the
+application's modules (``server.IMPORTS_ENV``) so that every child forked from it has them
+already, then tells the worker it is ready (``server.READY_ENV``).
 
 Children are forked from a fork server (``multiprocessing``'s "forkserver": a fresh
 interpreter, free of the worker's database connections and threads, that imports corequeue
@@ -16,8 +17,10 @@ import contextlib
 import importlib
 import os
 import signal
+import socket
 
-from corequeue.executor.server import IMPORTS_ENV
+import corequeue.executor.child  # noqa: F401  (what every child runs)
+from corequeue.executor.server import IMPORTS_ENV, READY_ENV
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -27,3 +30,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 for _module in filter(None, os.environ.get(IMPORTS_ENV, "").split(",")):
     with contextlib.suppress(Exception):
         importlib.import_module(_module)
+
+# Forking waits for nothing now: the worker may start its children (executor.server.ready).
+with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as _sock:
+    _sock.sendto(b"ready", os.environ.get(READY_ENV, ""))

@@ -30,14 +30,7 @@ from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor import server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
-from corequeue.executor.events import (
-    Event,
-    Ready,
-    Released,
-    describe_exit,
-    ended_here,
-    frames,
-)
+from corequeue.executor.events import Event, Ready, Released, describe_exit, ended_here, frames
 from corequeue.executor.task import Task, TaskResult
 
 __all__ = ["Event", "ProcessPool", "Ready", "Released", "describe_exit"]
@@ -58,8 +51,6 @@ ASYNC_TIMEOUT_GRACE = 2.0
 #: Seconds :meth:`ProcessPool.cancel` waits for a child to confirm an async job's cancel.
 CANCEL_WAIT = 1.0
 CANCELLED = "the job was cancelled"
-
-
 #: Bytes read from a child's pipe at once (its results, many per read under load).
 READ_SIZE = 1 << 18
 
@@ -125,17 +116,21 @@ class ProcessPool:
         self._handed_out = False  # whether any task was handed to a child yet
 
     def next_respawn(self) -> float | None:
-        """Seconds until a child that is missing may be started (None: none is waiting)."""
-        if len(self.children) >= self.max_processes or self.closing:
+        """Seconds until a child that is missing may be started (None: none is waiting, or
+        the fork server is still importing: its "ready" wakes :meth:`wait`)."""
+        if len(self.children) >= self.max_processes or self.closing or not server.ready():
             return None
         return max(self._respawn_at - time.monotonic(), 0.0)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, stop: Callable[[], bool] | None = None) -> None:
-        """Start the children that are missing (unless a failed start's delay is running).
-        The worker calls it each time round its loop: the one place children are replaced.
-        ``stop`` is asked before each child: a stop signal ends the starting at once."""
+        """Start the children that are missing (unless a failed start's delay is running, or
+        the fork server is still importing: starting one would wait for it). The worker calls
+        it each time round its loop: the one place children are replaced. ``stop`` is asked
+        before each child: a stop signal ends the starting at once."""
+        if len(self.children) >= self.max_processes or not server.ready():
+            return
         while not self.closing and len(self.children) < self.max_processes:
             if time.monotonic() < self._respawn_at or (stop is not None and stop()):
                 return
@@ -297,7 +292,7 @@ class ProcessPool:
         """Wait up to ``timeout`` for results, deaths or a ready ``extra`` waitable (objects
         with ``fileno()``); return what happened (results, and Released for tasks that will
         not run)."""
-        wanted = {obj.fileno(): obj for obj in extra}
+        wanted = {obj.fileno(): obj for obj in (*extra, *server.waitable())}
         for fd in set(self._extra) - set(wanted):
             self._poller.unregister(fd)
             del self._extra[fd]

@@ -175,8 +175,8 @@ class Worker:
             ",".join(self.queues) or "*",
             self.settings.max_processes,
         )
-        # The first beat before the children: starting one waits while the fork server
-        # imports the application, and the worker is alive meanwhile.
+        # The first beat before the children (they start once the fork server has imported
+        # the application; the loop turns meanwhile).
         self.store.worker_beat(self.status())
         self.pool.start(stop=lambda: self._stopping or self._stop_now)
         if self.store.is_postgresql:

@@ -139,11 +139,16 @@ def test_no_job_is_claimed_for_a_child_still_starting(
         imports=("testing.jobs", "testing.slow_start"),
     )
     # Children fork from a fork server that imports the application first: the gate holds that
-    # import. The worker has beaten once (at start-up) and claims nothing while no child can
-    # run the job. (While the server imports, starting a child waits for it: the loop does not
-    # turn then, a known limit of the fork server, so no further beats are awaited here.)
+    # import. The loop keeps turning meanwhile (a beat every 0.05 s): a further beat long
+    # before the gate gives up (60 s), and still nothing claimed.
     wait_for(lambda: Path(f"{gate}.waiting").exists(), what="the fork server to reach the gate")
-    wait_for(lambda: store.worker_list(), what="the worker's first beat", detail=worker.log)
+    first_beat = wait_for(lambda: [w.last_beat_at for w in store.worker_list()], what="a beat")
+    wait_for(
+        lambda: [w.last_beat_at for w in store.worker_list()] > first_beat,
+        timeout=20,
+        what="the next beat while the fork server imports",
+        detail=worker.log,
+    )
     assert handle.refresh().state is JobState.REQUESTED
 
     gate.touch()

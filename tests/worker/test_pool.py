@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from corequeue.executor import server
 from corequeue.executor.child import ChildConfig
 from corequeue.executor.pool import STARTUP_WAIT, ProcessPool, Ready, _Child
 from corequeue.executor.task import Task
@@ -136,6 +137,7 @@ def test_a_stop_request_ends_the_starting_of_children_at_once(
         return spawned[-1]
 
     monkeypatch.setattr(pool, "_spawn", spawn)
+    monkeypatch.setattr(server, "ready", lambda: True)  # the fork server has imported
     pool.start(stop=lambda: len(spawned) >= 3)  # the signal arrives while the third starts
     assert len(pool.children) == 3
     pool.start(stop=lambda: True)
