@@ -216,3 +216,38 @@ def test_an_exclusive_job_never_shares_its_child(
         else:
             inside.discard(key)
     assert max_overlap(log) > 1  # the async jobs did share the child
+
+
+def test_recycling_after_max_jobs_per_process_waits_for_the_async_jobs_in_flight(
+    store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs.jsonl")
+    gate = str(tmp_path / "gate")
+    first = enqueue_many(AsyncSleep(log, f"a{i}", 0, gate) for i in range(5))
+    worker = spawn(
+        url_of(store), "--max-processes", "1", "--max-jobs-per-process", "5", imports=IMPORTS
+    )
+    wait_started(log, 5)  # the child's 5 jobs, all in flight at once
+    [child] = worker.children()
+    second = enqueue_many(AsyncSleep(log, f"b{i}", 0) for i in range(5))
+    # The loop keeps turning (it beats every 0.5 s) past the 5 s a child told to stop gets
+    # before it is killed: the child that reached its 5 jobs is not stopped under them, and
+    # nothing else starts until they end (the next 5 wait for its replacement).
+    started = max(r["at"] for r in runs(log))
+    wait_for(
+        lambda: any(w.last_beat_at.timestamp() > started + 6 for w in store.worker_list()),
+        what="6 s of beats with the jobs in flight",
+        detail=worker.log,
+    )
+    assert worker.children() == [child]
+    assert events_of(log, "end") | events_of(log, "stopped") == set()
+    assert {h.refresh().state.value for h in second} == {"requested"}
+    Path(gate).touch()
+    for handle in [*first, *second]:
+        assert handle.wait(timeout=60) is not None, worker.log()
+    ran_in = {r["key"]: r["pid"] for r in runs(log) if r["event"] == "end"}
+    assert {ran_in[f"a{i}"] for i in range(5)} == {child}  # every one ran to its end there
+    assert child not in {ran_in[f"b{i}"] for i in range(5)}  # the next ones: a new child
+    assert events_of(log, "stopped") == set()
+    assert set(starts(log).values()) == {1}
+    assert {attempts_used(store, h.id) for h in [*first, *second]} == {1}
