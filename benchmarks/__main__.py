@@ -185,7 +185,7 @@ def report_io(io: dict[str, Any], row: Any) -> None:
     peers measured in the same run, start-up, and the RSS over the long drain."""
     n, rates = io["backlog"], io["rates"]
     for label, rate in rates.items():
-        row(f"I/O drain {n:,} x 50 ms: {label} (jobs/s)", fmt(rate))
+        row(f"I/O {n:,} x 50 ms: {label} (jobs/s)", fmt(rate))
     cq_async, cq_sync = rates["corequeue async"], rates["corequeue sync --threads 20"]
     pgq, procr = rates.get("pgqueuer"), rates.get("procrastinate")
     if pgq:
