@@ -14,6 +14,7 @@ Pure: ``now`` is an argument.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from corequeue.core.errors import JobParamsError
@@ -62,3 +63,10 @@ def seconds_until(delay: Delay | None, now: datetime) -> float:
     Raises JobParamsError as :func:`run_at` does.
     """
     return max((run_at(delay, now) - now).total_seconds(), 0.0)
+
+
+def next_stop(now: datetime, until: datetime, moments: Iterable[datetime]) -> datetime:
+    """Where a drain travelling in time from ``now`` to ``until`` stops next: the earliest of
+    ``moments`` (waiting jobs' run times, schedules' next occurrences) strictly after ``now``
+    and before ``until``; ``until`` when there is none."""
+    return min((m for m in moments if now < m < until), default=until)

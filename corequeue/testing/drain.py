@@ -5,6 +5,15 @@ nothing is ready. With ``with_scheduled=True`` it also pulls jobs waiting for a 
 (delayed jobs, retries after their backoff, deferred jobs) forward to now, so it runs until
 nothing waits at all. Jobs that failed during the drain raise an AssertionError listing each
 job with its error, unless ``raise_on_failure=False``.
+
+``drain(until=...)`` travels in time, without waiting for the clock: from now to ``until`` (an
+aware datetime, or a timedelta from now) it stops at each moment something falls due (a
+waiting job's run time, a schedule's next occurrence: :func:`corequeue.core.delays.next_stop`),
+fires the schedules due then and runs a burst worker whose clock reads that moment. A job
+sees ``current_job().run_at`` as scheduled; one that fails is retried at its backoff from
+that moment, if that is before ``until``. Limits: the clock is the worker's (claims, endings,
+retries, schedules); a job enqueued by a job counts its ``delay=`` from the real clock, and
+the children's own clock (``datetime.now()`` in a job) is not moved.
 """
 
 from __future__ import annotations
@@ -14,16 +23,18 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corequeue import registry, runtime
+from corequeue import registry, runtime, scheduler
 from corequeue.config import Settings
+from corequeue.core import cron, delays
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
 from corequeue.store.queries import Store
 from corequeue.store.records import JobFilter, JobRecord
-from corequeue.worker import Service, Worker
+from corequeue.testing.inline import until_moment
+from corequeue.worker import Clock, Service, Worker, utcnow
 
 
 @dataclass(frozen=True)
@@ -72,12 +83,16 @@ class TestWorker:
     def drain(
         self,
         *,
+        until: datetime | timedelta | None = None,
         with_scheduled: bool = False,
         raise_on_failure: bool = True,
         timeout: float = 60.0,
         queues: Sequence[str] | None = None,
     ) -> DrainResult:
         """Run the worker until nothing is ready (nothing waits at all, ``with_scheduled``).
+
+        With ``until``, travel in time up to then (see the module docstring): everything due
+        by then runs, schedules' occurrences included.
 
         Returns a DrainResult. Raises AssertionError listing the jobs that failed during the
         drain (unless ``raise_on_failure`` is False), and when the drain has not finished
@@ -87,8 +102,37 @@ class TestWorker:
         settings = self.settings
         if queues is not None:
             settings = dataclasses.replace(settings, queues=tuple(queues))
+        if until is not None and with_scheduled:
+            raise ValueError("drain(until=...) runs what is due by then: drop with_scheduled")
         finished_before = self._finished_ids()
         deadline = time.monotonic() + timeout
+        if until is not None:
+            timed_out = self._travel(settings, until_moment(until), deadline)
+        else:
+            timed_out = self._drain_now(settings, deadline, with_scheduled)
+        result = self._result(finished_before)
+        how = f"until={until!r}" if until is not None else f"with_scheduled={with_scheduled}"
+        problem = self._problem(result, timed_out, timeout, how)
+        if problem is not None and (timed_out or raise_on_failure):
+            raise AssertionError(problem)
+        return result
+
+    def _travel(self, settings: Settings, until: datetime, deadline: float) -> bool:
+        """Stop at each moment something falls due up to ``until``. Returns whether the
+        deadline stopped it."""
+        schedules = scheduler.Scheduler(self.store, scheduler.load_definitions(settings))
+        now = datetime.now(UTC)
+        while True:
+            schedules.run_once(now)
+            if self._run_once(settings, deadline, [], clock=_frozen(now)):
+                return True
+            if now >= until:
+                return False
+            waiting = [r.run_at for r in self._all((JobState.REQUESTED,), settings.queues)]
+            occurrences = [cron.next_occurrence(d.cron, now) for d in schedules.definitions]
+            now = delays.next_stop(now, until, [*waiting, *occurrences])
+
+    def _drain_now(self, settings: Settings, deadline: float, with_scheduled: bool) -> bool:
         timed_out = False
         while True:
             pull = PullForward(self.store, settings.queues)
@@ -100,23 +144,32 @@ class TestWorker:
             if not self._all((JobState.REQUESTED,), settings.queues):
                 break
             pull.run_once(datetime.now(UTC))
-        result = self._result(finished_before)
-        if timed_out:
-            raise AssertionError(
-                f"corequeue_worker.drain() did not finish within {timeout:g}s "
-                f"(with_scheduled={with_scheduled}). Still waiting:\n"
-                + _listing(result.waiting or self._running())
-            )
-        if raise_on_failure and result.failed:
-            raise AssertionError(
-                f"corequeue_worker.drain(): {len(result.failed)} job(s) failed:\n"
-                + "\n".join(self._failure(r) for r in result.failed)
-            )
-        return result
+        return timed_out
 
-    def _run_once(self, settings: Settings, deadline: float, services: list[Service]) -> bool:
+    def _problem(
+        self, result: DrainResult, timed_out: bool, timeout: float, how: str
+    ) -> str | None:
+        """What the drain raises: jobs left at the deadline, or the jobs that failed."""
+        if timed_out:
+            return (
+                f"corequeue_worker.drain() did not finish within {timeout:g}s ({how}). "
+                "Still waiting:\n" + _listing(result.waiting or self._running())
+            )
+        if result.failed:
+            return f"corequeue_worker.drain(): {len(result.failed)} job(s) failed:\n" + "\n".join(
+                self._failure(r) for r in result.failed
+            )
+        return None
+
+    def _run_once(
+        self,
+        settings: Settings,
+        deadline: float,
+        services: list[Service],
+        clock: Clock | None = None,
+    ) -> bool:
         """One burst run of a real worker. Returns whether it was stopped at the deadline."""
-        worker = Worker(self.store, settings, burst=True, services=services)
+        worker = Worker(self.store, settings, burst=True, services=services, clock=clock or utcnow)
         timed_out = threading.Event()
 
         def stop() -> None:
@@ -176,6 +229,10 @@ class TestWorker:
             tail = last.traceback.rstrip().splitlines()[-6:]
             lines += [f"      {line}" for line in tail]
         return "\n".join(lines)
+
+
+def _frozen(moment: datetime) -> Clock:
+    return lambda: moment
 
 
 def _describe(record: JobRecord) -> str:

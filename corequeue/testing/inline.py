@@ -189,7 +189,7 @@ class InlineJobs:
         """Run the waiting jobs whose run time is at or before ``until`` (an aware datetime,
         or a timedelta from now; default now), in the order a worker would claim them, jobs
         they enqueue included. Nothing waits for the clock. Returns the handles run."""
-        moment = _moment(until)
+        moment = until_moment(until)
         ran: list[InlineHandle] = []
         while True:
             due = [
@@ -352,7 +352,7 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def _moment(until: datetime | timedelta | None) -> datetime:
+def until_moment(until: datetime | timedelta | None) -> datetime:
     """``until`` as an aware datetime (a timedelta counts from now). Raises ValueError for a
     naive datetime."""
     if until is None:

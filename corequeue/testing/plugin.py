@@ -44,7 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--corequeue-postgres-url",
         default=None,
         help=f"PostgreSQL server for corequeue_store (a user that may CREATE DATABASE); "
-        f"default: ${ENV_URL}, then testcontainers, then local initdb/pg_ctl",
+        f"default: ${ENV_URL}, then a server answering at 127.0.0.1:5432, then "
+        "testcontainers, then a throwaway cluster from local initdb/pg_ctl",
     )
     parser.addini(
         "corequeue_db", "default database for corequeue_store: postgresql or sqlite", default=""

@@ -1,9 +1,10 @@
 """Finding a PostgreSQL server for tests, and throwaway databases on it.
 
 In order: an explicit URL (``--corequeue-postgres-url`` or ``COREQUEUE_TEST_DATABASE_URL``);
-a testcontainers PostgreSQL when a Docker engine answers; a throwaway cluster started from the
-local PostgreSQL binaries (``initdb``/``pg_ctl``; as root, it runs as the ``postgres`` user or
-``nobody``); otherwise :class:`PostgresNotFound`, whose message says what to install or set.
+the default local server (:data:`DEFAULT_LOCAL_URL`) when it answers; a testcontainers
+PostgreSQL when a Docker engine answers; a throwaway cluster started from the local PostgreSQL
+binaries (``initdb``/``pg_ctl``; as root, it runs as the ``postgres`` user or ``nobody``);
+otherwise :class:`PostgresNotFound`, whose message says what to install or set.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from pathlib import Path
 
 ENV_URL = "COREQUEUE_TEST_DATABASE_URL"
 
+#: Tried after an explicit URL: a local server whose ``postgres`` user may create databases.
+DEFAULT_LOCAL_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
 HOW_TO = (
     f"set {ENV_URL}=postgresql://USER@HOST:PORT/DBNAME (or pass --corequeue-postgres-url) to "
-    "use a server you run; or start a Docker engine with `pip install 'testcontainers[postgres]'`;"
-    " or install the PostgreSQL server binaries (initdb and pg_ctl, e.g. `apt install "
+    "use a server you run (a local one at 127.0.0.1:5432 whose postgres user may create "
+    "databases is found by itself); or start a Docker engine with "
+    "`pip install 'testcontainers[postgres]'`; or install the PostgreSQL server binaries "
+    "(initdb and pg_ctl, e.g. `apt install "
     "postgresql` or `brew install postgresql`); or run these tests on SQLite with "
     "--corequeue-db=sqlite"
 )
@@ -75,6 +81,10 @@ def find_postgres(explicit_url: str | None = None) -> PostgresServer:
         _check_reachable(url)
         return PostgresServer(url, "url")
     tried: list[str] = []
+    failure = _unreachable(DEFAULT_LOCAL_URL)
+    if failure is None:
+        return PostgresServer(DEFAULT_LOCAL_URL, "default local URL")
+    tried.append(f"no server answered at {_hidden(DEFAULT_LOCAL_URL)} ({failure})")
     server = _from_testcontainers(tried)
     if server is not None:
         return server
@@ -97,16 +107,24 @@ def _require_psycopg() -> None:
 
 
 def _check_reachable(url: str) -> None:
-    from corequeue.store import servers
-    from corequeue.store.engine import normalize_url
-
-    failure = servers.unreachable(url)
+    failure = _unreachable(url)
     if failure is not None:
-        where = normalize_url(url).render_as_string(hide_password=True)
         raise PostgresNotFound(
-            f"PostgreSQL is not reachable at {where} "
+            f"PostgreSQL is not reachable at {_hidden(url)} "
             f"({failure}): start it, or fix --corequeue-postgres-url / {ENV_URL}"
         )
+
+
+def _unreachable(url: str) -> str | None:
+    from corequeue.store import servers
+
+    return servers.unreachable(url)
+
+
+def _hidden(url: str) -> str:
+    from corequeue.store.engine import normalize_url
+
+    return normalize_url(url).render_as_string(hide_password=True)
 
 
 # -- testcontainers --------------------------------------------------------------------------
