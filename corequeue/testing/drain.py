@@ -18,10 +18,12 @@ the children's own clock (``datetime.now()`` in a job) is not moved.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,14 +73,19 @@ class TestWorker:
     """Drains the jobs of a test database with a real worker (see the module docstring).
 
     ``settings`` is the Settings each drain's worker uses; change it with
-    ``dataclasses.replace`` (for instance ``queues=("mail",)``).
+    ``dataclasses.replace`` (for instance ``queues=("mail",)``). ``env``: environment
+    variables set while it drains, so the worker's child processes inherit them (the
+    application's database URL, from ``corequeue_app_setup``).
     """
 
     __test__ = False  # not a test class, despite its name
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, *, env: Mapping[str, str] | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.env = dict(env or {})
 
     def drain(
         self,
@@ -106,10 +113,11 @@ class TestWorker:
             raise ValueError("drain(until=...) runs what is due by then: drop with_scheduled")
         finished_before = self._finished_ids()
         deadline = time.monotonic() + timeout
-        if until is not None:
-            timed_out = self._travel(settings, until_moment(until), deadline)
-        else:
-            timed_out = self._drain_now(settings, deadline, with_scheduled)
+        with _environment(self.env):
+            if until is not None:
+                timed_out = self._travel(settings, until_moment(until), deadline)
+            else:
+                timed_out = self._drain_now(settings, deadline, with_scheduled)
         result = self._result(finished_before)
         how = f"until={until!r}" if until is not None else f"with_scheduled={with_scheduled}"
         problem = self._problem(result, timed_out, timeout, how)
@@ -229,6 +237,20 @@ class TestWorker:
             tail = last.traceback.rstrip().splitlines()[-6:]
             lines += [f"      {line}" for line in tail]
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _frozen(moment: datetime) -> Clock:

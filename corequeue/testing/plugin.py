@@ -10,13 +10,16 @@ Installing corequeue is enough for an application's tests to use these fixtures:
   per test, on PostgreSQL by default (``--corequeue-db=sqlite`` or
   ``@pytest.mark.corequeue_db("sqlite")`` for SQLite) (:mod:`corequeue.testing.postgres`).
 - ``corequeue_worker``: a real worker on that database; ``drain()`` runs until nothing is
-  ready (:mod:`corequeue.testing.drain`).
+  ready, ``drain(until=...)`` travels in time (:mod:`corequeue.testing.drain`).
+- ``corequeue_app_setup``: nothing by default; an application overrides it in its
+  ``conftest.py`` to put its own tables on the test database and point its engine there, and
+  returns (or yields) the environment variables the worker's children need to find it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -155,9 +158,25 @@ def corequeue_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> st
 
 
 @pytest.fixture
-def corequeue_store(corequeue_database_url: str) -> Iterator[Any]:
+def corequeue_app_setup(corequeue_database_url: str) -> Mapping[str, str] | None:
+    """Override this fixture in your ``conftest.py`` to put your application's tables on the
+    test database and point your application's engine at ``corequeue_database_url``.
+
+    Return (or yield) the environment variables the worker's child processes need to find
+    that database (for example ``{"MYAPP_DATABASE_URL": corequeue_database_url}``): the
+    ``corequeue_worker`` fixture sets them while it drains. ``corequeue_store`` and
+    ``corequeue_worker`` depend on it; so should your own database fixtures. Default: nothing.
+    """
+    return None
+
+
+@pytest.fixture
+def corequeue_store(
+    corequeue_database_url: str, corequeue_app_setup: Mapping[str, str] | None
+) -> Iterator[Any]:
     """A Store on ``corequeue_database_url``, also configured as corequeue's database for
-    the test (``run_in_worker()`` writes there). The previous configuration comes back after."""
+    the test (``run_in_worker()`` writes there). The previous configuration comes back after.
+    The application's tables are there too when it overrides ``corequeue_app_setup``."""
     from corequeue import runtime
 
     previous = runtime._state.store
@@ -173,10 +192,20 @@ def corequeue_store(corequeue_database_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def corequeue_worker(corequeue_store: Any) -> TestWorker:
+def corequeue_worker(
+    corequeue_store: Any, corequeue_app_setup: Mapping[str, str] | None
+) -> TestWorker:
     """A real worker on the test's database: ``corequeue_worker.drain()`` runs the waiting
-    jobs in child processes until nothing is ready (see corequeue.testing.drain)."""
-    return TestWorker(corequeue_store, test_settings(corequeue_store))
+    jobs in child processes until nothing is ready (see corequeue.testing.drain). Its
+    children get the environment variables ``corequeue_app_setup`` returned."""
+    if corequeue_app_setup is not None and not isinstance(corequeue_app_setup, Mapping):
+        raise pytest.UsageError(
+            f"corequeue_app_setup returned {corequeue_app_setup!r}: return (or yield) None or a "
+            "dict of environment variables for the worker's children"
+        )
+    return TestWorker(
+        corequeue_store, test_settings(corequeue_store), env=dict(corequeue_app_setup or {})
+    )
 
 
 def _refuse_both(request: pytest.FixtureRequest, other: str) -> None:
