@@ -58,4 +58,7 @@ def identity(obj: Any) -> tuple[type, tuple[Any, ...] | None] | None:
         return None
     state = sa.inspect(obj)
     key = state.identity
+    if key is None:  # not loaded nor flushed: the key it was given, if complete
+        given = state.mapper.primary_key_from_instance(obj)
+        key = None if any(k is None for k in given) else tuple(given)
     return (state.mapper.class_, None if key is None else tuple(key))

@@ -94,11 +94,13 @@ def test_without_any_postgres_the_reason_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("COREQUEUE_TEST_DATABASE_URL", raising=False)
+    monkeypatch.setattr(postgres, "DEFAULT_LOCAL_URL", "postgresql://postgres@127.0.0.1:1/x")
     monkeypatch.setattr(postgres, "find_binaries", lambda: None)
     monkeypatch.setattr(postgres, "_docker_answers", lambda: False)
     with pytest.raises(postgres.PostgresNotFound) as caught:
         postgres.find_postgres()
     message = str(caught.value)
+    assert "no server answered at postgresql://postgres@127.0.0.1:1/x" in message
     assert "no Docker engine answered" in message
     assert "no initdb/pg_ctl found" in message
     assert "set COREQUEUE_TEST_DATABASE_URL=" in message
@@ -113,6 +115,13 @@ def test_a_throwaway_cluster_from_local_binaries(
         pytest.fail("this test needs the PostgreSQL server binaries (initdb, pg_ctl) installed")
     monkeypatch.delenv("COREQUEUE_TEST_DATABASE_URL", raising=False)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    app_dir.makeconftest(  # no server at the default local URL either
+        """
+        import corequeue.testing.postgres as found
+
+        found.DEFAULT_LOCAL_URL = "postgresql+psycopg://postgres@127.0.0.1:1/postgres"
+        """
+    )
     app_dir.makepyfile(
         test_pg="""
         import pathlib
