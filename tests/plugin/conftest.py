@@ -111,7 +111,9 @@ class Tag:
 INI = """
 [pytest]
 addopts = -p no:cacheprovider --strict-markers
-filterwarnings = error
+filterwarnings =
+    error
+    ignore:The configuration option "asyncio_default_fixture_loop_scope" is unset
 """
 
 
