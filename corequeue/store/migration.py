@@ -130,11 +130,29 @@ def _to_version_4(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+#: The indexes version 5 adds (:mod:`corequeue.store.schema`).
+VERSION_5_INDEXES = (
+    "ix_corequeue_jobs_unsuccessful",
+    "ix_corequeue_jobs_name_finished",
+    "ix_corequeue_jobs_created",
+)
+
+
+def _to_version_5(conn: Connection) -> None:
+    """Version 5: indexes for the dashboard and ``/metrics`` with millions of rows (failed and
+    cancelled jobs, a job name's finished jobs, enqueue times). On a big table each takes a
+    while to build, and writes to the jobs table wait meanwhile."""
+    for index in schema.jobs.indexes:
+        if index.name in VERSION_5_INDEXES:
+            index.create(conn, checkfirst=True)
+
+
 #: UPGRADES[v] takes a database at version v to version v + 1.
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     1: _to_version_2,
     2: _to_version_3,
     3: _to_version_4,
+    4: _to_version_5,
 }
 
 

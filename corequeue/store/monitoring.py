@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core.states import JobState, Outcome
-from corequeue.store import schema
+from corequeue.store import estimates, schema
 from corequeue.store.endings import ON_JOB_ROW, ON_JOB_ROW_STATE
 from corequeue.store.engine import translate_errors
 from corequeue.store.queries import Store
@@ -38,6 +38,8 @@ class QueueStats:
     ready: int = 0  # waiting with run_at <= now
     scheduled: int = 0  # waiting with run_at > now
     oldest_ready_at: datetime | None = None
+    #: The succeeded count is the planner's estimate (a large table: store.estimates).
+    estimated: bool = False
 
     @property
     def total(self) -> int:
@@ -238,12 +240,14 @@ class Monitor:
             .group_by(jobs.c.queue)
         )
         counts: dict[str, dict[JobState, int]] = {}
-        for queue, state, n in self.store.job_count_many():
-            row = counts.setdefault(queue, {})
-            row[state] = row.get(state, 0) + n  # (two unknown states add up)
         with translate_errors(self.store.url), self._connect() as conn:
+            found, estimated = estimates.queue_state_counts(conn)
             ready = {q: (int(n), _utc(self.store, at)) for q, n, at in conn.execute(ready_q)}
             scheduled = {q: int(n) for q, n in conn.execute(scheduled_q)}
+        for queue, text, n in found:
+            row = counts.setdefault(queue, {})
+            state = read_state(text)
+            row[state] = row.get(state, 0) + n  # (two unknown states add up)
         return [
             QueueStats(
                 queue=queue,
@@ -251,6 +255,7 @@ class Monitor:
                 ready=ready.get(queue, (0, None))[0],
                 scheduled=scheduled.get(queue, 0),
                 oldest_ready_at=ready.get(queue, (0, None))[1],
+                estimated=estimated,
             )
             for queue in sorted(counts)
         ]
@@ -368,42 +373,56 @@ class Monitor:
         self, name: str, *, now: datetime, windows: Sequence[timedelta] = NAME_WINDOWS
     ) -> list[NameWindow]:
         """``name``'s outcomes over each window, and the durations of its 2000 most recent
-        finishes in the window."""
-        out = []
+        finishes in the window: one scan of ``ix_corequeue_jobs_name_finished`` over the
+        widest window, and its 2000 most recent finishes (each window's are among them)."""
+        if not windows:
+            return []
+        where = (
+            jobs.c.name == name,
+            jobs.c.finished_at.is_not(None),
+            jobs.c.finished_at >= now - max(windows),
+        )
+        per_window = [
+            sa.func.sum(sa.case((jobs.c.finished_at >= now - w, 1), else_=0)) for w in windows
+        ]
+        counts = sa.select(jobs.c.state, *per_window).where(*where).group_by(jobs.c.state)
+        recent = (
+            sa.select(jobs.c.started_at, jobs.c.finished_at)
+            .where(*where, jobs.c.started_at.is_not(None))
+            .order_by(jobs.c.finished_at.desc())
+            .limit(2000)
+        )
+        finished: list[dict[str, int]] = [{} for _ in windows]
         with translate_errors(self.store.url), self._connect() as conn:
-            for window in windows:
-                since = now - window
-                where = (jobs.c.name == name, jobs.c.finished_at >= since)
-                counts = sa.select(jobs.c.state, sa.func.count()).where(*where)
-                finished: dict[str, int] = {}
-                for state, n in conn.execute(counts.group_by(jobs.c.state)):
-                    finished[state] = finished.get(state, 0) + int(n)
-                recent = (
-                    sa.select(jobs.c.started_at, jobs.c.finished_at)
-                    .where(*where, jobs.c.started_at.is_not(None))
-                    .order_by(jobs.c.finished_at.desc())
-                    .limit(2000)
-                )
-                took = [max((f - s).total_seconds(), 0.0) for s, f in conn.execute(recent)]
-                out.append(NameWindow(window, finished, Distribution.of(took)))
+            for state, *ns in conn.execute(counts):
+                for by_state, n in zip(finished, ns, strict=True):
+                    if n:
+                        by_state[state] = by_state.get(state, 0) + int(n)
+            ends = list(conn.execute(recent))
+        out = []
+        for window, by_state in zip(windows, finished, strict=True):
+            since = now - window
+            took = [max((f - s).total_seconds(), 0.0) for s, f in ends if f >= since]
+            out.append(NameWindow(window, by_state, Distribution.of(took)))
         return out
 
-    def attempt_counts(self) -> dict[Outcome, int]:
+    def attempt_counts(self, *, succeeded: int | None = None) -> dict[Outcome, int]:
         """Recorded attempts by outcome (every outcome present, zero when none). Successful
         attempts are kept on their job rows (``endings.ON_JOB_ROW``): one per job in
-        ``ON_JOB_ROW_STATE``."""
-        query = (
-            sa.select(attempts.c.outcome, sa.func.count())
-            .where(attempts.c.outcome != ON_JOB_ROW.value)  # rows written before: on job rows
-            .group_by(attempts.c.outcome)
-        )
-        kept = sa.select(sa.func.count()).where(jobs.c.state == ON_JOB_ROW_STATE.value)
+        ``ON_JOB_ROW_STATE``, whose count the caller may know already (``succeeded``, from
+        :meth:`queue_stats`). Estimates for large tables (:mod:`corequeue.store.estimates`)."""
         counts = dict.fromkeys(Outcome, 0)
+        others = [o for o in Outcome if o is not ON_JOB_ROW]
         with translate_errors(self.store.url), self._connect() as conn:
-            for text, n in conn.execute(query):
+            by_outcome, _ = estimates.outcome_counts(conn, others)
+            if succeeded is None:
+                found, _ = estimates.queue_state_counts(conn)
+                succeeded = sum(n for _, s, n in found if s == ON_JOB_ROW_STATE.value)
+        for text, n in by_outcome.items():
+            if text != ON_JOB_ROW.value:  # rows written before: on job rows
                 outcome = read_outcome(text)
-                counts[outcome] = counts.get(outcome, 0) + int(n)
-            counts[ON_JOB_ROW] = int(conn.execute(kept).scalar_one())
+                counts[outcome] = counts.get(outcome, 0) + n
+        counts[ON_JOB_ROW] = succeeded
         return counts
 
     # -- workers --------------------------------------------------------------------------
@@ -485,10 +504,13 @@ class Monitor:
         limit: int = 50,
         before_id: int | None = None,
         after_id: int | None = None,
+        window: tuple[int, int] | None = None,
     ) -> list[JobSummary]:
         """Up to ``limit`` matching jobs, newest first: older than ``before_id``, or (keyset,
-        the other way) the ones just newer than ``after_id``."""
-        query = sa.select(*_SUMMARY_COLUMNS).where(*filter_clauses(filter)).limit(limit)
+        the other way) the ones just newer than ``after_id``. ``window``: the ids a search
+        looks among (see :func:`filter_clauses`)."""
+        clauses = filter_clauses(filter, window=window)
+        query = sa.select(*_SUMMARY_COLUMNS).where(*clauses).limit(limit)
         if after_id is not None:
             query = query.where(jobs.c.id > after_id).order_by(jobs.c.id)
         else:
@@ -499,6 +521,13 @@ class Monitor:
             found = [_summary(r) for r in conn.execute(query)]
         return found[::-1] if after_id is not None else found
 
+    def id_range(self) -> tuple[int, int] | None:
+        """The lowest and highest job ids (two primary-key probes), None without jobs."""
+        query = sa.select(sa.func.min(jobs.c.id), sa.func.max(jobs.c.id))
+        with translate_errors(self.store.url), self._connect() as conn:
+            low, high = conn.execute(query).one()
+        return None if low is None else (int(low), int(high))
+
     def job_list_after(
         self, filter: JobFilter, *, after_id: int, limit: int = 50
     ) -> list[JobSummary]:
@@ -506,10 +535,32 @@ class Monitor:
         return self.job_page(filter, after_id=after_id, limit=limit)
 
     def distinct_names(self, *, limit: int = 200) -> list[str]:
-        """Job names present in the table (for filter suggestions)."""
-        query = sa.select(jobs.c.name).group_by(jobs.c.name).order_by(jobs.c.name).limit(limit)
+        """Job names present in the table (for filter suggestions): those of finished jobs by
+        a skip scan of ``ix_corequeue_jobs_name_finished`` (one index probe per name), and
+        those of waiting and running jobs."""
+        finished = jobs.c.finished_at.is_not(None)
+        seen = sa.select(sa.func.min(jobs.c.name).label("name")).where(finished)
+        walk = seen.cte("names", recursive=True)
+        following = sa.select(sa.func.min(jobs.c.name)).where(finished, jobs.c.name > walk.c.name)
+        walk = walk.union_all(
+            sa.select(following.scalar_subquery()).where(walk.c.name.is_not(None))
+        )
+        names = sa.select(walk.c.name).where(walk.c.name.is_not(None)).limit(limit)
+        active = [
+            sa.select(jobs.c.name).where(sa.literal_column(f"state = '{s.value}'")).distinct()
+            for s in (JobState.REQUESTED, JobState.RUNNING)
+        ]
         with translate_errors(self.store.url), self._connect() as conn:
-            return list(conn.execute(query).scalars())
+            found = set(conn.execute(names).scalars())
+            for query in active:
+                found.update(conn.execute(query).scalars())
+        return sorted(found)[:limit]
+
+    def queue_names(self) -> list[str]:
+        """The queues the overview lists (see :func:`estimates.queue_state_counts`)."""
+        with translate_errors(self.store.url), self._connect() as conn:
+            found, _ = estimates.queue_state_counts(conn)
+        return sorted({queue for queue, _, _ in found})
 
 
 def _percentile(ordered: Sequence[float], pct: float) -> float:

@@ -250,8 +250,7 @@ class Dashboard:
         """Queue and job names for the filter form; cached for 30 s (they scan the table)."""
         at, options = self._options_cache
         if time.monotonic() - at > 30:
-            queues = sorted({q for q, _, _ in self.store.job_count_many()})
-            options = (queues, self.monitor.distinct_names())
+            options = (self.monitor.queue_names(), self.monitor.distinct_names())
             self._options_cache = (time.monotonic(), options)
         return options
 

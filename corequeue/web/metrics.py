@@ -82,8 +82,10 @@ def render_metrics(
       ``corequeue_schedule_paused{schedule}``.
     """
     w = _Writer()
-    _queue_families(w, monitor.queue_stats(now=now), now)
-    _attempt_families(w, monitor, now, window)
+    stats = monitor.queue_stats(now=now)
+    _queue_families(w, stats, now)
+    succeeded = monitor.state_totals(stats)[JobState.SUCCEEDED]
+    _attempt_families(w, monitor, now, window, succeeded)
     _breakdown_families(w, monitor.breakdown(now=now, window=window), window)
     _worker_families(w, monitor.worker_statuses(now=now, heartbeat_timeout=heartbeat_timeout))
     _flow_families(w, monitor)
@@ -116,10 +118,12 @@ def _queue_families(w: _Writer, stats: list[QueueStats], now: datetime) -> None:
         )
 
 
-def _attempt_families(w: _Writer, monitor: Monitor, now: datetime, window: timedelta) -> None:
+def _attempt_families(
+    w: _Writer, monitor: Monitor, now: datetime, window: timedelta, succeeded: int
+) -> None:
     """What happened: attempts by outcome, jobs finished in ``window``, and their timings."""
     w.family("corequeue_attempts", "gauge", "Attempts recorded, by outcome (pruning lowers it).")
-    for outcome, n in monitor.attempt_counts().items():
+    for outcome, n in monitor.attempt_counts(succeeded=succeeded).items():
         w.sample("corequeue_attempts", {"outcome": outcome.value}, n)
 
     minutes = max(int(window.total_seconds() // 60), 1)

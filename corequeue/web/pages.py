@@ -19,9 +19,8 @@ from corequeue.web import metrics
 from corequeue.web.actions import job_actions
 from corequeue.web.chart import throughput_chart
 from corequeue.web.dashboard import Context, Dashboard
+from corequeue.web.history import history_page
 from corequeue.web.query import cursor, job_id_of, parse_filter, query_string
-
-PAGE_SIZE = 50
 
 
 def overview_data(dash: Dashboard, now: datetime) -> dict[str, Any]:
@@ -61,6 +60,7 @@ def api_overview(dash: Dashboard, request: Request, ctx: Context) -> Response:
                     "ready": q.ready,
                     "scheduled": q.scheduled,
                     "oldest_wait_seconds": q.oldest_wait(now),
+                    "estimated": ["succeeded"] if q.estimated else [],
                 }
                 for q in data["queues"]
             ],
@@ -99,22 +99,12 @@ def page_jobs(dash: Dashboard, request: Request, ctx: Context) -> Response:
     filt, form, problems = parse_filter(params)
     before = cursor(params, "before", problems)
     after = cursor(params, "after", problems)
-    if after is not None and before is None:
-        page = dash.monitor.job_page(filt, after_id=after, limit=PAGE_SIZE + 1)
-        has_newer = len(page) > PAGE_SIZE
-        page = page[-PAGE_SIZE:] if has_newer else page
-        older = dash.monitor.job_page(filt, limit=1, before_id=page[-1].id) if page else []
-        has_older = bool(older)
-    else:
-        page = dash.monitor.job_page(filt, limit=PAGE_SIZE + 1, before_id=before)
-        has_older = len(page) > PAGE_SIZE
-        page = page[:PAGE_SIZE]
-        has_newer = before is not None
+    found = history_page(dash, filt, before, after)
     query = {k: v for k, v in form.items() if v and k != "state"}
     links = {
-        "newer": query_string(form, after=str(page[0].id)) if has_newer and page else None,
-        "older": query_string(form, before=str(page[-1].id)) if has_older and page else None,
-        "first": query_string(form) if has_newer else None,
+        "newer": query_string(form, after=str(found.newer)) if found.newer is not None else None,
+        "older": query_string(form, before=str(found.older)) if found.older is not None else None,
+        "first": query_string(form) if found.newer is not None else None,
     }
     queues, names = dash.filter_options()
     return dash.render(
@@ -122,7 +112,8 @@ def page_jobs(dash: Dashboard, request: Request, ctx: Context) -> Response:
         ctx,
         "jobs.html",
         {
-            "jobs": page,
+            "jobs": found.jobs,
+            "searched": found.searched,
             "form": form,
             "query": query,
             "links": links,
