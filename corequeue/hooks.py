@@ -9,6 +9,10 @@ and ``job_finished`` in the process that runs the attempt, around it (``job_fini
 when it raised); ``job_failed`` (the job failed for good) and ``job_lost`` (an attempt was
 lost with its worker or child) in the worker that records them. A hook that raises is logged
 and never changes the job's outcome.
+
+Every event carries the job's context, the fields ``corequeue.current_job()`` has, and the
+endings how the attempt ended; each event is built here (:func:`enqueued`, :func:`attempt`,
+:func:`endings`), whichever process fires it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib
 import logging
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from corequeue.context import JobContext
@@ -24,7 +29,7 @@ from corequeue.core.errors import ConfigError
 from corequeue.runtime import resolve_setting_path
 
 if TYPE_CHECKING:
-    from corequeue.store.records import AttemptEnd
+    from corequeue.store.records import AttemptEnd, NewJob
 
 log = logging.getLogger("corequeue.hooks")
 
@@ -33,17 +38,87 @@ EVENTS = ("job_enqueued", "job_started", "job_finished", "job_failed", "job_lost
 
 @dataclass(frozen=True, slots=True)
 class JobEvent:
-    """What a hook receives. ``job`` is the job's context where the process knows it (in the
-    child and inline), ``None`` elsewhere; ``job_id`` and ``name`` are always set."""
+    """What a hook receives: the event's name, the job's context (``job``: the fields of
+    ``corequeue.current_job()``: id, name, queue, priority, attempt, max_attempts, enqueued_at,
+    run_at, worker_id, source; for ``job_enqueued`` attempt is 0 and worker_id ""), and for
+    the events that end an attempt (``job_finished``, ``job_failed``, ``job_lost``) its
+    ``outcome``, ``error`` and the retry ``rule`` that applied (``job_finished``: the rule
+    that judged the exception; ``job_failed``: the one that failed the job, such as
+    "discard_on" or "retries_exhausted"; see :class:`corequeue.core.policy.Rule`)."""
 
     event: str
-    job_id: int
-    name: str
-    queue: str
-    job: JobContext | None = None
-    outcome: str | None = None  # job_finished, job_failed, job_lost: how the attempt ended
-    error: str | None = None  # the attempt's error, when it raised
-    attempt: int | None = None
+    job: JobContext
+    outcome: str | None = None
+    error: str | None = None
+    rule: str | None = None
+
+    @property
+    def job_id(self) -> int:
+        return self.job.id
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def queue(self) -> str:
+        return self.job.queue
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+
+def enqueued(job_id: int, row: NewJob, now: datetime) -> JobEvent:
+    """The ``job_enqueued`` event of the job ``row`` inserted as ``job_id`` at ``now``."""
+    context = JobContext(
+        job_id,
+        row.name,
+        row.queue,
+        row.priority,
+        0,  # no attempt yet
+        row.max_attempts,
+        now,
+        row.run_at,
+        "",
+        row.source,
+    )
+    return JobEvent("job_enqueued", context)
+
+
+def attempt(
+    event: str,
+    context: JobContext,
+    outcome: str | None = None,
+    error: str | None = None,
+    rule: str | None = None,
+) -> JobEvent:
+    """The ``job_started`` or ``job_finished`` event of the attempt ``context`` runs."""
+    return JobEvent(event, context, outcome, error, rule)
+
+
+def endings(end: AttemptEnd) -> list[JobEvent]:
+    """The events of a recorded ending: ``job_lost`` if its attempt was lost, ``job_failed``
+    if it failed the job (both for a lost attempt that failed it)."""
+    context = JobContext(
+        end.job_id,
+        end.name,
+        end.queue,
+        end.priority,
+        end.attempt,
+        end.change.max_attempts,
+        end.enqueued_at,
+        end.run_at,
+        end.worker_id or "",
+        end.source,
+    )
+    details = (end.outcome.value, end.error_message, end.rule)
+    out = []
+    if end.outcome.value == "lost":
+        out.append(JobEvent("job_lost", context, *details))
+    if end.change.state.value == "failed":
+        out.append(JobEvent("job_failed", context, *details))
+    return out
 
 
 Hook = Callable[[JobEvent], Any]
@@ -107,8 +182,8 @@ def fire(event: JobEvent) -> None:
                 "hook %s for %s of job %d (%s) raised; the job's outcome is unchanged",
                 getattr(func, "__qualname__", func),
                 event.event,
-                event.job_id,
-                event.name,
+                event.job.id,
+                event.job.name,
             )
 
 
@@ -125,11 +200,5 @@ def fire_endings(ends: Sequence[AttemptEnd], applied: Container[int] | None = No
     if not (active("job_lost") or active("job_failed")):
         return
     for end in ends:
-        if applied is not None and end.job_id not in applied:
-            continue
-        outcome = end.outcome.value
-        common = (end.job_id, end.name, end.queue, None, outcome, end.error_message, end.attempt)
-        if outcome == "lost":
-            fire(JobEvent("job_lost", *common))
-        if end.change.state.value == "failed":
-            fire(JobEvent("job_failed", *common))
+        if applied is None or end.job_id in applied:
+            fire_all(endings(end))

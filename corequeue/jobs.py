@@ -469,7 +469,7 @@ def _insert(
     handles = [JobHandle(i.id, store=store) for i in inserted]
     if hooks.active("job_enqueued"):
         events = [
-            hooks.JobEvent("job_enqueued", i.id, p.row.name, p.row.queue)
+            hooks.enqueued(i.id, p.row, now)
             for i, p in zip(inserted, prepared, strict=True)
             if i.inserted  # a unique key's existing job was enqueued before
         ]

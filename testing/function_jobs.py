@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 from dataclasses import asdict
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -67,12 +68,35 @@ class ShouldRetry(Job):
     def default_retries(self) -> int:
         return 3
 
+    def retry_delay(self, attempt: int) -> float:
+        return 0.0  # (a worker in --burst mode runs the retry before it exits)
+
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
         return attempt < 2
 
     def run(self) -> None:
         _record(self.path, "should_retry")
         raise RuntimeError("again")
+
+
+@register_job
+class Exhausted(Job):
+    """Fails every attempt with an exception no rule judges: retried at once until its two
+    attempts are used."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def default_retries(self) -> int:
+        return 1
+
+    def retry_delay(self, attempt: int) -> float:
+        return 0.0
+
+    def run(self) -> None:
+        _record(self.path, "exhausted")
+        ctx = corequeue.current_job()
+        raise RuntimeError(f"attempt {ctx.attempt if ctx else '?'} failed")
 
 
 @corequeue.job
@@ -86,21 +110,28 @@ def fails(path: str) -> None:
     raise RuntimeError("for good")
 
 
+def event_record(event: corequeue.JobEvent) -> dict[str, Any]:
+    """A hook's event as JSON: its name, the job's context and how the attempt ended."""
+    return {
+        "event": event.event,
+        "id": event.job_id,
+        "pid": os.getpid(),
+        "job": {k: _text(v) for k, v in asdict(event.job).items()},
+        "outcome": event.outcome,
+        "error": event.error,
+        "rule": event.rule,
+    }
+
+
+def _text(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def _log_event(event: corequeue.JobEvent) -> None:
     path = os.environ.get("COREQUEUE_TEST_HOOK_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(
-                json.dumps(
-                    {
-                        "event": event.event,
-                        "id": event.job_id,
-                        "pid": os.getpid(),
-                        "outcome": event.outcome,
-                    }
-                )
-                + "\n"
-            )
+            f.write(json.dumps(event_record(event)) + "\n")
 
 
 for _event in corequeue.hooks.EVENTS:

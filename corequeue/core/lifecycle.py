@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from corequeue.core.errors import InvalidTransition, StaleLease
+from corequeue.core.policy import Rule, ending_rule
 from corequeue.core.states import JobState, Outcome
 
 
@@ -345,11 +346,13 @@ LOST_ERROR_TYPE = "WorkerLost"
 
 
 class LostAttempt(NamedTuple):
-    """How a lost attempt ends: the job's change, and the error its attempt records."""
+    """How a lost attempt ends: the job's change, the error its attempt records, and the rule
+    that failed the job, when it did (a crash loop, or its attempts used up)."""
 
     change: Change
     error_type: str
     error_message: str
+    rule: Rule | None = None
 
 
 def lost_before(now: datetime, heartbeat_timeout: float) -> datetime:
@@ -380,14 +383,18 @@ def lose(
     if reason is not LostReason.HEARTBEAT_EXPIRED:
         change = finish(job, Outcome.LOST, lease=job.lease, now=now, retry_delay=retry_delay)
         why = "no longer held this attempt (its result was never recorded)"
-        return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}")
+        rule = ending_rule(None, refused=False, failed=change.state is JobState.FAILED)
+        return LostAttempt(change, LOST_ERROR_TYPE, f"worker {worker_id} {why}", rule)
     change = _worker_loss(job, now, max_worker_losses)
     message = (
         f"worker {worker_id} stopped heartbeating for more than {heartbeat_timeout:g}s "
         f"while running this job (worker loss {change.worker_losses} in a row): "
         + worker_loss_note(change, max_worker_losses, "worker")
     )
-    return LostAttempt(change, LOST_ERROR_TYPE, message)
+    crash_loop = is_crash_loop(change, max_worker_losses)
+    return LostAttempt(
+        change, LOST_ERROR_TYPE, message, Rule.MAX_WORKER_LOSSES if crash_loop else None
+    )
 
 
 def lose_shared(

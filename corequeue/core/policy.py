@@ -1,4 +1,6 @@
-"""The retry policy: whether an attempt that raised may be retried, and which rule said so.
+"""The retry policy: whether an attempt that raised may be retried, which rule said so, and
+which rule an ending records (:func:`ending_rule`: also "retries_exhausted" and the bounds
+that fail a job without its exception being judged).
 
 Decides from the exception's class, the job's ``discard_on`` and ``retry_on`` and, when the job
 overrides it, the answer of its ``should_retry(exc, attempt)`` (the caller asks the job and
@@ -20,6 +22,11 @@ class Rule(StrEnum):
     RETRY_ON = "retry_on"  # retry_on is set: retried only if the exception is in it
     SHOULD_RETRY = "should_retry"  # the job's should_retry() answered
     DEFAULT = "default"  # no rule: retried while attempts are left
+    # What an ending records when no rule above refused the retry but the job still failed:
+    RETRIES_EXHAUSTED = "retries_exhausted"  # its attempts were all used
+    MAX_WORKER_LOSSES = "max_worker_losses"  # lost with its worker or child too often in a row
+    MAX_DEFERRALS = "max_deferrals"  # deferred itself too often without using an attempt
+    UNKNOWN_JOB_TIMEOUT = "unknown_job_timeout"  # no worker could resolve its name in time
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,19 @@ def decide(
     if retry_on:
         return Verdict(issubclass(exc_type, tuple(retry_on)), Rule.RETRY_ON)
     return Verdict(True, Rule.DEFAULT)
+
+
+def ending_rule(judged: Rule | None, *, refused: bool, failed: bool) -> Rule | None:
+    """The rule an attempt that errored, timed out or was lost records with its ending.
+
+    ``judged``: the rule that judged its exception (None when none was asked: a timeout, a
+    loss); ``refused``: that rule refused a retry; ``failed``: the ending failed the job. A
+    failed job records the rule that refused the retry, else ``retries_exhausted``; a retried
+    one the rule that allowed it (None when no rule is set: the default retries).
+    """
+    if failed:
+        return judged if refused and judged is not None else Rule.RETRIES_EXHAUSTED
+    return None if judged in (None, Rule.DEFAULT) else judged
 
 
 def check_exception_types(option: str, value: object) -> tuple[type[BaseException], ...]:

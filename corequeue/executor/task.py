@@ -111,6 +111,9 @@ class TaskResult(NamedTuple):
     #: The retry policy refused a retry of this errored attempt (corequeue.core.policy): the
     #: job fails whatever attempts are left.
     no_retry: bool = False
+    #: The retry-policy rule that judged this errored attempt's exception (a
+    #: corequeue.core.policy.Rule value; None: no rule is set, the default retries apply).
+    rule: str | None = None
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -213,20 +216,13 @@ def _in_context(
 
 
 def _fire(event: str, task: Task, result: TaskResult | None = None) -> None:
-    if hooks.active(event):
-        context = task.context()
-        hooks.fire(
-            hooks.JobEvent(
-                event,
-                context.id,
-                context.name,
-                context.queue,
-                context,
-                None if result is None else result.outcome.value,
-                None if result is None else result.error_message,
-                context.attempt,
-            )
-        )
+    if not hooks.active(event):
+        return
+    if result is None:
+        hooks.fire(hooks.attempt(event, task.context()))
+    else:
+        ended = (result.outcome.value, result.error_message, result.rule)
+        hooks.fire(hooks.attempt(event, task.context(), *ended))
 
 
 def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdict:
@@ -271,6 +267,7 @@ def _attempt(
             traceback="".join(traceback.format_exception(exc)),
             retry_delay=retry_delay_for(job if job is not None else task.name, task.attempt),
             no_retry=not verdict.retry,
+            rule=None if verdict.rule is policy.Rule.DEFAULT else verdict.rule.value,
         )
 
     try:

@@ -25,6 +25,10 @@ from corequeue.store.writer import Write, write_changes
 RESCUE_COLUMNS = [
     jobs.c.id,
     jobs.c.name,
+    jobs.c.queue,  # (queue, priority, source, created_at: for the job_lost hook's context)
+    jobs.c.priority,
+    jobs.c.source,
+    jobs.c.created_at,
     jobs.c.lease,
     jobs.c.worker_id,
     jobs.c.attempts,
@@ -225,20 +229,7 @@ class MaintenanceQueries(StoreBase):
                 retry_delay=retry_delay(r.name, r.attempts),
                 max_worker_losses=max_worker_losses(r.name),
             )
-            ends.append(
-                AttemptEnd(
-                    job_id=r.id,
-                    lease=r.lease,
-                    attempt=r.attempts,
-                    outcome=Outcome.LOST,
-                    change=lost.change,
-                    worker_id=r.worker_id,
-                    started_at=r.started_at,
-                    finished_at=now,
-                    error_type=lost.error_type,
-                    error_message=lost.error_message,
-                )
-            )
+            ends.append(_lost_end(r, lost, now))
         write_changes(
             conn,
             [
@@ -251,3 +242,26 @@ class MaintenanceQueries(StoreBase):
             if self.is_postgresql:
                 conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
         return ends
+
+
+def _lost_end(r: Any, lost: lifecycle.LostAttempt, now: datetime) -> AttemptEnd:
+    """The ending of the attempt of ``r`` (a row of RESCUE_COLUMNS) that ``lost`` decided."""
+    return AttemptEnd(
+        job_id=r.id,
+        lease=r.lease,
+        attempt=r.attempts,
+        outcome=Outcome.LOST,
+        change=lost.change,
+        worker_id=r.worker_id,
+        started_at=r.started_at,
+        finished_at=now,
+        error_type=lost.error_type,
+        error_message=lost.error_message,
+        name=r.name,
+        queue=r.queue,
+        priority=r.priority,
+        source=r.source,
+        run_at=r.run_at,
+        enqueued_at=r.created_at,
+        rule=None if lost.rule is None else lost.rule.value,
+    )

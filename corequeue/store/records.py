@@ -108,6 +108,9 @@ class AttemptEnd:
     source: str = ""  # where the job was enqueued (file:line)
     run_at: datetime | None = None  # the log line's waited_ms: from run_at to started_at
     pid: int | None = None  # the child process that reported the ending, when one did
+    enqueued_at: datetime | None = None  # the job's created_at (for hooks' job context)
+    #: The retry rule that applied (corequeue.core.policy.Rule's value), when one did.
+    rule: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.core import lifecycle
+from corequeue.core.policy import Rule, ending_rule
 from corequeue.core.states import JobState, Outcome
 from corequeue.executor.task import TaskResult
 from corequeue.store.records import AttemptEnd, ClaimedJob
@@ -33,19 +34,18 @@ def decide(
     own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
     worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
     after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared."""
-    retry_delay = result.retry_delay
-    if retry_delay is None:  # not decided in the child (it could not ask the job)
-        retry_delay = (
-            0.0 if result.outcome in _NO_RETRY else retry_delay_for(job.name, job.attempts)
-        )
+    retry_delay = _retry_delay(job, result)
     error_message = result.error_message
+    rule: Rule | None = None
     if interrupted and result.outcome is Outcome.LOST:
         change = lifecycle.interrupt(job.snapshot(), lease=job.lease, now=now)
         error_message = f"{error_message}: requeued without using an attempt"
     elif result.unresolved:
         change, error_message = _unresolved(job, error_message, now, unknown_job_timeout)
+        rule = Rule.UNKNOWN_JOB_TIMEOUT if change.state is JobState.FAILED else None
     elif result.crash_shared:
         change, error_message = _lost_shared(job, error_message, now, max_worker_losses)
+        rule = Rule.MAX_WORKER_LOSSES if change.state is JobState.FAILED else None
     else:
         change = lifecycle.finish(
             job.snapshot(),
@@ -59,6 +59,7 @@ def decide(
             retryable=not result.no_retry,
         )
         error_message = _too_many_deferrals(result, change, max_deferrals) or error_message
+        rule = _rule(result, change, max_deferrals)
     # By position, in AttemptEnd's field order (once per job: keywords cost twice as much).
     return AttemptEnd(
         job.id,
@@ -74,7 +75,32 @@ def decide(
         error_message,
         result.traceback,
         *_for_logs(job),  # name, queue, priority, source, run_at, pid
+        job.created_at,  # enqueued_at
+        None if rule is None else rule.value,
     )
+
+
+def _rule(result: TaskResult, change: lifecycle.Change, max_deferrals: int | None) -> Rule | None:
+    """The rule the core's ``change`` of a finished attempt applied, for its ending."""
+    if result.outcome is Outcome.DEFERRED:
+        if change.state is not JobState.FAILED:
+            return None
+        too_often = lifecycle.deferred_too_often(change, max_deferrals)
+        return Rule.MAX_DEFERRALS if too_often else Rule.RETRIES_EXHAUSTED
+    if result.outcome not in (Outcome.ERRORED, Outcome.TIMED_OUT, Outcome.LOST):
+        return None
+    return ending_rule(
+        None if result.rule is None else Rule(result.rule),
+        refused=result.no_retry,
+        failed=change.state is JobState.FAILED,
+    )
+
+
+def _retry_delay(job: ClaimedJob, result: TaskResult) -> float:
+    """The wait before a retry: the child's, else (it could not ask the job) the worker's."""
+    if result.retry_delay is not None:
+        return result.retry_delay
+    return 0.0 if result.outcome in _NO_RETRY else retry_delay_for(job.name, job.attempts)
 
 
 def _too_many_deferrals(

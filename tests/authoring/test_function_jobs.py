@@ -162,7 +162,8 @@ def test_hooks_fire_once_each_and_a_raising_hook_changes_nothing(
 def test_hooks_setting_loads_event_and_path(events: list[JobEvent]) -> None:
     corequeue.hooks.load(["job_lost:tests.authoring.test_function_jobs.lost_hook"])
     try:
-        corequeue.hooks.fire(JobEvent("job_lost", 1, "x", "q"))
+        context = corequeue.JobContext(1, "x", "q", 0, 1, 1, None, None, "w", "")
+        corequeue.hooks.fire(JobEvent("job_lost", context, "lost"))
     finally:
         corequeue.hooks.remove("job_lost", lost_hook)
     assert LOST == [1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from corequeue.core.policy import Rule, Verdict, check_exception_types, decide
+from corequeue.core.policy import Rule, Verdict, check_exception_types, decide, ending_rule
 
 
 def test_no_rule_retries() -> None:
@@ -43,3 +43,18 @@ def test_exception_types_are_checked() -> None:
     assert check_exception_types("retry_on", (ValueError, KeyError)) == (ValueError, KeyError)
     with pytest.raises(TypeError, match="discard_on"):
         check_exception_types("discard_on", ("ValueError",))
+
+
+def test_the_rule_an_ending_records() -> None:
+    # A failed job: the rule that refused the retry, else its attempts were used up.
+    assert ending_rule(Rule.DISCARD_ON, refused=True, failed=True) is Rule.DISCARD_ON
+    assert ending_rule(Rule.RETRY_ON, refused=True, failed=True) is Rule.RETRY_ON
+    assert ending_rule(Rule.SHOULD_RETRY, refused=True, failed=True) is Rule.SHOULD_RETRY
+    assert ending_rule(Rule.RETRY_ON, refused=False, failed=True) is Rule.RETRIES_EXHAUSTED
+    assert ending_rule(None, refused=False, failed=True) is Rule.RETRIES_EXHAUSTED
+    # A retried job: the rule that allowed it, none for the default retries.
+    assert ending_rule(Rule.RETRY_ON, refused=False, failed=False) is Rule.RETRY_ON
+    assert ending_rule(Rule.SHOULD_RETRY, refused=False, failed=False) is Rule.SHOULD_RETRY
+    assert ending_rule(Rule.DEFAULT, refused=False, failed=False) is None
+    assert ending_rule(None, refused=False, failed=False) is None
+    assert all(len(rule.value) <= 32 for rule in Rule)  # attempts.rule is String(32)

@@ -116,3 +116,10 @@ def test_job_lost_fires_once_per_lost_attempt(
     assert events[("job_lost", handle.id)] == len(lost)
     assert events[("job_failed", handle.id)] == (1 if row.state is JobState.FAILED else 0)
     assert events[("job_finished", handle.id)] == 0  # the child died before it could say
+    for event in lines(hook_log):  # job_lost and job_failed carry the job's context too
+        if event["event"] in ("job_lost", "job_failed"):
+            job = event["job"]
+            assert (job["id"], job["name"], job["queue"]) == (row.id, row.name, row.queue)
+            assert job["source"] == row.source and job["worker_id"] == row.worker_id
+            assert datetime.fromisoformat(job["enqueued_at"]) == row.created_at
+            assert event["outcome"] == "lost" and job["attempt"] >= 1

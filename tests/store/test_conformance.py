@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from corequeue import hooks
+from corequeue.context import JobContext
 from corequeue.core import lifecycle
 from corequeue.core.errors import InvalidTransition, JobNotFound, UniqueViolation
 from corequeue.core.states import JobState, Outcome
@@ -801,6 +803,30 @@ def test_rescue_fails_a_job_lost_with_its_worker_max_worker_losses_times_in_a_ro
     attempts = store.attempt_list(job_id)
     assert [a.outcome for a in attempts] == [Outcome.LOST] * 3
     assert all("worker loss" in (a.error_message or "") for a in attempts)
+
+
+def test_a_rescued_ending_names_its_job_and_rule_for_the_hooks(store: Store) -> None:
+    (job_id,) = insert(store, new_job("app.Report", queue="mail", priority=3, retries=5))
+    claim(store, queues=["mail"], worker="dead", now=at(0))
+    (end,) = store.job_rescue_many(
+        now=at(61),
+        heartbeat_timeout=60,
+        retry_delay=lambda name, attempt: 0,
+        max_worker_losses=lambda name: 1,  # the first loss is a crash loop
+    )
+    row = store.job_get(job_id)
+    assert row is not None and row.state is JobState.FAILED
+    lost, failed = hooks.endings(end)
+    assert (lost.event, failed.event) == ("job_lost", "job_failed")
+    assert (failed.outcome, failed.rule) == ("lost", "max_worker_losses")
+    assert failed.error is not None and "crash loop" in failed.error
+    assert (
+        failed.job
+        == lost.job
+        == JobContext(
+            job_id, "app.Report", "mail", 3, 1, 6, row.created_at, at(0), "dead", row.source
+        )
+    )
 
 
 def test_rescue_finds_jobs_of_a_worker_that_never_beat(store: Store) -> None:
