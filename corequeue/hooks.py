@@ -22,14 +22,14 @@ import logging
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from corequeue.context import JobContext
 from corequeue.core.errors import ConfigError
 from corequeue.runtime import resolve_setting_path
 
 if TYPE_CHECKING:
-    from corequeue.store.records import AttemptEnd, NewJob
+    from corequeue.store.records import AttemptEnd
 
 log = logging.getLogger("corequeue.hooks")
 
@@ -69,8 +69,26 @@ class JobEvent:
         return self.job.attempt
 
 
-def enqueued(job_id: int, row: NewJob, now: datetime) -> JobEvent:
-    """The ``job_enqueued`` event of the job ``row`` inserted as ``job_id`` at ``now``."""
+class Enqueued(Protocol):
+    """What is known of a job just enqueued (its row, or a test double's record of it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def run_at(self) -> datetime | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+def enqueued(job_id: int, row: Enqueued, enqueued_at: datetime | None) -> JobEvent:
+    """The ``job_enqueued`` event of the job ``row`` enqueued as ``job_id`` at
+    ``enqueued_at`` (None where that is not known)."""
     context = JobContext(
         job_id,
         row.name,
@@ -78,7 +96,7 @@ def enqueued(job_id: int, row: NewJob, now: datetime) -> JobEvent:
         row.priority,
         0,  # no attempt yet
         row.max_attempts,
-        now,
+        enqueued_at,
         row.run_at,
         "",
         row.source,

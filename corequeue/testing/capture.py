@@ -59,6 +59,7 @@ class EnqueuedJob:
     max_attempts: int
     unique_key: str
     timeout: float | None
+    source: str = ""  # where it was enqueued (file:line)
 
     @property
     def job_class(self) -> type[Job]:
@@ -273,7 +274,7 @@ class EnqueuedJobs:
         """The enqueue is committed: keep its jobs and announce them (``job_enqueued``)."""
         self._captured += new
         for job in new:
-            hooks.fire(hooks.JobEvent("job_enqueued", job.id, job.name, job.queue))
+            hooks.fire(hooks.enqueued(job.id, job, None))  # (no enqueue time in a capture)
 
     def _holder(self, row: NewJob, new: Sequence[EnqueuedJob]) -> EnqueuedJob | None:
         if not row.unique_key:
@@ -302,6 +303,7 @@ class EnqueuedJobs:
             max_attempts=row.max_attempts,
             unique_key=row.unique_key,
             timeout=row.timeout,
+            source=row.source,
         )
 
     def _waiting(self) -> list[EnqueuedJob]:

@@ -220,7 +220,7 @@ class InlineJobs:
         """The enqueue is committed: announce each job, run it unless its time is to come."""
         self.handles += accepted
         for handle in accepted:
-            hooks.fire(hooks.JobEvent("job_enqueued", handle.id, handle.name, handle.queue))
+            hooks.fire(hooks.enqueued(handle.id, handle, handle.enqueued_at))
         now = _now()
         for handle in accepted:
             if claims.is_ready(handle.state, handle.run_at, handle.queue, now=now, queues=()):
