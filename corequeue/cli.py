@@ -457,6 +457,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         for a in attempts:
             lines.append(
                 f"attempt {a.attempt}: {a.outcome.value} at {a.finished_at:%Y-%m-%d %H:%M:%S}"
+                + (f" (rule: {one_line(a.rule)})" if a.rule else "")
                 + (one_line(f" {a.error_type}: {a.error_message}") if a.error_type else "")
             )
             if a.traceback:

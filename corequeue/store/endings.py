@@ -72,6 +72,7 @@ ENDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error_type", "text"),
     ("error_message", "text"),
     ("traceback", "text"),
+    ("rule", "text"),
 )
 
 
@@ -100,6 +101,7 @@ def _ending_row(e: AttemptEnd, ended: int | None) -> tuple[Any, ...]:
         e.error_type,
         e.error_message,
         e.traceback,
+        e.rule,
     )
 
 
@@ -160,11 +162,11 @@ done AS (
 ),
 recorded AS (
     INSERT INTO corequeue_attempts (job_id, attempt, outcome, lease, worker_id, started_at,
-                                    finished_at, error_type, error_message, traceback)
+                                    finished_at, error_type, error_message, traceback, rule)
     SELECT v.id, v.number, v.outcome, v.lease, v.worker_id,
            {_at("v.started_at")},
            {_at("v.ended_at")},
-           v.error_type, v.error_message, v.traceback
+           v.error_type, v.error_message, v.traceback, v.rule
     FROM v JOIN done ON done.id = v.id AND done.lease = v.lease
     WHERE v.outcome <> '{ON_JOB_ROW.value}'
 )

@@ -59,6 +59,7 @@ class ReadQueries(StoreBase):
                     error_type=r.error_type,
                     error_message=r.error_message,
                     traceback=r.traceback,
+                    rule=r.rule,
                 )
                 for r in conn.execute(query)
             ]

@@ -158,6 +158,9 @@ class AttemptRecord:
     error_type: str | None
     error_message: str | None
     traceback: str | None
+    #: The retry rule its ending applied (corequeue.core.policy.Rule's value: "discard_on",
+    #: "retry_on", "should_retry", "retries_exhausted", ...), None when none did.
+    rule: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return record_dict(self)

@@ -106,6 +106,7 @@ def attempt_row(end: AttemptEnd) -> dict[str, Any]:
         "error_type": end.error_type,
         "error_message": end.error_message,
         "traceback": end.traceback,
+        "rule": end.rule,
     }
 
 
