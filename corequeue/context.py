@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from corequeue.executor.transaction import JobTransaction
+
+
+class HasTransaction(Protocol):
+    """The running attempt: it holds the job's transaction (corequeue.executor.transaction)."""
+
+    def transaction(self) -> JobTransaction: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,21 @@ class JobContext:
     run_at: datetime | None  # when the job was due for this attempt
     worker_id: str  # "" inline
     source: str  # file:line where it was enqueued ("" when unknown)
+    _attempt: HasTransaction | None = field(default=None, repr=False, compare=False)
+
+    def transaction(self) -> JobTransaction:
+        """The attempt's own transaction: ``with ctx.transaction() as conn:`` (``async with``
+        in an async job) gives a SQLAlchemy Connection on corequeue's database whose writes
+        commit together with the attempt's success, once ``run()`` has returned, or not at
+        all (``run()`` raises or defers, the attempt times out, is cancelled or loses its
+        lease). Pass it to ``run_in_worker(connection=conn)``, or bind an ORM Session to it.
+        Raises RuntimeError outside a running attempt."""
+        if self._attempt is None:
+            raise RuntimeError(
+                "this job context has no attempt running: call transaction() on "
+                "corequeue.current_job() inside the job's run()"
+            )
+        return self._attempt.transaction()
 
 
 class HasContext(Protocol):

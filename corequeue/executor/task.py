@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 import traceback
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,6 +20,7 @@ from corequeue.core.delays import seconds_until
 from corequeue.core.errors import JobParamsError, UnknownJobError
 from corequeue.core.params import decode_params, encode_value
 from corequeue.core.states import Outcome
+from corequeue.executor.transaction import CurrentAttempt, commit
 from corequeue.jobs import DeferJob, Job
 from corequeue.middleware import RunJob
 from corequeue.store.records import ClaimedJob
@@ -48,6 +50,10 @@ class Task(NamedTuple):
     worker_id: str = ""
     source: str = ""
     headers: str = ""  # the enqueue's trace context (corequeue.tracing), '' for none
+    # The rest of the job's row as claimed: its success is recorded from the child when the
+    # job commits its own transaction (corequeue.executor.transaction).
+    worker_losses: int = 0
+    deferrals: int = 0
 
     @classmethod
     def of(cls, job: ClaimedJob, worker_id: str) -> Task:
@@ -67,10 +73,12 @@ class Task(NamedTuple):
             worker_id,
             job.source,
             job.headers or "",
+            job.worker_losses,
+            job.deferrals,
         )
 
-    def context(self) -> JobContext:
-        """The job's context for ``corequeue.current_job()`` during this attempt."""
+    def context(self, attempt: CurrentAttempt | None = None) -> JobContext:
+        """The job's context for ``corequeue.current_job()`` during ``attempt``."""
         return JobContext(
             self.job_id,
             self.name,
@@ -82,6 +90,7 @@ class Task(NamedTuple):
             self.run_at,
             self.worker_id,
             self.source,
+            attempt,
         )
 
 
@@ -114,6 +123,9 @@ class TaskResult(NamedTuple):
     #: The retry-policy rule that judged this errored attempt's exception (a
     #: corequeue.core.policy.Rule value; None: no rule is set, the default retries apply).
     rule: str | None = None
+    #: The success was recorded in the job's own transaction, with its writes
+    #: (corequeue.executor.transaction): the worker records nothing more for this attempt.
+    recorded: bool = False
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -139,46 +151,60 @@ def _message(exc: BaseException) -> str:
         )
 
 
-def run_task(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
+class Blocking(NamedTuple):
+    """A blocking call the attempt needs made (its transaction's commit): made in place by
+    :func:`run_task`, in a thread by :func:`run_task_async` (never on the event loop)."""
+
+    call: Callable[[], Any]
+
+
+def run_task(task: Task, chain: RunJob, *, codecs: Any = (), row: bool = True) -> TaskResult:
     """Run ``task`` through the middleware ``chain`` and say how it ended. Never raises
     (except for the process being killed): every failure becomes an ``errored`` result. An
     async job (its chain returns an awaitable) runs to completion in an event loop of its own
-    (the inline runner, a sync path); the child awaits it instead (:func:`run_task_async`)."""
-    attempt = _in_context(task, chain, codecs)
+    (the inline runner, a sync path); the child awaits it instead (:func:`run_task_async`).
+    ``row``: the job has a row on which its transaction records its success (False inline)."""
+    attempt = _in_context(task, chain, codecs, row)
     try:
-        awaitable = next(attempt)
+        step = next(attempt)
         while True:
             try:
-                value = asyncio.run(_awaited(awaitable))
+                value = step.call() if isinstance(step, Blocking) else asyncio.run(_awaited(step))
             except BaseException as exc:
-                awaitable = attempt.throw(exc)
+                step = attempt.throw(exc)
             else:
-                awaitable = attempt.send(value)
+                step = attempt.send(value)
     except StopIteration as stop:
         result: TaskResult = stop.value
         return result
 
 
-async def run_task_async(task: Task, chain: RunJob, *, codecs: Any = ()) -> TaskResult:
+async def run_task_async(
+    task: Task, chain: RunJob, *, codecs: Any = (), row: bool = True
+) -> TaskResult:
     """:func:`run_task` for the child's event loop: the job's awaitable is awaited here.
     Cancelling this coroutine (a timeout, a cancel) raises CancelledError out of it, not a
     result: the caller says how the attempt ended."""
-    attempt = _in_context(task, chain, codecs)
+    attempt = _in_context(task, chain, codecs, row)
     try:
-        awaitable = next(attempt)
+        step = next(attempt)
         while True:
             try:
-                value = await awaitable
+                if isinstance(step, Blocking):
+                    # Shielded: a commit under way finishes (or not) whatever happens to us.
+                    value = await asyncio.shield(asyncio.to_thread(step.call))
+                else:
+                    value = await step
             except asyncio.CancelledError as exc:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     attempt.close()
                     raise
-                awaitable = attempt.throw(exc)
+                step = attempt.throw(exc)
             except BaseException as exc:
-                awaitable = attempt.throw(exc)
+                step = attempt.throw(exc)
             else:
-                awaitable = attempt.send(value)
+                step = attempt.send(value)
     except StopIteration as stop:
         result: TaskResult = stop.value
         return result
@@ -189,17 +215,20 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
 
 
 def _in_context(
-    task: Task, chain: RunJob, codecs: Any
-) -> Generator[Awaitable[Any], Any, TaskResult]:
+    task: Task, chain: RunJob, codecs: Any, row: bool
+) -> Generator[Awaitable[Any] | Blocking, Any, TaskResult]:
     """:func:`_attempt` with the job's context current (``corequeue.current_job()``, for
     the job and its middleware), the ``job_started`` and ``job_finished`` hooks around it, and
-    its consumer span when tracing (:mod:`corequeue.tracing`). The task stands for its
-    context: the context is built only if something asks for it."""
-    token = job_context.enter(task)
+    its consumer span when tracing (:mod:`corequeue.tracing`). The attempt stands for its
+    context: the context is built only if something asks for it. A transaction the job left
+    open did not commit with a success: it is rolled back."""
+    attempt = CurrentAttempt(task, row=row)
+    token = job_context.enter(attempt)
     span = tracing.attempt(task) if tracing.enabled() else None
     try:
         _fire("job_started", task)
-        result = yield from _attempt(task, chain, codecs, span)
+        result = yield from _attempt(task, chain, codecs, attempt, span)
+        attempt.rollback(end=True)
         _fire("job_finished", task, result)
     except GeneratorExit:  # stopped in its event loop: the child ends the span (_stopped)
         if span is not None:
@@ -207,6 +236,7 @@ def _in_context(
             span = None
         raise
     finally:
+        attempt.rollback(end=True)
         if span is not None:
             span.leave()
         job_context.leave(token)
@@ -242,10 +272,11 @@ def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdic
 
 
 def _attempt(
-    task: Task, chain: RunJob, codecs: Any, span: Attempt | None = None
-) -> Generator[Awaitable[Any], Any, TaskResult]:
+    task: Task, chain: RunJob, codecs: Any, attempt: CurrentAttempt, span: Attempt | None = None
+) -> Generator[Awaitable[Any] | Blocking, Any, TaskResult]:
     """One attempt, as a generator: it yields the job's awaitable (an async job) and is sent
-    its value (or thrown its exception), so the sync and async drivers share every rule.
+    its value (or thrown its exception), so the sync and async drivers share every rule; and
+    it yields the commit of the job's transaction (:class:`Blocking`), if it opened one.
     ``span``: the attempt's span, which records the exception an attempt raised."""
     started = time.perf_counter()
     job: Job | None = None
@@ -273,12 +304,8 @@ def _attempt(
     try:
         cls = registry.resolve(task.name)
     except UnknownJobError as exc:
-        return ended(
-            Outcome.ERRORED,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            error_message=str(exc),
-            unresolved=True,
-        )
+        kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        return ended(Outcome.ERRORED, error_type=kind, error_message=str(exc), unresolved=True)
     try:
         args, kwargs = decode_params(task.params, codecs=codecs)
         job = cls(*args, **kwargs)
@@ -300,4 +327,26 @@ def _attempt(
         encoded = encode_value(value, name="return value", codecs=codecs)
     except JobParamsError as exc:
         return errored(exc, f"the job's return value cannot be stored: {exc}")
-    return ended(Outcome.SUCCEEDED, result=encoded)
+    fields = yield from _committed(task, attempt, encoded, time.perf_counter() - started, job)
+    return ended(fields.pop("outcome", Outcome.SUCCEEDED), **fields)
+
+
+def _committed(
+    task: Task, attempt: CurrentAttempt, encoded: str, duration: float, job: Job | None
+) -> Generator[Blocking, Any, dict[str, Any]]:
+    """The fields of the result of an attempt whose job returned ``encoded``: a success,
+    once the job's transaction (if it opened one) commits with its success recorded on it (by
+    the worker's child: none inline); an error when it cannot."""
+    conn = attempt.take(end=True)
+    if conn is None:
+        return {"result": encoded}
+    end = attempt.success(encoded, duration) if attempt.row else None
+    why = yield Blocking(functools.partial(commit, conn, end))
+    if why is None:
+        return {"result": encoded, "recorded": end is not None}
+    return {
+        "outcome": Outcome.ERRORED,
+        "error_type": "TransactionRolledBack",
+        "error_message": f"the job returned, but {why}",
+        "retry_delay": retry_delay_for(job if job is not None else task.name, task.attempt),
+    }

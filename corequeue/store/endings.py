@@ -201,40 +201,34 @@ class EndingQueries(StoreBase):
                 seen.add((e.job_id, e.lease))
                 unique.append(e)
         with self._errors():
-            if self.is_postgresql:
+            if self.is_postgresql and self._driver is not None:
                 # One statement for the whole batch, atomic by itself.
                 params = _ending_params(unique)
-                if self._driver is not None:
-                    return [r[0] for r in self._driver_run(self._driver_finish, params)]
-                with self._atomic() as conn:
-                    return list(conn.execute(FINISH_POSTGRESQL, params).scalars())
-            with self._begin() as conn:
-                return self._finish_sqlite(conn, unique)
+                return [r[0] for r in self._driver_run(self._driver_finish, params)]
+            with self._atomic() as conn:
+                return finish_on(conn, unique, postgresql=self.is_postgresql)
 
-    def _finish_sqlite(self, conn: Connection, ends: Sequence[AttemptEnd]) -> list[int]:
-        held = leases_held(
-            conn, [(e.job_id, e.lease) for e in ends], lock=True, is_postgresql=False
-        )
-        applied = [e for e in ends if (e.job_id, e.lease) in held]
-        write_changes(
-            conn,
-            [
-                Write(
-                    e.job_id,
-                    JobState.RUNNING,
-                    e.lease,
-                    e.change,
-                    result=e.result,
-                    error=error_line(e),
-                    started_at=e.started_at,
-                )
-                for e in applied
-            ],
-        )
-        rows = [attempt_row(e) for e in applied if e.outcome is not ON_JOB_ROW]
-        if rows:
-            conn.execute(sa.insert(attempts), rows)
-        return [e.job_id for e in applied]
+    def job_transaction(self) -> Connection:
+        """A connection with a transaction begun, for a running job's own writes
+        (``corequeue.current_job().transaction()``): the caller records the attempt's ending
+        on it (:meth:`job_finish_in`) and commits, or closes it (everything rolls back). On
+        SQLite the transaction holds the database's write lock from here until it ends."""
+        with self._errors():
+            conn = self.engine.connect()
+            try:
+                conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def job_finish_in(self, conn: Connection, end: AttemptEnd) -> bool:
+        """Record ``end`` on ``conn``, inside the transaction under way there (the job's own,
+        from :meth:`job_transaction`), with the compare-and-set of :meth:`job_finish_many`;
+        nothing is committed here. True when applied; False when the job no longer runs under
+        the ending's lease (rescued as lost, cancelled, deleted)."""
+        with self._errors():
+            return bool(finish_on(conn, [end], postgresql=self.is_postgresql))
 
     @functools.cached_property
     def _driver_finish(self) -> Compiled:
@@ -297,6 +291,36 @@ class EndingQueries(StoreBase):
         """The leases of these jobs (tests EXPLAIN it): see
         :func:`corequeue.store.writer.leases_statement`."""
         return leases_statement(ids, lock=lock, is_postgresql=self.is_postgresql)
+
+
+def finish_on(conn: Connection, ends: Sequence[AttemptEnd], *, postgresql: bool) -> list[int]:
+    """Record ``ends`` (one per attempt) on ``conn`` in its transaction: each only where its
+    job still runs under its lease. Returns the ids applied. The one place an ending is
+    written, whether the worker records a batch or a job's own transaction records its
+    success (the PostgreSQL driver fast path runs the same statement)."""
+    if postgresql:
+        return list(conn.execute(FINISH_POSTGRESQL, _ending_params(ends)).scalars())
+    held = leases_held(conn, [(e.job_id, e.lease) for e in ends], lock=True, is_postgresql=False)
+    applied = [e for e in ends if (e.job_id, e.lease) in held]
+    write_changes(
+        conn,
+        [
+            Write(
+                e.job_id,
+                JobState.RUNNING,
+                e.lease,
+                e.change,
+                result=e.result,
+                error=error_line(e),
+                started_at=e.started_at,
+            )
+            for e in applied
+        ],
+    )
+    rows = [attempt_row(e) for e in applied if e.outcome is not ON_JOB_ROW]
+    if rows:
+        conn.execute(sa.insert(attempts), rows)
+    return [e.job_id for e in applied]
 
 
 def _gone_sqlite(conn: Connection, pairs: Sequence[tuple[int, str]]) -> dict[int, JobState | None]:

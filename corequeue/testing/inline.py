@@ -252,7 +252,8 @@ class InlineJobs:
                 return _recorded(value, raised)
 
             task = handle.task(lease, snapshot.attempts)
-            result = run_task(task, recording, codecs=runtime.codecs())
+            # row=False: no job row here; a transaction() the job opens commits on its success.
+            result = run_task(task, recording, codecs=runtime.codecs(), row=False)
             # None: the attempt did not raise (an inline attempt is never lost nor timed out).
             retry_delay = 0.0 if result.retry_delay is None else result.retry_delay
             change = lifecycle.finish(

@@ -59,8 +59,7 @@ class Worker:
         services: Sequence[Service] = (),
         listen_url: URL | None = None,
     ) -> None:
-        """``listen_url``: where to LISTEN for enqueue notifications (PostgreSQL; default the
-        store's database)."""
+        """``listen_url``: where to LISTEN for notifications (default: the store's database)."""
         check_heartbeat(settings)
         self.store = store
         self.listen_url = listen_url
@@ -84,8 +83,7 @@ class Worker:
         # a lane of its own: children get their next batch while the last one is recorded.
         self._claims = ClaimLane(store, self.queues, self.id)
         self._records = RecordLane(store)
-        # What the worker holds: its claimed jobs, endings decided and being recorded, and
-        # unstarted jobs to give back.
+        # Held: claimed jobs, endings decided and being recorded, unstarted jobs to give back.
         self.claimed: dict[int, ClaimedJob] = {}
         self._ends: list[AttemptEnd] = []
         self._recording: list[AttemptEnd] = []
@@ -444,18 +442,20 @@ class Worker:
             job = self.claimed.pop(event.job_id, None)
             if job is None or job.lease != event.lease:
                 continue
-            self._ends.append(
-                decide(
-                    job,
-                    event,
-                    now,
-                    self.id,
-                    interrupted=interrupted,
-                    max_deferrals=self.settings.max_deferrals,
-                    unknown_job_timeout=self.settings.unknown_job_timeout,
-                    max_worker_losses=self.settings.max_worker_losses,
-                )
+            end = decide(
+                job,
+                event,
+                now,
+                self.id,
+                interrupted=interrupted,
+                max_deferrals=self.settings.max_deferrals,
+                unknown_job_timeout=self.settings.unknown_job_timeout,
+                max_worker_losses=self.settings.max_worker_losses,
             )
+            if event.recorded:  # the job's own transaction recorded it: count and log it only
+                self._log_ends([end], {end.job_id})
+            else:
+                self._ends.append(end)
 
     def _flush(self) -> None:
         if not self._ends and not self._releases:
