@@ -21,6 +21,7 @@ from corequeue.store.queries import ConnectionLike, Store
 
 if TYPE_CHECKING:
     from corequeue.jobs import JobHandle, PreparedJob
+    from corequeue.store.orm import AttemptSession
 
 #: Called instead of inserting, when set (the pytest plugin's inline and capture modes): given
 #: the prepared jobs and the caller's connection, returns their handles (or None: not mine).
@@ -33,6 +34,7 @@ class _State:
     middleware: tuple[str, ...] = ()
     interceptors: list[Interceptor] = field(default_factory=list)
     codecs: tuple[Codec, ...] | None = None
+    session_factory: Callable[[], Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -43,12 +45,23 @@ def configure(
     database: str | URL | Engine | None = None,
     *,
     middleware: Sequence[str] | None = None,
+    session_factory: Callable[[], Any] | None = None,
 ) -> Store:
     """Point corequeue at a database (a URL or a SQLAlchemy Engine) for this process.
 
     Without arguments, reads ``[tool.corequeue]`` in ./pyproject.toml and COREQUEUE_*
     variables (default ``sqlite:///corequeue.sqlite3``). Returns the store. Raises ConfigError.
+
+    ``session_factory`` (the application's ``sessionmaker``): ORM instances passed as job
+    parameters load in a session it makes, open while the job runs; None keeps the one set
+    before (a worker's child configures its database after importing the application, whose
+    own ``configure()`` call set it). Raises TypeError for something that is not callable.
     """
+    if session_factory is not None and not callable(session_factory):
+        raise TypeError(
+            f"session_factory must be a callable that makes a Session (a sessionmaker), "
+            f"not {session_factory!r}"
+        )
     settings = None
     if database is None or middleware is None:
         settings = load_settings()
@@ -58,6 +71,8 @@ def configure(
     store = Store(database) if isinstance(database, Engine) else Store.from_url(database)
     with _state.lock:
         old, _state.store = _state.store, store
+        if session_factory is not None:
+            _state.session_factory = session_factory
         if middleware is not None:
             _state.middleware = tuple(middleware)
         elif settings is not None:
@@ -82,6 +97,7 @@ def reset() -> None:
     with _state.lock:
         old, _state.store = _state.store, None
         _state.middleware = ()
+        _state.session_factory = None
     if old is not None:
         old.dispose()
 
@@ -106,6 +122,22 @@ def codecs() -> tuple[Codec, ...]:
 
         found = _state.codecs = (orm_codec(lambda: get_store().engine),)
     return found
+
+
+def session_factory() -> Callable[[], Any] | None:
+    """The application's session factory given to :func:`configure`, if any."""
+    return _state.session_factory
+
+
+def attempt_session() -> AttemptSession | None:
+    """A session holder for one attempt's ORM parameters (corequeue.store.orm), or None
+    without a session factory (they load detached, as before)."""
+    factory = _state.session_factory
+    if factory is None:
+        return None
+    from corequeue.store.orm import AttemptSession
+
+    return AttemptSession(factory)
 
 
 def resolve_setting_path(path: str) -> Any:

@@ -27,6 +27,9 @@ class Rule(StrEnum):
     MAX_WORKER_LOSSES = "max_worker_losses"  # lost with its worker or child too often in a row
     MAX_DEFERRALS = "max_deferrals"  # deferred itself too often without using an attempt
     UNKNOWN_JOB_TIMEOUT = "unknown_job_timeout"  # no worker could resolve its name in time
+    #: The job's stored parameters cannot be used (corrupt, or an ORM row since deleted): a
+    #: retry would find them the same, so the job fails at once (its error says why).
+    PARAMETERS = "parameters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ class Verdict:
 
     def note(self, exc_name: str) -> str:
         """What the job's error says about the verdict ('' for the default rule)."""
-        if self.rule is Rule.DEFAULT:
+        if self.rule in (Rule.DEFAULT, Rule.PARAMETERS):
             return ""
         if self.rule is Rule.DISCARD_ON:
             return f"not retried: {exc_name} is in discard_on"
@@ -82,6 +85,11 @@ def ending_rule(judged: Rule | None, *, refused: bool, failed: bool) -> Rule | N
     if failed:
         return judged if refused and judged is not None else Rule.RETRIES_EXHAUSTED
     return None if judged in (None, Rule.DEFAULT) else judged
+
+
+def unusable_parameters() -> Verdict:
+    """The verdict on an attempt whose stored parameters could not be decoded: no retry."""
+    return Verdict(False, Rule.PARAMETERS)
 
 
 def check_exception_types(option: str, value: object) -> tuple[type[BaseException], ...]:

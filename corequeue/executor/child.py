@@ -55,6 +55,7 @@ from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
 from corequeue.logs import configure_child_logging
+from corequeue.store.orm import forget_inherited
 
 #: What a started task is, as the child reports it: bits, ASYNC | EXCLUSIVE for an exclusive
 #: async job.
@@ -101,6 +102,9 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     # A row naming a module outside the configured imports is an unknown job, never imported.
     registry.limit_imports(config.imports)
     runtime.configure(config.database_url, middleware=config.middleware)
+    factory = runtime.session_factory()
+    if factory is not None:  # set by the application's configure(), maybe before the fork
+        forget_inherited(factory)
     hooks.load(config.hooks)
     _Runner(conn, config, build_chain(config.middleware), runtime.codecs()).serve()
     tracing.flush()  # a child's exit runs no atexit handlers: export the spans held back

@@ -18,7 +18,8 @@ from corequeue.context import JobContext
 from corequeue.core import policy
 from corequeue.core.delays import seconds_until
 from corequeue.core.errors import JobParamsError, UnknownJobError
-from corequeue.core.params import decode_params, encode_value
+from corequeue.core.params import encode_value
+from corequeue.core.policy import Verdict
 from corequeue.core.states import Outcome
 from corequeue.executor.transaction import CurrentAttempt, commit
 from corequeue.jobs import DeferJob, Job
@@ -228,7 +229,7 @@ def _in_context(
     try:
         _fire("job_started", task)
         result = yield from _attempt(task, chain, codecs, attempt, span)
-        attempt.rollback(end=True)
+        attempt.end()
         _fire("job_finished", task, result)
     except GeneratorExit:  # stopped in its event loop: the child ends the span (_stopped)
         if span is not None:
@@ -236,7 +237,7 @@ def _in_context(
             span = None
         raise
     finally:
-        attempt.rollback(end=True)
+        attempt.end()
         if span is not None:
             span.leave()
         job_context.leave(token)
@@ -284,9 +285,9 @@ def _attempt(
     def ended(outcome: Outcome, **kw: Any) -> TaskResult:
         return TaskResult(task.job_id, task.lease, outcome, time.perf_counter() - started, **kw)
 
-    def errored(exc: BaseException, message: str | None = None) -> TaskResult:
+    def errored(exc: BaseException, message: str | None = None, *given: Verdict) -> TaskResult:
         error_type = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-        verdict = _verdict(job, exc, task.attempt)
+        verdict = given[0] if given else _verdict(job, exc, task.attempt)
         note = verdict.note(type(exc).__qualname__)
         message = message if message is not None else _message(exc)
         if span is not None:
@@ -306,8 +307,11 @@ def _attempt(
     except UnknownJobError as exc:
         kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
         return ended(Outcome.ERRORED, error_type=kind, error_message=str(exc), unresolved=True)
+    try:  # a retry would find them the same (corrupt, or an ORM row deleted): not retried
+        args, kwargs = attempt.decode(task.params, codecs)
+    except JobParamsError as exc:
+        return errored(exc, _unusable(task, exc), policy.unusable_parameters())
     try:
-        args, kwargs = decode_params(task.params, codecs=codecs)
         job = cls(*args, **kwargs)
         value = chain(job)
         if value is not None and inspect.isawaitable(value):
@@ -320,7 +324,7 @@ def _attempt(
             error_message=f"deferred for {defer.delay!r}",
         )
     except JobParamsError as exc:
-        return errored(exc, f"job {task.job_id} ({task.name}) has unusable parameters: {exc}")
+        return errored(exc, _unusable(task, exc))
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from run() are job errors
         return errored(exc)
     try:
@@ -329,6 +333,10 @@ def _attempt(
         return errored(exc, f"the job's return value cannot be stored: {exc}")
     fields = yield from _committed(task, attempt, encoded, time.perf_counter() - started, job)
     return ended(fields.pop("outcome", Outcome.SUCCEEDED), **fields)
+
+
+def _unusable(task: Task, exc: JobParamsError) -> str:
+    return f"job {task.job_id} ({task.name}) has unusable parameters: {exc}"
 
 
 def _committed(
@@ -341,7 +349,7 @@ def _committed(
     if conn is None:
         return {"result": encoded}
     end = attempt.success(encoded, duration) if attempt.row else None
-    why = yield Blocking(functools.partial(commit, conn, end))
+    why = yield Blocking(functools.partial(commit, conn, end, attempt.flush))
     if why is None:
         return {"result": encoded, "recorded": end is not None}
     return {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,9 @@ from sqlalchemy.engine import Connection
 from corequeue import runtime
 from corequeue.core import lifecycle
 from corequeue.core.lifecycle import JobSnapshot
+from corequeue.core.params import decode_params
 from corequeue.core.states import JobState, Outcome
+from corequeue.store import orm
 from corequeue.store.records import AttemptEnd
 
 if TYPE_CHECKING:
@@ -42,16 +45,25 @@ _OVER = (
 
 class CurrentAttempt:
     """The attempt of a task being run: what ``corequeue.current_job()`` stands for while it
-    runs (its context is built only when asked for), and its transaction, if the job opens one.
+    runs (its context is built only when asked for), its transaction if the job opens one, and
+    the session its ORM parameters load in when the application configured a session factory.
     ``row``: the job has a row to record its success on (False inline: no database row)."""
 
-    __slots__ = ("conn", "done", "row", "task")
+    __slots__ = ("conn", "done", "orm", "row", "task")
 
     def __init__(self, task: Task, *, row: bool = True) -> None:
         self.task = task
         self.row = row
         self.conn: Connection | None = None
         self.done = False  # the attempt is over: no transaction may open any more
+        self.orm = runtime.attempt_session()
+
+    def decode(self, params: str, codecs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The job's arguments; ORM instances load in the attempt's session, if any."""
+        if self.orm is None:
+            return decode_params(params, codecs=codecs)
+        with orm.loading_in(self.orm):
+            return decode_params(params, codecs=codecs)
 
     def context(self) -> JobContext:
         return self.task.context(self)
@@ -71,6 +83,8 @@ class CurrentAttempt:
         with _LOCK:
             if not self.done and self.conn is None:
                 self.conn = conn
+                if self.orm is not None:
+                    self.orm.join(conn)
                 return conn
         _close(conn)  # the attempt ended (or another thread opened one) while this one began
         if self.done:
@@ -90,8 +104,21 @@ class CurrentAttempt:
         if self.conn is None and (self.done or not end):
             return
         conn = self.take(end=end)
+        if self.orm is not None:
+            self.orm.leave()
         if conn is not None:
             _close(conn)
+
+    def end(self) -> None:
+        """The attempt is over: roll back what did not commit, close its ORM session."""
+        self.rollback(end=True)
+        if self.orm is not None:
+            self.orm.close()
+
+    def flush(self) -> None:
+        """Before the commit: what the job changed in its ORM instances goes into it."""
+        if self.orm is not None:
+            self.orm.flush()
 
     def success(self, result: str | None, duration: float) -> AttemptEnd:
         """The ending of a successful attempt, as the core decides it (finished now)."""
@@ -120,10 +147,12 @@ class CurrentAttempt:
         )
 
 
-def commit(conn: Connection, end: AttemptEnd | None) -> str | None:
-    """Record ``end`` (None: nothing to record, inline) on ``conn`` and commit; the connection
-    is closed either way. Returns None when committed, else why not (rolled back)."""
+def commit(conn: Connection, end: AttemptEnd | None, flush: Callable[[], None]) -> str | None:
+    """Flush the attempt's ORM session (``flush``), record ``end`` (None: nothing to record,
+    inline) on ``conn`` and commit; the connection is closed either way. Returns None when
+    committed, else why not (rolled back)."""
     try:
+        flush()
         if end is not None and not runtime.get_store().job_finish_in(conn, end):
             return (
                 "the job no longer ran under this attempt's lease when it finished (rescued "
