@@ -81,11 +81,13 @@ class CurrentAttempt:
                 raise RuntimeError(_OVER)
         conn = runtime.get_store().job_transaction()
         with _LOCK:
-            if not self.done and self.conn is None:
+            mine = not self.done and self.conn is None
+            if mine:
                 self.conn = conn
-                if self.orm is not None:
-                    self.orm.join(conn)
-                return conn
+        if mine:
+            if self.orm is not None:
+                self.orm.join(conn)
+            return conn
         _close(conn)  # the attempt ended (or another thread opened one) while this one began
         if self.done:
             raise RuntimeError(_OVER)
@@ -196,9 +198,7 @@ class JobTransaction:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
-            conn = self.attempt.take()
-            if conn is not None:
-                await asyncio.to_thread(_close, conn)
+            await asyncio.to_thread(self.attempt.rollback)
 
 
 def _close(conn: Connection) -> None:
