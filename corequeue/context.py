@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from corequeue.executor.transaction import JobTransaction
 
 
+@runtime_checkable
 class HasTransaction(Protocol):
     """The running attempt: it holds the job's transaction (corequeue.executor.transaction)."""
 
@@ -38,7 +39,6 @@ class JobContext:
     run_at: datetime | None  # when the job was due for this attempt
     worker_id: str  # "" inline
     source: str  # file:line where it was enqueued ("" when unknown)
-    _attempt: HasTransaction | None = field(default=None, repr=False, compare=False)
 
     def transaction(self) -> JobTransaction:
         """The attempt's own transaction: ``with ctx.transaction() as conn:`` (``async with``
@@ -46,13 +46,15 @@ class JobContext:
         commit together with the attempt's success, once ``run()`` has returned, or not at
         all (``run()`` raises or defers, the attempt times out, is cancelled or loses its
         lease). Pass it to ``run_in_worker(connection=conn)``, or bind an ORM Session to it.
-        Raises RuntimeError outside a running attempt."""
-        if self._attempt is None:
+        Raises RuntimeError outside a running attempt (in a thread the job started, too:
+        threads do not inherit the job's context)."""
+        running = _CURRENT.get()
+        if isinstance(running, JobContext) or not isinstance(running, HasTransaction):
             raise RuntimeError(
-                "this job context has no attempt running: call transaction() on "
+                "no attempt of this job is running here: call transaction() on "
                 "corequeue.current_job() inside the job's run()"
             )
-        return self._attempt.transaction()
+        return running.transaction()
 
 
 class HasContext(Protocol):

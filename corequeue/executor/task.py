@@ -78,8 +78,8 @@ class Task(NamedTuple):
             job.deferrals,
         )
 
-    def context(self, attempt: CurrentAttempt | None = None) -> JobContext:
-        """The job's context for ``corequeue.current_job()`` during ``attempt``."""
+    def context(self) -> JobContext:
+        """The job's context for ``corequeue.current_job()`` during this attempt."""
         return JobContext(
             self.job_id,
             self.name,
@@ -91,7 +91,6 @@ class Task(NamedTuple):
             self.run_at,
             self.worker_id,
             self.source,
-            attempt,
         )
 
 
@@ -275,10 +274,9 @@ def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdic
 def _attempt(
     task: Task, chain: RunJob, codecs: Any, attempt: CurrentAttempt, span: Attempt | None = None
 ) -> Generator[Awaitable[Any] | Blocking, Any, TaskResult]:
-    """One attempt, as a generator: it yields the job's awaitable (an async job) and is sent
-    its value (or thrown its exception), so the sync and async drivers share every rule; and
-    it yields the commit of the job's transaction (:class:`Blocking`), if it opened one.
-    ``span``: the attempt's span, which records the exception an attempt raised."""
+    """One attempt, as a generator yielding the job's awaitable (async) and its transaction's
+    commit (:class:`Blocking`) and sent their values (or thrown their exceptions): the sync and
+    async drivers share every rule. ``span`` records the exception an attempt raised."""
     started = time.perf_counter()
     job: Job | None = None
 

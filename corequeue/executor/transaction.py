@@ -66,7 +66,7 @@ class CurrentAttempt:
             return decode_params(params, codecs=codecs)
 
     def context(self) -> JobContext:
-        return self.task.context(self)
+        return self.task.context()
 
     def transaction(self) -> JobTransaction:
         return JobTransaction(self)
