@@ -58,6 +58,7 @@ def claim(
     queues: Sequence[str] = (),
     worker: str = "worker-1",
     lease: str | None = None,
+    chain_depth: int = 0,
 ) -> list[ClaimedJob]:
     return store.job_claim_many(
         queues=queues,
@@ -65,6 +66,7 @@ def claim(
         lease=lease or uuid.uuid4().hex,
         worker_id=worker,
         now=now,
+        chain_depth=chain_depth,
     )
 
 

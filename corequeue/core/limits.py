@@ -3,15 +3,19 @@ limits, and how limits are written. Pure: no I/O; ``now`` is an argument.
 
 A limit is a set of *slots* under a key (a queue, or a job name and its ``limit_key``):
 
-- a concurrency limit of N is N slots; a slot is held by the attempt that took it while that
-  attempt runs, so at most N attempts of the key run at once;
+- a concurrency limit of N is N slots. A slot is held by a *chain*: jobs that one worker runs
+  one after another, never two at once (its executor keeps a chain's jobs in one child, in
+  order), the slot pointing at the chain's last job. The slot is free again once that job's
+  attempt no longer runs, so at most N attempts of the key run at once. A worker that holds a
+  slot may add jobs to its chain in later claims: a limit costs a database round trip per
+  chain, not per job;
 - a rate limit of N per period is N slots; a slot records the start that took it and is free
   again one period later, so any window of one period holds at most N starts (N + 1 starts
   would need two on one slot, a period apart).
 
 A claim walks the ready jobs in claim order (:mod:`corequeue.core.claims`) and takes each one
-whose every key still has a free slot, using one slot per key (:func:`grant`). A job over a
-limit is skipped, never failed: it waits for a later claim.
+whose every key still has a free slot, or that can join a chain of its worker's on the same
+keys (:func:`grant`). A job over a limit is skipped, never failed: it waits for a later claim.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from corequeue.core.errors import CorequeueError
 
@@ -86,8 +91,7 @@ def job_key(name: str, limit_key: str) -> str:
     return f"job:{name}:{limit_key}" if limit_key else f"job:{name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A ready job, in claim order, and the slots (kind, key) it needs to start."""
 
     id: int
@@ -116,52 +120,97 @@ def needs(
     return tuple(out)
 
 
+#: A slot: (kind, key, slot number).
+Slot = tuple[str, str, int]
+
+
+class Granted(NamedTuple):
+    """A job a claim starts and the slots it takes: ``chain``, the concurrency slots it runs
+    under (one per key it needs; shared with the jobs before and after it in its chain), and
+    ``rates``, the rate slots its start uses (one per key)."""
+
+    id: int
+    chain: tuple[Slot, ...]
+    rates: tuple[Slot, ...]
+
+
 def grant(
-    candidates: Iterable[Candidate], free: Mapping[tuple[str, str], int], *, limit: int
-) -> list[Candidate]:
-    """The candidates a claim of at most ``limit`` jobs starts, in claim order: each one whose
-    every needed slot key still has a free slot (``free``: free slots per key, absent = none),
-    one slot per key taken per started job."""
-    left = dict(free)
-    out: list[Candidate] = []
+    candidates: Iterable[Candidate],
+    free: Mapping[tuple[str, str], Sequence[int]],
+    *,
+    limit: int,
+    held: Iterable[Sequence[Slot]] = (),
+    depth: int = 0,
+) -> list[Granted]:
+    """The candidates a claim of at most ``limit`` jobs starts, in claim order, and their slots.
+
+    ``free``: the free slot numbers per key (absent: none). A job whose rate keys each have a
+    free slot starts when its concurrency keys each have a free slot too (it opens a chain on
+    them), or else when a chain on exactly its concurrency keys took fewer than ``depth`` jobs
+    in this claim (it joins the shortest). ``held``: the chains the claiming worker holds
+    already (their slots), which its jobs may join as well. ``depth`` 0: no chains, one job
+    per concurrency slot."""
+    left = {key: list(numbers) for key, numbers in free.items() if numbers}
+    chains: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
+    for slots in held if depth else ():
+        chains.setdefault(tuple(sorted(s[:2] for s in slots)), []).append([tuple(slots), 0])
+    split: dict[tuple[tuple[str, str], ...], tuple[Any, Any]] = {}  # needs -> (on, rated)
+    out: list[Granted] = []
     for job in candidates:
         if len(out) >= limit:
             break
-        if all(left.get(need, 0) > 0 for need in job.needs):
-            for need in job.needs:
-                left[need] -= 1
-            out.append(job)
+        if not job.needs:
+            out.append(Granted(job.id, (), ()))
+            continue
+        on, rated = split.get(job.needs) or split.setdefault(job.needs, _split(job.needs))
+        if rated and not all(n in left for n in rated):
+            continue
+        chain: list[Any] | None = None
+        if on and (on[0] in left if len(on) == 1 else all(n in left for n in on)):
+            chain = [tuple((*n, _take(left, n)) for n in on), 0]
+            if depth:
+                chains.setdefault(on, []).append(chain)
+        elif on:
+            group = chains.get(on)
+            if group:
+                chain = group[0] if len(group) == 1 else min(group, key=_count)
+            if chain is None or chain[1] >= depth:
+                continue
+        if chain is not None:
+            chain[1] += 1
+        rates = tuple((*n, _take(left, n)) for n in rated) if rated else ()
+        out.append(Granted(job.id, chain[0] if chain else (), rates))
     return out
+
+
+def _take(left: dict[tuple[str, str], list[int]], key: tuple[str, str]) -> int:
+    """The first free slot of ``key`` (``left`` keeps only keys with slots left)."""
+    numbers = left[key]
+    if len(numbers) == 1:
+        del left[key]
+        return numbers[0]
+    return numbers.pop(0)
+
+
+def _count(chain: list[Any]) -> int:
+    return int(chain[1])
+
+
+def _split(needs: tuple[tuple[str, str], ...]) -> tuple[Any, Any]:
+    """A job's needs as (its concurrency keys, sorted; its rate keys)."""
+    on = tuple(sorted(n for n in needs if n[0] == CONCURRENCY))
+    return on, tuple(n for n in needs if n[0] == RATE)
 
 
 def slot_is_free(
-    kind: str,
-    *,
-    holder_running: bool,
-    holder_claim_pending: bool,
-    last_start_age: float | None,
-    period: float,
+    kind: str, *, holder_running: bool, last_start_age: float | None, period: float
 ) -> bool:
     """Whether a slot may be taken (the store translates this; a test ties them).
 
-    A concurrency slot is free unless the attempt that took it still runs, or its claim is not
-    yet visible (the job still waits with fewer attempts than the slot's). A rate slot is free
-    when it was never used or its last start is at least one period old."""
+    A concurrency slot is free unless the last job of its chain (the slot's holder) still runs
+    the attempt that took it: the jobs before it in the chain ran one after another on one
+    worker and ended before it started. A rate slot is free when it was never used or its last
+    start is at least one period old."""
     if kind == CONCURRENCY:
-        return not (holder_running or holder_claim_pending)
+        return not holder_running
     return last_start_age is None or last_start_age >= period
-
-
-def assign(
-    granted: Sequence[Candidate], free_slots: Mapping[tuple[str, str], Sequence[int]]
-) -> list[tuple[int, str, str, int]]:
-    """(job id, kind, key, slot number) for each slot the granted jobs take: per key, the free
-    slots in order to the jobs in claim order."""
-    used: dict[tuple[str, str], int] = {}
-    out = []
-    for job in granted:
-        for need in job.needs:
-            i = used.get(need, 0)
-            used[need] = i + 1
-            out.append((job.id, need[0], need[1], free_slots[need][i]))
-    return out

@@ -4,7 +4,8 @@ Several jobs may be in flight in one child: async jobs (``async def run``) on an
 (a thread of the child), up to ``concurrency`` at once; sync jobs one at a time on the main
 thread (``threads`` = 1, today's isolation and the cheapest path) or in a pool of ``threads``
 threads. A job class with ``exclusive = True`` never shares the child: it starts once nothing
-else is in flight, and nothing starts beside it.
+else is in flight, and nothing starts beside it. Tasks that share a gate (a chain under a
+concurrency limit, see corequeue.core.limits) start one at a time, in the order received.
 
 Protocol on the pipe (pickled plain tuples, framed as ``multiprocessing`` connections frame
 them). Child to parent first: ``("ready",)`` once its imports are done; only then does it get
@@ -135,6 +136,7 @@ class _Runner:
         self.sync_busy = 0  # sync jobs in flight in threads
         self.async_busy: dict[int, asyncio.Task[None] | None] = {}  # None: not created yet
         self.exclusive = 0  # exclusive jobs in flight (0 or 1)
+        self.gated: dict[int, tuple[str, ...]] = {}  # gates of tasks in flight off this thread
         self.abandoned: set[int] = set()
         self.starts: list[tuple[Task, int]] = []  # async tasks started, not reported yet
         self.outbox: list[tuple[Any, ...]] = []  # async results not sent yet (the loop's)
@@ -200,7 +202,7 @@ class _Runner:
     def _next_task(self) -> Task | None:
         """The first queued task that may start now (None: none may). Async tasks pass sync
         ones waiting for a thread; nothing passes an exclusive task waiting for the child to
-        empty."""
+        empty, nor a task of a chain (one with gates) an earlier task sharing a gate."""
         threads = self.config.threads
         with self.lock:
             if self.exclusive:
@@ -208,18 +210,21 @@ class _Runner:
             busy = self.sync_busy + len(self.async_busy)
             async_room = len(self.async_busy) < self.config.concurrency
             sync_room = self.sync_busy < threads
+            blocked = {gate for gates in self.gated.values() for gate in gates}
         for i, task in enumerate(self.tasks):
             kind = self._kind(task)
             if kind & EXCLUSIVE:
                 if busy:
                     return None
-            elif kind & ASYNC:
-                if not async_room:
-                    continue
-            elif not sync_room:
-                continue
-            del self.tasks[i]
-            return task
+                ok = True
+            else:
+                ok = async_room if kind & ASYNC else sync_room
+            if task.gates:  # a chain's tasks (flow control) start in order, one at a time
+                ok = ok and blocked.isdisjoint(task.gates)
+                blocked.update(task.gates)
+            if ok:
+                del self.tasks[i]
+                return task
         return None
 
     def _receive(self) -> bool:
@@ -254,6 +259,7 @@ class _Runner:
         thread."""
         with self.lock:
             self.exclusive -= kind >> 1
+            self.gated.pop(result.job_id, None)
             if not threaded:  # on the loop: results go out together, once per loop turn
                 self.async_busy.pop(result.job_id, None)
                 if not self.outbox:
@@ -291,6 +297,8 @@ class _Runner:
         with self.lock:
             self.sync_busy += 1
             self.exclusive += kind >> 1
+            if task.gates:
+                self.gated[task.job_id] = task.gates
         self.send(("started", task.job_id, kind))
 
         def run() -> None:
@@ -308,6 +316,8 @@ class _Runner:
         with self.lock:
             self.async_busy[task.job_id] = None  # the task is created on the loop
             self.exclusive += kind >> 1
+            if task.gates:
+                self.gated[task.job_id] = task.gates
         self.starts.append((task, kind))  # reported and handed over by _flush_starts
 
     def _create_many(self, starts: list[tuple[Task, int]]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
-from corequeue.executor import server
+from corequeue.executor import gates, server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
 from corequeue.executor.events import Event, Ready, Released, describe_exit, ended_here, frames
 from corequeue.executor.task import Task, TaskResult
@@ -255,21 +255,23 @@ class ProcessPool:
         batches: dict[int, list[Task]] = {id(c): [] for c in open_}
         left: list[Task] = []
         limit = self.config.concurrency
+        homes = gates.homes(self.children, tasks)  # a chain's tasks go where its others are
         for task in tasks:
-            if not open_:
+            home = gates.home(task, homes) if task.gates else None
+            if not open_ or home is False or (home and all(c is not home for c in open_)):
                 left.append(task)
                 continue
-            child = None
-            if self.kinds.get(task.name, SYNC) == ASYNC:
+            child = home
+            is_async = self.kinds.get(task.name, SYNC) == ASYNC
+            if child is None and is_async:
                 child = min(open_, key=lambda c: n_async[id(c)])
-                if n_async[id(child)] < limit:
-                    n_async[id(child)] += 1
-                    child.in_async.add(task.job_id)
-                else:
-                    child = None
-            if child is None:
-                child = min(open_, key=lambda c: n_sync[id(c)])
+            if child is not None and is_async and n_async[id(child)] < limit:
+                n_async[id(child)] += 1
+                child.in_async.add(task.job_id)
+            else:
+                child = home or min(open_, key=lambda c: n_sync[id(c)])
                 n_sync[id(child)] += 1
+            homes.update(dict.fromkeys(task.gates, child))
             batches[id(child)].append(task)
             room[id(child)] -= 1
             if room[id(child)] == 0:

@@ -55,6 +55,7 @@ class Task(NamedTuple):
     # job commits its own transaction (corequeue.executor.transaction).
     worker_losses: int = 0
     deferrals: int = 0
+    gates: tuple[str, ...] = ()  # flow control: runs after earlier tasks with a gate in common
 
     @classmethod
     def of(cls, job: ClaimedJob, worker_id: str) -> Task:
@@ -76,6 +77,7 @@ class Task(NamedTuple):
             job.headers or "",
             job.worker_losses,
             job.deferrals,
+            job.gates,
         )
 
     def context(self) -> JobContext:

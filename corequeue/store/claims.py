@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from corequeue.core import claims
+from corequeue.core import claims, limits
 from corequeue.core.states import JobState
 from corequeue.store import flow, schema
 from corequeue.store.driver import UTC_TYPE
@@ -71,11 +72,21 @@ class ClaimQueries(flow.FlowQueries):
     """Claiming ready jobs (through the limits, :mod:`corequeue.store.flow`, once any exist)."""
 
     def job_claim_many(
-        self, *, queues: Sequence[str], limit: int, lease: str, worker_id: str, now: datetime
+        self,
+        *,
+        queues: Sequence[str],
+        limit: int,
+        lease: str,
+        worker_id: str,
+        now: datetime,
+        chain_depth: int = 0,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` ready jobs: highest priority, then earliest run_at, then oldest.
 
-        Each claim starts an attempt (``attempts + 1``), as ``lifecycle.claim`` decides.
+        Each claim starts an attempt (``attempts + 1``), as ``lifecycle.claim`` decides. Under
+        concurrency limits, up to ``chain_depth`` jobs may share a slot as a chain (0: one job
+        per slot): the caller runs each job after the ones claimed before it with a gate in
+        common (``ClaimedJob.gates``), never beside them (:mod:`corequeue.core.limits`).
         """
         if limit <= 0:
             return []
@@ -87,7 +98,8 @@ class ClaimQueries(flow.FlowQueries):
         make: Any = ClaimedJob  # rows are typed Row[Any]: mypy cannot count their fields
         with self._errors():
             if self.flow_active():
-                claimed = self._claim_through_limits(key, limit, lease, worker_id, now)
+                ask = flow.Ask(key, limit, chain_depth, now, worker_id)
+                claimed = self._claim_through_limits(ask, lease)
             elif self._driver is not None:
                 claimed = [
                     make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:])
@@ -108,34 +120,57 @@ class ClaimQueries(flow.FlowQueries):
         claimed.sort(key=claims.claim_key)
         return claimed
 
-    def _claim_through_limits(
-        self, queues: tuple[str, ...], limit: int, lease: str, worker_id: str, now: datetime
-    ) -> list[ClaimedJob]:
-        """The claim once limits exist: one transaction that locks the candidates and the free
-        slots they need, lets the core grant, and writes the slots and the claims."""
+    def _claim_through_limits(self, ask: flow.Ask, lease: str) -> list[ClaimedJob]:
+        """The claim once limits exist: one transaction that locks the slots it may use, lets
+        the core grant, and writes the claims and the slots."""
         make: Any = ClaimedJob
         with self._begin() as conn:
-            ids, writes = self._claim_limited(conn, queues=queues, limit=limit, now=now)
-            if not ids:
+            granted = self._claim_limited(conn, ask)
+            if not granted:
                 return []
-            # Still waiting: another worker may have claimed one since it was read.
-            waiting = sa.and_(
-                jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)),
-                jobs.c.state == claims.CLAIMABLE_STATE.value,
-            )
-            if self.is_postgresql:  # skip rows another claim holds: no waits, no deadlocks
-                ids_locked = sa.select(jobs.c.id).where(waiting).with_for_update(skip_locked=True)
-                waiting = jobs.c.id == sa.any_(_ArrayOf(ids_locked))
-            stmt = (
-                sa.update(jobs)
-                .where(waiting)
-                .values(**_claim_values(lease, worker_id, now))
-                .returning(*CLAIM_COLUMNS)
-            )
-            rows = conn.execute(stmt, {"c_ids": ids})
+            ids: Any = [g.id for g in granted]
+            if self.is_postgresql:  # one parameter, as text: binding a list costs per item
+                ids = "{" + ",".join(map(str, ids)) + "}"
+            rows = conn.execute(self._limited_update(lease, ask), {"c_ids": ids}).all()
+            now = ask.now
             claimed = [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
-            self._slots_take(conn, writes, {job.id: job.attempts for job in claimed})
-            return claimed
+            self._slots_take(conn, granted, {job.id: job.attempts for job in claimed}, now)
+        gates: dict[tuple[limits.Slot, ...], tuple[str, ...]] = {}
+        chains = {g.id: g.chain for g in granted if g.chain}
+        for job in claimed:
+            chain = chains.get(job.id)
+            if chain:
+                job.gates = gates.get(chain) or gates.setdefault(chain, flow.gates(chain))
+        return claimed
+
+    def _limited_update(self, lease: str, ask: flow.Ask) -> sa.Update:
+        """The claim of the jobs the limits granted (ids ``c_ids``) that are still waiting:
+        another worker may have claimed one since it was read."""
+        waiting = jobs.c.state == claims.CLAIMABLE_STATE.value
+        if self.is_postgresql:  # skip rows another claim holds: no waits, no deadlocks
+            # The ids as a set to join (one text parameter: binding a list costs per item),
+            # not "id = ANY(...)": a plan made without the list (a prepared statement's generic
+            # one, after five claims) scanned the whole table testing each row against it.
+            ids = (
+                sa.func.unnest(sa.cast(sa.bindparam("c_ids", type_=sa.Text), ARRAY(sa.BigInteger)))
+                .table_valued("id")
+                .render_derived(name="wanted")
+            )
+            locked = (
+                sa.select(jobs.c.id)
+                .join(ids, jobs.c.id == ids.c.id)
+                .where(waiting)
+                .with_for_update(skip_locked=True, of=jobs)
+            )
+            picked = jobs.c.id == sa.any_(_ArrayOf(locked))
+        else:
+            picked = sa.and_(jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)), waiting)
+        return (
+            sa.update(jobs)
+            .where(picked)
+            .values(**_claim_values(lease, ask.worker_id, ask.now))
+            .returning(*CLAIM_COLUMNS)
+        )
 
     def _claim_statement(self, queues: tuple[str, ...]) -> sa.Update:
         stmt = self._claim_statements.get(queues)

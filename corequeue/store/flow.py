@@ -33,11 +33,10 @@ queues_t, slots = schema.queues, schema.limit_slots
 
 #: How long a store trusts its answer to "does any limit exist" (seconds).
 FLOW_CHECK_EVERY = 1.0
-#: A limited claim reads ready jobs a page at a time, and at most :data:`MAX_SCAN` of them: jobs
-#: over a limit are passed over, not waited on.
-PAGE, MAX_SCAN = 50, 400
-#: The most jobs one claim through the limits takes (the worker claims again for more).
-MAX_LIMITED_CLAIM = 100
+#: A limited claim reads ready jobs a page at a time (pages as large as the claim, at least
+#: :data:`MIN_PAGE`), at most :data:`SCAN_PAGES` pages: jobs over a limit are passed over, not
+#: waited on.
+MIN_PAGE, SCAN_PAGES = 50, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +61,27 @@ class QueueState:
     paused: bool
     concurrency_limit: int | None
     rate_limit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A claim through the limits: its queues (none: every queue), how many jobs at most, how
+    many a chain may take (0: no chains), when, and by which worker."""
+
+    queues: tuple[str, ...]
+    limit: int
+    depth: int
+    now: datetime
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """The slots a claim may use: the free slot numbers per (kind, key), and the concurrency
+    slots of the claiming worker's chains, by the chain's last job (its holder)."""
+
+    free: dict[tuple[str, str], list[int]]
+    held: dict[int, list[limits.Slot]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,146 +268,158 @@ class FlowQueries(StoreBase):
 
     # -- the limited claim --------------------------------------------------------------------
 
-    def _free_slots(
-        self, conn: Connection, keys: set[tuple[str, str]], now: datetime
-    ) -> dict[tuple[str, str], list[int]]:
-        """The free slots of ``keys``, locked (limits.slot_is_free, as SQL)."""
+    def _slot_view(self, conn: Connection, keys: set[tuple[str, str]], ask: Ask) -> SlotView:
+        """The slots of ``keys`` this claim may use, locked: the free ones and the ones of the
+        claiming worker's chains (``limits.slot_is_free``, as SQL).
+
+        On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``, the candidates only),
+        and the holders of the ones that look free read again in a second statement: that one
+        sees every claim committed before the locks were taken, so a slot another claim took
+        meanwhile is not seen free through an older snapshot. (A slot of the worker's own
+        chain needs no second look: only its own claims move it.)"""
         holder = jobs.alias("holder")
-        held = sa.exists().where(
+        running = sa.and_(
             holder.c.id == slots.c.job_id,
-            sa.or_(
-                sa.and_(
-                    holder.c.state == JobState.RUNNING.value,
-                    holder.c.attempts == slots.c.attempt,
-                ),
-                sa.and_(
-                    holder.c.state == JobState.REQUESTED.value,
-                    holder.c.attempts < slots.c.attempt,
-                ),
-            ),
+            holder.c.state == JobState.RUNNING.value,
+            holder.c.attempts == slots.c.attempt,
         )
-        free = sa.or_(
-            sa.and_(slots.c.kind == limits.CONCURRENCY, ~held),
+        taken = sa.exists().where(running, holder.c.worker_id != ask.worker_id)
+        mine = sa.exists().where(running, holder.c.worker_id == ask.worker_id)
+        usable = sa.or_(
+            sa.and_(slots.c.kind == limits.CONCURRENCY, ~taken),
             sa.and_(
                 slots.c.kind == limits.RATE,
-                sa.or_(slots.c.free_at.is_(None), slots.c.free_at <= now),
+                sa.or_(slots.c.free_at.is_(None), slots.c.free_at <= ask.now),
             ),
         )
         stmt = (
-            sa.select(slots.c.kind, slots.c.key, slots.c.slot)
-            .where(slots.c.key.in_(sorted({k for _, k in keys})), free)
+            sa.select(slots.c.kind, slots.c.key, slots.c.slot, slots.c.job_id, slots.c.attempt)
+            .add_columns(mine.label("mine"))
+            .where(slots.c.key.in_(sorted({k for _, k in keys})), usable)
             .order_by(slots.c.kind, slots.c.key, slots.c.slot)
         )
         if self.is_postgresql:
             stmt = stmt.with_for_update(skip_locked=True, of=slots)
-        out: dict[tuple[str, str], list[int]] = {}
-        for kind, key, n in conn.execute(stmt):
-            if (kind, key) in keys:
-                out.setdefault((kind, key), []).append(n)
-        return out
+        rows = [r for r in conn.execute(stmt) if (r.kind, r.key) in keys]
+        look = [r.job_id for r in rows if r.kind == limits.CONCURRENCY and r.job_id and not r.mine]
+        busy: set[tuple[int, int]] = set()  # (job id, attempt) running: taken meanwhile
+        if look:
+            read = sa.select(jobs.c.id, jobs.c.attempts).where(
+                jobs.c.id.in_(sorted(set(look))), jobs.c.state == JobState.RUNNING.value
+            )
+            busy = {(job_id, attempt) for job_id, attempt in conn.execute(read)}
+        view = SlotView({}, {})
+        for r in rows:
+            key = (r.kind, r.key)
+            view.free.setdefault(key, [])
+            if r.kind == limits.CONCURRENCY and r.mine:
+                view.held.setdefault(r.job_id, []).append((r.kind, r.key, r.slot))
+            elif r.kind == limits.RATE or (r.job_id, r.attempt) not in busy:
+                view.free[key].append(r.slot)
+        return view
 
-    def _claim_limited(
-        self,
-        conn: Connection,
-        *,
-        queues: Sequence[str],
-        limit: int,
-        now: datetime,
-    ) -> tuple[list[int], list[dict[str, Any]]]:
-        """The ids a limited claim takes (claim order) and the slot writes it makes."""
+    def _claim_limited(self, conn: Connection, ask: Ask) -> list[limits.Granted]:
+        """What a limited claim takes, in claim order, and the slots each job takes."""
         states = conn.execute(sa.select(queues_t)).all()
         paused = [q.name for q in states if q.paused]
         queue_limited = {
             q.name: (q.concurrency_limit is not None, q.rate_count is not None) for q in states
         }
-        ready = sa.select(
-            jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key, jobs.c.attempts
-        ).where(jobs.c.state == claims.CLAIMABLE_STATE.value, jobs.c.run_at <= now)
-        if queues:
-            ready = ready.where(jobs.c.queue.in_(list(queues)))
+        ready = sa.select(jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key)
+        ready = ready.where(jobs.c.state == claims.CLAIMABLE_STATE.value, jobs.c.run_at <= ask.now)
+        if ask.queues:
+            ready = ready.where(jobs.c.queue.in_(list(ask.queues)))
         queue_keys = {
             (kind, limits.queue_key(q.name))
             for q in states
             for kind, on in ((limits.CONCURRENCY, q.concurrency_limit), (limits.RATE, q.rate_count))
             if on is not None
         }
-        # The queues' own free slots first: a queue with none left is not scanned at all.
-        free = self._free_slots(conn, queue_keys, now) if queue_keys else {}
-        full = {key[len("queue:") :] for kind, key in queue_keys if not free.get((kind, key))}
+        # The queues' own slots first: a queue with none this claim may use is not scanned.
+        view = self._slot_view(conn, queue_keys, ask) if queue_keys else SlotView({}, {})
+        mine = {s[:2] for chain in view.held.values() for s in chain}
+        full = {
+            key[len("queue:") :]
+            for kind, key in queue_keys
+            if not view.free.get((kind, key)) and (kind, key) not in mine
+        }
         if paused or full:
             ready = ready.where(jobs.c.queue.not_in(sorted(set(paused) | full)))
-        limit = min(limit, MAX_LIMITED_CLAIM)
         # Not locked: locking every candidate costs a row write each; the claim's UPDATE
         # takes only the granted ones still waiting, and only those write their slots.
-        granted, keys = self._scan(conn, ready, queue_limited, free, limit, now)
-        periods = self._periods(conn, {k for k in keys if k[0] == limits.RATE})
-        writes = [
-            {
-                "b_kind": kind,
-                "b_key": key,
-                "b_slot": n,
-                "b_job": job_id,
-                "b_started": now,
-                "b_free": now + timedelta(seconds=periods.get(key, 0.0))
-                if kind == limits.RATE
-                else None,
-            }
-            for job_id, kind, key, n in limits.assign(granted, free)
-        ]
-        return [c.id for c in granted], writes
+        return self._scan(conn, ready, queue_limited, view, ask)
 
     def _scan(
         self,
         conn: Connection,
         ready: sa.Select[Any],
         queue_limited: Mapping[str, tuple[bool, bool]],
-        free: dict[tuple[str, str], list[int]],
-        limit: int,
-        now: datetime,
-    ) -> tuple[list[limits.Candidate], set[tuple[str, str]]]:
+        view: SlotView,
+        ask: Ask,
+    ) -> list[limits.Granted]:
         """Read ready jobs a page at a time, in claim order, while a page still adds grants
-        (at most :data:`MAX_SCAN`); ``free`` gains the free slots of the job keys met."""
+        (at most :data:`SCAN_PAGES` pages); ``view`` gains the slots of the job keys met."""
         ordered = ready.order_by(*claim_order())
+        limit = ask.limit
+        page = max(limit, MIN_PAGE)
         candidates: list[limits.Candidate] = []
-        granted: list[limits.Candidate] = []
-        keys: set[tuple[str, str]] = set()
-        offset = 0
-        while True:
-            rows = conn.execute(ordered.limit(PAGE).offset(offset)).all()
-            for r in rows:
-                needs = limits.needs(
-                    r.queue, r.concurrency_key, r.rate_key, queue_limited=queue_limited
-                )
-                candidates.append(limits.Candidate(r.id, needs))
-            met = {need for c in candidates[offset:] for need in c.needs}
-            keys |= met
-            unknown = met - set(free)
+        granted: list[limits.Granted] = []
+        needs: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        for number in range(SCAN_PAGES):
+            rows = conn.execute(ordered.limit(page).offset(number * page)).all()
+            for job_id, *keys in rows:
+                found = needs.get(tuple(keys))
+                if found is None:
+                    found = needs[tuple(keys)] = limits.needs(*keys, queue_limited=queue_limited)
+                candidates.append(limits.Candidate(job_id, found))
+            unknown = {need for c in candidates[number * page :] for need in c.needs}
+            unknown -= set(view.free)
             if unknown:
-                free |= self._free_slots(conn, unknown, now)
+                met = self._slot_view(conn, unknown, ask)
+                view.free.update(met.free)
+                view.held.update(met.held)
             before = len(granted)
-            granted = limits.grant(candidates, {k: len(v) for k, v in free.items()}, limit=limit)
-            offset += PAGE
-            done = len(rows) < PAGE or len(granted) >= limit or offset >= MAX_SCAN
-            if done or (len(granted) == before and offset > PAGE):
-                return granted, keys
-
-    def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
-        if not keys:
-            return {}
-        stmt = (
-            sa.select(slots.c.key, slots.c.period)
-            .where(slots.c.kind == limits.RATE, slots.c.key.in_(sorted(k for _, k in keys)))
-            .distinct()
-        )
-        return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
+            granted = limits.grant(
+                candidates, view.free, limit=limit, held=view.held.values(), depth=ask.depth
+            )
+            if len(rows) < page or len(granted) >= limit or (number and len(granted) == before):
+                break
+        return granted
 
     def _slots_take(
-        self, conn: Connection, writes: list[dict[str, Any]], attempts: Mapping[int, int]
+        self,
+        conn: Connection,
+        granted: Sequence[limits.Granted],
+        attempts: Mapping[int, int],
+        now: datetime,
     ) -> None:
-        """Write the slots of the jobs claimed (``attempts``: their attempt numbers now)."""
-        writes = [w | {"b_attempt": attempts[w["b_job"]]} for w in writes if w["b_job"] in attempts]
-        if not writes:
+        """Write the slots of the jobs claimed (``attempts``: their attempt numbers now): each
+        chain's slots point at its last job claimed, each rate slot at its job's start."""
+        holder: dict[limits.Slot, int] = {}
+        rated: dict[limits.Slot, int] = {}
+        for job_id, chain, rates in granted:
+            if job_id in attempts:
+                for slot in chain:
+                    holder[slot] = job_id  # the chain's last job claimed, in the end
+                for slot in rates:
+                    rated[slot] = job_id
+        if not holder and not rated:
             return
+        periods = self._periods(conn, {s[:2] for s in rated})
+        writes = [
+            {
+                "b_kind": kind,
+                "b_key": key,
+                "b_slot": n,
+                "b_job": job_id,
+                "b_attempt": attempts[job_id],
+                "b_started": now,
+                "b_free": now + timedelta(seconds=periods.get(key, 0.0))
+                if kind == limits.RATE
+                else None,
+            }
+            for (kind, key, n), job_id in [*holder.items(), *rated.items()]
+        ]
         stmt = (
             sa.update(slots)
             .where(
@@ -403,6 +435,22 @@ class FlowQueries(StoreBase):
             )
         )
         conn.execute(stmt, writes)
+
+    def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
+        if not keys:
+            return {}
+        stmt = (
+            sa.select(slots.c.key, slots.c.period)
+            .where(slots.c.kind == limits.RATE, slots.c.key.in_(sorted(k for _, k in keys)))
+            .distinct()
+        )
+        return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
+
+
+def gates(chain: Sequence[limits.Slot]) -> tuple[str, ...]:
+    """A chain's slots as the executor's gates: a job's gates are its chain's slots, and the
+    jobs that share one run one after another in one child (:mod:`corequeue.executor`)."""
+    return tuple(f"{key}#{n}" for _, key, n in chain)
 
 
 def claim_order() -> list[sa.ColumnElement[Any]]:

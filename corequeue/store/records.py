@@ -73,6 +73,7 @@ class ClaimedJob:
     created_at: datetime | None = None  # when it was enqueued
     source: str = ""  # where it was enqueued (file:line), for corequeue.current_job()
     headers: str | None = None  # its enqueue's trace context (a JSON object), if any
+    gates: tuple[str, ...] = ()  # runs after the jobs claimed before it with a gate in common
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(

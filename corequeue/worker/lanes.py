@@ -11,7 +11,7 @@ lane's is tagged by what was asked: :class:`Claimed` or :class:`NextReady`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -59,20 +59,35 @@ class _Lane:
 
 
 class ClaimLane(_Lane):
-    def __init__(self, store: Store, queues: Sequence[str], worker_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queues: Sequence[str],
+        worker_id: str,
+        depth: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """``depth``: how many jobs a chain under a concurrency limit may take per claim (the
+        executor runs a chain's jobs one after another in one child)."""
         super().__init__(store, "corequeue-claim")
         self.queues = list(queues)
         self.worker_id = worker_id
+        self.depth = depth
 
     def claim(self, limit: int, now: datetime, *, inline: bool) -> bool:
         """Claim up to ``limit`` jobs under a new lease. Returns True when the call already
         ran (``inline``: the caller has nothing else to do meanwhile, or SQLite)."""
         store, queues, worker_id = self.store, self.queues, self.worker_id
         lease = uuid.uuid4().hex
+        depth = self.depth()
 
         def claim() -> Claimed:
             jobs = store.job_claim_many(
-                queues=queues, limit=limit, lease=lease, worker_id=worker_id, now=now
+                queues=queues,
+                limit=limit,
+                lease=lease,
+                worker_id=worker_id,
+                now=now,
+                chain_depth=depth,
             )
             return Claimed(jobs, limit)
 

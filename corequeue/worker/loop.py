@@ -81,7 +81,7 @@ class Worker:
         self.outage = Outage()
         # Claims and the recording of endings run off the loop's thread on PostgreSQL, each in
         # a lane of its own: children get their next batch while the last one is recorded.
-        self._claims = ClaimLane(store, self.queues, self.id)
+        self._claims = ClaimLane(store, self.queues, self.id, lambda: self.pool.max_pending)
         self._records = RecordLane(store)
         # Held: claimed jobs, endings decided and being recorded, unstarted jobs to give back.
         self.claimed: dict[int, ClaimedJob] = {}
@@ -482,9 +482,9 @@ class Worker:
             self._outage(exc)
 
     def _release(self) -> None:
-        if not self._releases:
+        releases, self._releases = self.pool.releasable(self._releases)
+        if not releases:
             return
-        releases, self._releases = self._releases, []
         try:
             self.store.job_release_many(releases, now=self.clock())
         except DatabaseUnavailable:

@@ -1,4 +1,5 @@
-"""Which child process reported each job's ending, for the worker's per-job log line.
+"""The worker's pool of children: which child reported each job's ending (for the worker's
+per-job log line), and which unstarted jobs may go back to the queue.
 
 :class:`ChildPool` notes the pid as a child's report arrives; :func:`pid_of` hands it to the
 ending the worker builds from that report (``endings.decide``), once. A process runs one
@@ -12,6 +13,7 @@ from typing import Any
 
 from corequeue.executor.pool import ProcessPool
 from corequeue.executor.task import TaskResult
+from corequeue.store.records import ClaimedJob
 
 MAX_NOTES = 100_000
 _ended_in: dict[int, int] = {}  # job id -> pid of the child that reported its ending
@@ -19,6 +21,17 @@ _ended_in: dict[int, int] = {}  # job id -> pid of the child that reported its e
 
 class ChildPool(ProcessPool):
     """The pool, noting the pid of the child each ending came from."""
+
+    def releasable(self, jobs: list[ClaimedJob]) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
+        """Claimed jobs that never started, split into those that may go back to the queue
+        now and those that must wait: a job of a chain (flow control, ``gates``) waits while a
+        task sharing a gate still runs here, as its chain's slots are free once the chain's
+        last job no longer runs (:mod:`corequeue.core.limits`)."""
+        if not any(job.gates for job in jobs):
+            return jobs, []
+        busy = {gate for task in self.tasks() for gate in task.gates}
+        now = [job for job in jobs if busy.isdisjoint(job.gates)]
+        return now, [job for job in jobs if not busy.isdisjoint(job.gates)]
 
     def _receive(self, child: Any, message: Any, events: list[Any]) -> None:
         before = len(events)

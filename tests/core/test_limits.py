@@ -58,37 +58,48 @@ def test_a_job_needs_its_own_keys_and_its_limited_queues() -> None:
 def test_grant_passes_over_jobs_over_a_limit_and_keeps_claim_order() -> None:
     a, b = (CONCURRENCY, "a"), (CONCURRENCY, "b")
     jobs = [Candidate(1, (a,)), Candidate(2, (a,)), Candidate(3, (b,)), Candidate(4, ())]
-    granted = limits.grant(jobs, {a: 1, b: 0}, limit=10)
-    assert [j.id for j in granted] == [1, 4]
-    assert [j.id for j in limits.grant(jobs, {a: 2, b: 1}, limit=2)] == [1, 2]
+    granted = limits.grant(jobs, {a: [0], b: []}, limit=10)
+    assert [(g.id, g.chain) for g in granted] == [(1, (("c", "a", 0),)), (4, ())]
+    assert [j.id for j in limits.grant(jobs, {a: [0, 1], b: [0]}, limit=2)] == [1, 2]
 
 
-def test_assign_gives_distinct_free_slots() -> None:
+def test_rate_slots_are_one_per_start() -> None:
     a = (RATE, "a")
-    jobs = [Candidate(1, (a,)), Candidate(2, (a,))]
-    assert limits.assign(jobs, {a: [3, 7]}) == [(1, "r", "a", 3), (2, "r", "a", 7)]
+    jobs = [Candidate(1, (a,)), Candidate(2, (a,)), Candidate(3, (a,))]
+    granted = limits.grant(jobs, {a: [3, 7]}, limit=10, depth=5)
+    assert [(g.id, g.rates) for g in granted] == [(1, (("r", "a", 3),)), (2, (("r", "a", 7),))]
+
+
+def test_jobs_join_chains_on_their_keys_up_to_the_depth() -> None:
+    q, k = (CONCURRENCY, "queue:q"), (CONCURRENCY, "k")
+    jobs = [Candidate(i, (q,)) for i in range(5)] + [Candidate(9, (k, q))]
+    granted = limits.grant(jobs, {q: [0, 1], k: [0]}, limit=10, depth=2)
+    # Two chains on the queue's two slots, two jobs each; the fifth waits; the job that also
+    # needs k has no queue slot free and no chain on exactly (k, q) to join.
+    assert [(g.id, g.chain) for g in granted] == [
+        (0, (("c", "queue:q", 0),)),
+        (1, (("c", "queue:q", 1),)),
+        (2, (("c", "queue:q", 0),)),
+        (3, (("c", "queue:q", 1),)),
+    ]
+
+
+def test_a_worker_extends_the_chains_it_holds() -> None:
+    q = (CONCURRENCY, "queue:q")
+    held = [(("c", "queue:q", 1),)]
+    jobs = [Candidate(i, (q,)) for i in range(3)]
+    granted = limits.grant(jobs, {q: []}, limit=10, held=held, depth=2)
+    assert [(g.id, g.chain) for g in granted] == [(0, held[0]), (1, held[0])]
+    assert limits.grant(jobs, {q: []}, limit=10, held=held) == []  # depth 0: no chains
 
 
 def test_slot_freedom() -> None:
     free = limits.slot_is_free
-    assert free(
-        CONCURRENCY, holder_running=False, holder_claim_pending=False, last_start_age=None, period=0
-    )
-    assert not free(
-        CONCURRENCY, holder_running=True, holder_claim_pending=False, last_start_age=1, period=0
-    )
-    assert not free(
-        CONCURRENCY, holder_running=False, holder_claim_pending=True, last_start_age=1, period=0
-    )
-    assert free(
-        RATE, holder_running=True, holder_claim_pending=False, last_start_age=None, period=1
-    )
-    assert not free(
-        RATE, holder_running=False, holder_claim_pending=False, last_start_age=0.5, period=1
-    )
-    assert free(
-        RATE, holder_running=False, holder_claim_pending=False, last_start_age=1.0, period=1
-    )
+    assert free(CONCURRENCY, holder_running=False, last_start_age=None, period=0)
+    assert not free(CONCURRENCY, holder_running=True, last_start_age=1, period=0)
+    assert free(RATE, holder_running=True, last_start_age=None, period=1)
+    assert not free(RATE, holder_running=False, last_start_age=0.5, period=1)
+    assert free(RATE, holder_running=False, last_start_age=1.0, period=1)
 
 
 keys = st.sampled_from([(CONCURRENCY, "a"), (CONCURRENCY, "b"), (RATE, "a"), (RATE, "c")])
@@ -99,16 +110,30 @@ keys = st.sampled_from([(CONCURRENCY, "a"), (CONCURRENCY, "b"), (RATE, "a"), (RA
     st.lists(st.frozensets(keys, max_size=3), max_size=30),
     st.dictionaries(keys, st.integers(0, 5)),
     st.integers(1, 20),
+    st.integers(0, 4),
 )
-def test_grant_never_uses_more_slots_than_are_free(
-    needs: list[frozenset[tuple[str, str]]], free: dict[tuple[str, str], int], limit: int
+def test_grant_never_runs_more_than_a_limit_at_once(
+    needs: list[frozenset[tuple[str, str]]],
+    free: dict[tuple[str, str], int],
+    limit: int,
+    depth: int,
 ) -> None:
+    """Each concurrency key's jobs run in at most as many chains as it has free slots (one at
+    a time per chain), each rate key's starts use distinct free slots, and without chains a
+    job passed over had a key with no slot left at its turn (greedy, in claim order)."""
     candidates = [Candidate(i, tuple(sorted(n))) for i, n in enumerate(needs)]
-    granted = limits.grant(candidates, free, limit=limit)
+    slots = {key: list(range(n)) for key, n in free.items()}
+    granted = limits.grant(candidates, slots, limit=limit, depth=depth)
     assert len(granted) <= limit
     for key in {k for n in needs for k in n}:
-        assert sum(key in g.needs for g in granted) <= free.get(key, 0)
-    # Greedy in claim order: a job passed over had a key with no slot left at its turn.
+        used = [s for g in granted for s in (*g.chain, *g.rates) if s[:2] == key]
+        if key[0] == RATE:
+            assert len(used) == len(set(used)) <= free.get(key, 0)
+        else:
+            assert set(used) <= {(*key, n) for n in range(free.get(key, 0))}
+            assert all(used.count(s) <= max(depth, 1) for s in used)
+    if depth:
+        return
     taken = {g.id for g in granted}
     left = dict(free)
     for c in candidates:

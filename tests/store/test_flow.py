@@ -13,6 +13,7 @@ import pytest
 
 from corequeue.core import claims, limits
 from corequeue.core.states import JobState, Outcome
+from corequeue.store import flow
 from corequeue.store.queries import Store
 from corequeue.store.records import ClaimedJob, NewJob
 from testing.store_support import T0, at, claim, ending, insert, new_job
@@ -79,6 +80,46 @@ def test_a_job_key_runs_at_most_its_limit_at_once(store: Store) -> None:
     # A failed attempt that will be retried frees its slot too; the retry waits its turn.
     finish(store, [j for j in first if j.id == b[0]], now=at(2), outcome=Outcome.ERRORED)
     assert [j.id for j in claim(store, now=at(2))] == [b[1]]
+
+
+def test_a_worker_runs_a_chain_of_jobs_under_one_slot(store: Store) -> None:
+    """A worker holding a slot may claim more jobs of its key as a chain (they share its gates,
+    and run one after another): no other worker gets one until the chain's last job ends."""
+    ids = insert(store, *[limited("tenant:1", concurrency=1) for _ in range(5)])
+    first = claim(store, chain_depth=3)
+    assert [j.id for j in first] == ids[:3]
+    assert len({j.gates for j in first}) == 1 and first[0].gates  # one chain, one gate
+    assert claim(store, worker="worker-2", chain_depth=3) == []  # the slot is held
+    more = claim(store, chain_depth=3)  # the same worker extends its chain
+    assert [j.id for j in more] == ids[3:] and {j.gates for j in more} == {first[0].gates}
+    finish(store, [*first, *more[:1]], now=at(1))
+    assert claim(store, worker="worker-2", now=at(1), chain_depth=3) == []  # its last job runs
+    finish(store, more[1:], now=at(2))
+    assert claim(store, worker="worker-2", now=at(2), chain_depth=3) == []  # nothing left
+    (late,) = insert(store, limited("tenant:1", concurrency=1))
+    assert [j.id for j in claim(store, worker="worker-2", now=at(3))] == [late]
+
+
+def test_a_queue_limit_of_two_makes_two_chains(store: Store) -> None:
+    store.queue_configure({"mail": (2, None)}, now=T0)
+    ids = insert(store, *[new_job(queue="mail") for _ in range(6)])
+    taken = claim(store, chain_depth=10)
+    assert [j.id for j in taken] == ids
+    gates = [j.gates for j in taken]
+    assert len(set(gates)) == 2 and gates[0::2] == [gates[0]] * 3  # alternating, in order
+    assert claim(store, worker="worker-2", chain_depth=10) == []
+
+
+def test_jobs_given_back_or_requeued_free_their_slot(store: Store) -> None:
+    """A claimed job given back unstarted (shutdown), or lost with its worker and requeued,
+    does not keep its slot: it (or another job of its key) is claimed again."""
+    (job_id,) = insert(store, limited("k", concurrency=1))
+    (job,) = claim(store)
+    store.job_release_many([job], now=at(1))
+    (again,) = claim(store, worker="worker-2", now=at(2))
+    assert again.id == job_id
+    store.job_finish_many([ending(again, Outcome.DEFERRED, now=at(3))])
+    assert [j.id for j in claim(store, worker="worker-3", now=at(4))] == [job_id]
 
 
 def test_a_retried_job_takes_a_slot_again(store: Store) -> None:
@@ -163,9 +204,10 @@ def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: i
             recent = [t for t in rate_starts.get(key, []) if t > step * 2 - period]
             free[(limits.RATE, limits.job_key("tests.Job", key))] = n - len(recent)
         size = rng.randint(1, 6)
+        scanned = flow.SCAN_PAGES * max(size, flow.MIN_PAGE)
         expected = limits.grant(
-            [limits.Candidate(j.id, need[j.id]) for j in waiting][: max(size * 4, 100)],
-            free,
+            [limits.Candidate(j.id, need[j.id]) for j in waiting][:scanned],
+            {key: list(range(n)) for key, n in free.items()},  # which slots does not matter
             limit=size,
         )
         taken = claim(store, now=now, limit=size)
