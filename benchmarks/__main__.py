@@ -18,12 +18,13 @@ from typing import Any
 import psycopg
 
 from benchmarks import scenarios
+from benchmarks.flow import flow as flow_scenario
 from benchmarks.harness import Context, check_local, libpq, median
 from benchmarks.io import io as io_scenario
 from benchmarks.pgbench import pgbench
 from benchmarks.profile import profile
 
-ALL = ("drain", "pgbench", "latency", "enqueue", "sqlite", "memory", "io", "profile")
+ALL = ("drain", "pgbench", "latency", "enqueue", "sqlite", "memory", "io", "flow", "profile")
 PEERS = ("pgqueuer", "procrastinate")
 
 
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         out["io"] = io_scenario(
             ctx, 2_000 if args.quick else 5_000, 20_000 if args.quick else 100_000
         )
+    if "flow" in only:
+        out["flow"] = flow_scenario(ctx, 10_000 if args.quick else 20_000)
     if "profile" in only:
         n = 20_000
         ctx.say(f"profiling a corequeue drain of {n:,} (py-spy on the worker parent)")
@@ -239,6 +242,21 @@ def report_io(io: dict[str, Any], row: Any) -> None:
             "< 10%",
             kids_growth < 10,
         )
+
+
+def report_flow(flow: dict[str, Any], row: Any) -> None:
+    """The cost of flow control's limits: each limited drain against the unlimited one of the
+    same run (alternating, medians; see benchmarks/flow.py)."""
+    n, rates = flow["backlog"], flow["rates"]
+    row(f"flow drain {n:,}, no limit (jobs/s, median)", fmt(rates["unlimited"]))
+    labels = {
+        "queue_limit": f"queue concurrency_limit = {flow['children']} (children)",
+        "per_key_100": "concurrency_limit 1 per key, 100 keys",
+    }
+    for variant, label in labels.items():
+        ratio = flow["ratios"][variant]
+        row(f"flow drain, {label} (jobs/s)", fmt(rates[variant]))
+        row("  / no limit, same run", fmt(ratio, ".2f") + "x", ">= 0.80x", ratio >= 0.8)
 
 
 def memory(ctx: Context, out: dict[str, Any], backlogs: list[int]) -> dict[str, Any]:
@@ -369,6 +387,8 @@ def report(out: dict[str, Any], systems: tuple[str, ...], backlogs: list[int]) -
         )
     if "io" in out:
         report_io(out["io"], row)
+    if "flow" in out:
+        report_flow(out["flow"], row)
     if "sqlite" in out:
         d, two = out["sqlite"]["drain"], out["sqlite"]["two_workers"]
         row("SQLite drain 20,000: corequeue (jobs/s)", fmt(d["rate"]))

@@ -90,7 +90,7 @@ def ending(
         outcome=outcome,
         change=change,
         worker_id=worker,
-        started_at=job.started_at,
+        started_at=fields.pop("started_at", job.started_at),
         finished_at=now,
         **fields,
     )

@@ -9,9 +9,10 @@ A limit is a set of *slots* under a key (a queue, or a job name and its ``limit_
   attempt no longer runs, so at most N attempts of the key run at once. A worker that holds a
   slot may add jobs to its chain in later claims: a limit costs a database round trip per
   chain, not per job;
-- a rate limit of N per period is N slots; a slot records the start that took it and is free
-  again one period later, so any window of one period holds at most N starts (N + 1 starts
-  would need two on one slot, a period apart).
+- a rate limit of N per period is N slots; a slot records the attempt that took it and is free
+  again one period after that attempt's start (the one its child recorded, once it has ended),
+  so any window of one period holds at most N starts (N + 1 starts would need two on one slot,
+  a period apart).
 
 A claim walks the ready jobs in claim order (:mod:`corequeue.core.claims`) and takes each one
 whose every key still has a free slot, or that can join a chain of its worker's on the same
@@ -209,8 +210,10 @@ def slot_is_free(
 
     A concurrency slot is free unless the last job of its chain (the slot's holder) still runs
     the attempt that took it: the jobs before it in the chain ran one after another on one
-    worker and ended before it started. A rate slot is free when it was never used or its last
-    start is at least one period old."""
+    worker and ended before it started. A rate slot is free when it was never used, or when
+    the attempt that took it no longer runs and started at least one period ago (the start its
+    child recorded: a job may start a while after its claim, and the next start on the slot
+    must be a period after the real one)."""
     if kind == CONCURRENCY:
         return not holder_running
-    return last_start_age is None or last_start_age >= period
+    return last_start_age is None or (not holder_running and last_start_age >= period)

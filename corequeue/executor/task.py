@@ -128,6 +128,9 @@ class TaskResult(NamedTuple):
     #: The success was recorded in the job's own transaction, with its writes
     #: (corequeue.executor.transaction): the worker records nothing more for this attempt.
     recorded: bool = False
+    #: When the child saw the attempt end (epoch seconds): the attempt's recorded end, as its
+    #: result may reach the worker later, together with the next ones.
+    ended_at: float | None = None
 
     def wire(self) -> tuple[Any, ...]:
         """A plain tuple for the pipe: pickling builtins only is several times cheaper than a
@@ -283,7 +286,8 @@ def _attempt(
     job: Job | None = None
 
     def ended(outcome: Outcome, **kw: Any) -> TaskResult:
-        return TaskResult(task.job_id, task.lease, outcome, time.perf_counter() - started, **kw)
+        duration = time.perf_counter() - started
+        return TaskResult(task.job_id, task.lease, outcome, duration, ended_at=time.time(), **kw)
 
     def errored(exc: BaseException, message: str | None = None, *given: Verdict) -> TaskResult:
         error_type = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")

@@ -29,7 +29,7 @@ from corequeue.store.base import StoreBase
 from corequeue.store.records import NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, jobs
 
-queues_t, slots = schema.queues, schema.limit_slots
+queues_t, slots, attempts = schema.queues, schema.limit_slots, schema.attempts
 
 #: How long a store trusts its answer to "does any limit exist" (seconds).
 FLOW_CHECK_EVERY = 1.0
@@ -294,7 +294,7 @@ class FlowQueries(StoreBase):
         )
         stmt = (
             sa.select(slots.c.kind, slots.c.key, slots.c.slot, slots.c.job_id, slots.c.attempt)
-            .add_columns(mine.label("mine"))
+            .add_columns(slots.c.period, slots.c.started_at, mine.label("mine"))
             .where(slots.c.key.in_(sorted({k for _, k in keys})), usable)
             .order_by(slots.c.kind, slots.c.key, slots.c.slot)
         )
@@ -308,15 +308,47 @@ class FlowQueries(StoreBase):
                 jobs.c.id.in_(sorted(set(look))), jobs.c.state == JobState.RUNNING.value
             )
             busy = {(job_id, attempt) for job_id, attempt in conn.execute(read)}
+        rated = self._rate_slots_free(conn, [r for r in rows if r.kind == limits.RATE], ask.now)
         view = SlotView({}, {})
         for r in rows:
             key = (r.kind, r.key)
             view.free.setdefault(key, [])
-            if r.kind == limits.CONCURRENCY and r.mine:
+            if r.kind == limits.RATE:
+                if (r.key, r.slot) in rated:
+                    view.free[key].append(r.slot)
+            elif r.mine:
                 view.held.setdefault(r.job_id, []).append((r.kind, r.key, r.slot))
-            elif r.kind == limits.RATE or (r.job_id, r.attempt) not in busy:
+            elif (r.job_id, r.attempt) not in busy:
                 view.free[key].append(r.slot)
         return view
+
+    def _rate_slots_free(
+        self, conn: Connection, rows: Sequence[Any], now: datetime
+    ) -> set[tuple[str, int]]:
+        """(key, slot) of the rate slots among ``rows`` (a period past their claim) that are
+        free: a period past the start their attempt recorded (its child's, once it ended; the
+        claim's if it never started), as ``limits.slot_is_free`` says."""
+        ids = sorted({r.job_id for r in rows if r.job_id is not None})
+        holders: dict[int, Any] = {}
+        tries: dict[tuple[int, int], datetime | None] = {}
+        if ids:
+            read = sa.select(jobs.c.id, jobs.c.state, jobs.c.attempts, jobs.c.started_at)
+            holders = {h.id: h for h in conn.execute(read.where(jobs.c.id.in_(ids)))}
+            tried = sa.select(attempts.c.job_id, attempts.c.attempt, attempts.c.started_at)
+            for job_id, attempt, started in conn.execute(tried.where(attempts.c.job_id.in_(ids))):
+                tries[(job_id, attempt)] = started
+        free = set()
+        for r in rows:
+            holder: Any = holders.get(r.job_id)
+            own = holder is not None and holder.attempts == r.attempt
+            running = own and holder.state == JobState.RUNNING.value
+            start = tries.get((r.job_id, r.attempt)) or (own and holder.started_at) or r.started_at
+            age = None if start is None else (now - start).total_seconds()
+            if limits.slot_is_free(
+                limits.RATE, holder_running=running, last_start_age=age, period=r.period or 0.0
+            ):
+                free.add((r.key, r.slot))
+        return free
 
     def _claim_limited(self, conn: Connection, ask: Ask) -> list[limits.Granted]:
         """What a limited claim takes, in claim order, and the slots each job takes."""

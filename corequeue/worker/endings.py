@@ -5,7 +5,7 @@ records; and what became of running jobs that no longer run under their lease he
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from corequeue.backoff import max_worker_losses_for, retry_delay_for
 from corequeue.core import lifecycle
@@ -33,7 +33,10 @@ def decide(
     """The ending of ``job``'s attempt that ``result`` reports. ``interrupted``: the worker's
     own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
     worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
-    after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared."""
+    after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared.
+    The attempt ends when its child saw it end (``now`` if the child did not say)."""
+    if result.ended_at is not None:
+        now = min(now, datetime.fromtimestamp(result.ended_at, UTC))
     retry_delay = _retry_delay(job, result)
     error_message = result.error_message
     rule: Rule | None = None

@@ -81,7 +81,7 @@ class Worker:
         self.outage = Outage()
         # Claims and the recording of endings run off the loop's thread on PostgreSQL, each in
         # a lane of its own: children get their next batch while the last one is recorded.
-        self._claims = ClaimLane(store, self.queues, self.id, lambda: self.pool.max_pending)
+        self._claims = ClaimLane(store, self.queues, self.id, lambda: self.pool.chain_depth)
         self._records = RecordLane(store)
         # Held: claimed jobs, endings decided and being recorded, unstarted jobs to give back.
         self.claimed: dict[int, ClaimedJob] = {}

@@ -22,6 +22,13 @@ _ended_in: dict[int, int] = {}  # job id -> pid of the child that reported its e
 class ChildPool(ProcessPool):
     """The pool, noting the pid of the child each ending came from."""
 
+    @property
+    def chain_depth(self) -> int:
+        """How many jobs a chain under a concurrency limit may take per claim: the queue a
+        child keeps (:attr:`max_pending`), once job durations are known; one before (a chain
+        of slow jobs would hold its slot, and delay what is queued behind it, longer)."""
+        return self.max_pending if self._mean_duration is not None else 1
+
     def releasable(self, jobs: list[ClaimedJob]) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
         """Claimed jobs that never started, split into those that may go back to the queue
         now and those that must wait: a job of a chain (flow control, ``gates``) waits while a

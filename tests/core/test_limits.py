@@ -97,9 +97,11 @@ def test_slot_freedom() -> None:
     free = limits.slot_is_free
     assert free(CONCURRENCY, holder_running=False, last_start_age=None, period=0)
     assert not free(CONCURRENCY, holder_running=True, last_start_age=1, period=0)
-    assert free(RATE, holder_running=True, last_start_age=None, period=1)
+    assert free(RATE, holder_running=False, last_start_age=None, period=1)
     assert not free(RATE, holder_running=False, last_start_age=0.5, period=1)
     assert free(RATE, holder_running=False, last_start_age=1.0, period=1)
+    # A rate slot's attempt still running: its child's start is not recorded yet.
+    assert not free(RATE, holder_running=True, last_start_age=5.0, period=1)
 
 
 keys = st.sampled_from([(CONCURRENCY, "a"), (CONCURRENCY, "b"), (RATE, "a"), (RATE, "c")])

@@ -134,10 +134,26 @@ def test_a_retried_job_takes_a_slot_again(store: Store) -> None:
 
 def test_rate_limited_starts_wait_for_the_period(store: Store) -> None:
     ids = insert(store, *[limited(rate=(3, 10.0)) for _ in range(7)])
-    assert [j.id for j in claim(store, now=T0)] == ids[:3]
+    first = claim(store, now=T0)
+    assert [j.id for j in first] == ids[:3]
+    finish(store, first, now=at(1))  # each started at its claim (ending's started_at)
     assert claim(store, now=at(9.9)) == []
-    assert [j.id for j in claim(store, now=at(10))] == ids[3:6]
+    second = claim(store, now=at(10))
+    assert [j.id for j in second] == ids[3:6]
+    finish(store, second, now=at(11))
     assert [j.id for j in claim(store, now=at(20))] == ids[6:]
+
+
+def test_a_rate_slot_counts_from_the_start_its_attempt_recorded(store: Store) -> None:
+    """A job that started a while after its claim (queued in its child) holds its rate slot
+    until a period after that start: the next start on the slot is a period after the real
+    one. While the attempt runs, its start is not known yet: the slot stays taken."""
+    _, b = insert(store, *[limited(rate=(1, 10.0)) for _ in range(2)])
+    (job,) = claim(store, now=T0)
+    assert claim(store, now=at(12)) == []  # still running
+    store.job_finish_many([ending(job, Outcome.SUCCEEDED, now=at(13), started_at=at(4))])
+    assert claim(store, now=at(13.9)) == []  # 10 s after its start, not its claim
+    assert [j.id for j in claim(store, now=at(14))] == [b]
 
 
 def test_queue_limits_hold_across_job_kinds(store: Store) -> None:
@@ -187,7 +203,7 @@ def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: i
             job.queue, job.concurrency_key, job.rate_key, queue_limited={"q1": (True, False)}
         )
     running: dict[int, ClaimedJob] = {}
-    rate_starts: dict[str, list[float]] = {}
+    rate_starts: dict[str, list[tuple[float, int]]] = {}  # (start, job id) per key
     for step in range(25):
         now = at(step * 2)
         waiting = [j for j in store.job_list(limit=1000) if j.state is JobState.REQUESTED]
@@ -201,7 +217,10 @@ def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: i
         held_q = sum((limits.CONCURRENCY, "queue:q1") in need[i] for i in running)
         free[(limits.CONCURRENCY, "queue:q1")] = q1_limit - held_q
         for key, (n, period) in rates.items():
-            recent = [t for t in rate_starts.get(key, []) if t > step * 2 - period]
+            # A start holds its slot for a period, and while its attempt still runs.
+            recent = [
+                t for t, i in rate_starts.get(key, []) if t > step * 2 - period or i in running
+            ]
             free[(limits.RATE, limits.job_key("tests.Job", key))] = n - len(recent)
         size = rng.randint(1, 6)
         scanned = flow.SCAN_PAGES * max(size, flow.MIN_PAGE)
@@ -216,6 +235,6 @@ def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: i
             running[got.id] = got
             for kind, key in need[got.id]:
                 if kind == limits.RATE:
-                    rate_starts.setdefault(key.split(":")[-1], []).append(step * 2)
+                    rate_starts.setdefault(key.split(":")[-1], []).append((step * 2, got.id))
         done = rng.sample(sorted(running), k=len(running) // 2)
         finish(store, [running.pop(i) for i in done], now=now + timedelta(seconds=1))
