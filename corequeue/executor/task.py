@@ -276,6 +276,13 @@ def _verdict(job: Job | None, exc: BaseException, attempt: int) -> policy.Verdic
     )
 
 
+def _result(task: Task, outcome: Outcome, started: float, **kw: Any) -> TaskResult:
+    """An attempt's result: its duration since ``started`` (``time.perf_counter()``), and when
+    it ended (``time.time()``: the worker records that, though it may read it later)."""
+    duration = time.perf_counter() - started
+    return TaskResult(task.job_id, task.lease, outcome, duration, ended_at=time.time(), **kw)
+
+
 def _attempt(
     task: Task, chain: RunJob, codecs: Any, attempt: CurrentAttempt, span: Attempt | None = None
 ) -> Generator[Awaitable[Any] | Blocking, Any, TaskResult]:
@@ -286,8 +293,7 @@ def _attempt(
     job: Job | None = None
 
     def ended(outcome: Outcome, **kw: Any) -> TaskResult:
-        duration = time.perf_counter() - started
-        return TaskResult(task.job_id, task.lease, outcome, duration, ended_at=time.time(), **kw)
+        return _result(task, outcome, started, **kw)
 
     def errored(exc: BaseException, message: str | None = None, *given: Verdict) -> TaskResult:
         error_type = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")

@@ -33,10 +33,8 @@ def decide(
     """The ending of ``job``'s attempt that ``result`` reports. ``interrupted``: the worker's
     own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
     worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
-    after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared.
-    The attempt ends when its child saw it end (``now`` if the child did not say)."""
-    if result.ended_at is not None:
-        now = min(now, datetime.fromtimestamp(result.ended_at, UTC))
+    after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared."""
+    now = _ended(result, now)
     retry_delay = _retry_delay(job, result)
     error_message = result.error_message
     rule: Rule | None = None
@@ -104,6 +102,14 @@ def _retry_delay(job: ClaimedJob, result: TaskResult) -> float:
     if result.retry_delay is not None:
         return result.retry_delay
     return 0.0 if result.outcome in _NO_RETRY else retry_delay_for(job.name, job.attempts)
+
+
+def _ended(result: TaskResult, now: datetime) -> datetime:
+    """When the attempt ended: when its child saw it end (its result may arrive later, with the
+    next ones), or ``now`` if the child did not say (a lost or timed-out attempt)."""
+    if result.ended_at is None:
+        return now
+    return min(now, datetime.fromtimestamp(result.ended_at, UTC))
 
 
 def _too_many_deferrals(
