@@ -26,6 +26,7 @@ from corequeue.commands import (
     settings_from,
 )
 from corequeue.config import Settings, check_max_processes, parse_duration
+from corequeue.core import uniqueness
 from corequeue.core.display import missing_job
 from corequeue.core.errors import ConfigError, CorequeueError, JobNotFound
 from corequeue.core.params import decode_value
@@ -213,7 +214,19 @@ def _add_enqueue(sub: Any) -> None:
     )
     enqueue.add_argument(
         "--unique-key",
-        help="at most one waiting or running job of this name per key (default: none)",
+        help="at most one job of this name per key within --unique-until (default: none)",
+    )
+    enqueue.add_argument(
+        "--unique-until",
+        metavar="POLICY",
+        help="how long the key holds: 'started', 'finished' or a period after the end such as "
+        "'10m' (default: the job's own, 'finished' unless it says)",
+    )
+    enqueue.add_argument(
+        "--on-conflict",
+        choices=[c.value for c in uniqueness.OnConflict],
+        help="when the key is held: return that job (keep), give it these arguments and run "
+        "time if it waits (replace), or fail (raise) (default: the job's own, keep unless it says)",
     )
     enqueue.add_argument(
         "--timeout",
@@ -357,10 +370,21 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise ConfigError(f"--args/--kwargs do not fit {registry.job_name(cls)}: {exc}") from None
     open_store(settings)
     options = EnqueueOptions(
-        args.queue, args.delay, args.priority, args.retries, args.unique_key, args.timeout
+        args.queue,
+        args.delay,
+        args.priority,
+        args.retries,
+        args.unique_key,
+        args.timeout,
+        unique_until=args.unique_until,
+        on_conflict=args.on_conflict,
     )
     (handle,) = enqueue([job], options, source="corequeue enqueue (command line)")
-    emit(args, {"id": handle.id}, f"enqueued job {handle.id} ({registry.job_name(cls)})")
+    name = registry.job_name(cls)
+    text = f"enqueued job {handle.id} ({name})"
+    if handle.deduplicated:
+        text = f"job {handle.id} ({name}) holds its unique key: no job was added"
+    emit(args, {"id": handle.id, "deduplicated": handle.deduplicated}, text)
     return 0
 
 

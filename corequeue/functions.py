@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from corequeue import registry
+from corequeue.core import uniqueness
 from corequeue.core.delays import Delay
 from corequeue.core.policy import check_exception_types
 from corequeue.jobs import EnqueueOptions, Job, JobHandle, caller_source, enqueue
@@ -76,6 +78,12 @@ class FunctionJob(Job):
         key = self.options.get("unique_key", "")
         return str(key(*self._cq_args, **self._cq_kwargs) if callable(key) else key)
 
+    def default_unique_until(self) -> str:
+        return str(self.options.get("unique_until", uniqueness.DEFAULT_UNTIL))
+
+    def default_on_conflict(self) -> str:
+        return str(self.options.get("on_conflict", uniqueness.OnConflict.KEEP.value))
+
 
 class JobFunction(Generic[P, R]):
     """A function registered as a job (what ``@corequeue.job`` returns)."""
@@ -107,6 +115,8 @@ class JobFunction(Generic[P, R]):
         limit_key: str | None = None,
         concurrency_limit: int | None = None,
         rate_limit: str | None = None,
+        unique_until: str | float | timedelta | None = None,
+        on_conflict: str | None = None,
         **kwargs: Any,
     ) -> JobHandle:
         """Enqueue a call with ``args`` and ``kwargs`` for a worker; the options are those of
@@ -122,6 +132,8 @@ class JobFunction(Generic[P, R]):
             limit_key=limit_key,
             concurrency_limit=concurrency_limit,
             rate_limit=rate_limit,
+            unique_until=unique_until,
+            on_conflict=on_conflict,
         )
         job = self.job_class(*args, **kwargs)
         (handle,) = enqueue([job], options, connection=connection, source=caller_source())
@@ -131,7 +143,16 @@ class JobFunction(Generic[P, R]):
         return f"<job function {self.name}>"
 
 
-_OPTIONS = ("queue", "priority", "retries", "timeout", "unique_key", "max_worker_losses")
+_OPTIONS = (
+    "queue",
+    "priority",
+    "retries",
+    "timeout",
+    "unique_key",
+    "unique_until",
+    "on_conflict",
+    "max_worker_losses",
+)
 
 
 @overload
@@ -144,6 +165,8 @@ def job(
     retries: int = ...,
     timeout: float | None = ...,
     unique_key: str | Callable[..., str] = ...,
+    unique_until: str | float | timedelta = ...,
+    on_conflict: str = ...,
     alias: str | None = ...,
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
     discard_on: type[BaseException] | tuple[type[BaseException], ...] = ...,
@@ -152,11 +175,12 @@ def job(
 def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Register a function as a job: ``@corequeue.job`` or ``@corequeue.job(queue="mail",
     retries=3, discard_on=(ValueError,))``. The options are the class defaults' (``queue``,
-    ``priority``, ``retries``, ``timeout``, ``unique_key``), ``alias``, the retry policy
-    (``retry_on``, ``discard_on``) and ``max_worker_losses``.
+    ``priority``, ``retries``, ``timeout``, ``unique_key``, ``unique_until``, ``on_conflict``),
+    ``alias``, the retry policy (``retry_on``, ``discard_on``) and ``max_worker_losses``.
 
     Raises TypeError for an unknown option, what is not a module-level function, or a function
-    with a parameter named like a ``run_in_worker()`` option; ValueError for a taken alias."""
+    with a parameter named like a ``run_in_worker()`` option; ValueError for a taken alias or
+    a uniqueness policy that cannot be used."""
     unknown = set(options) - {*_OPTIONS, "alias", "retry_on", "discard_on"}
     if unknown:
         raise TypeError(
@@ -166,6 +190,10 @@ def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     policy: dict[str, Any] = {
         k: check_exception_types(k, options[k]) for k in ("retry_on", "discard_on") if k in options
     }
+    if "unique_until" in options:
+        options["unique_until"] = uniqueness.parse_until(options["unique_until"])
+    if "on_conflict" in options:
+        options["on_conflict"] = uniqueness.parse_on_conflict(options["on_conflict"]).value
 
     def decorate(func: Callable[..., Any]) -> JobFunction[Any, Any]:
         if isinstance(func, JobFunction) or not inspect.isfunction(func):

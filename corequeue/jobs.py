@@ -14,11 +14,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from corequeue import hooks, registry, runtime, tracing
-from corequeue.core import delays, limits, policy, typed
+from corequeue.core import delays, limits, policy, typed, uniqueness
 from corequeue.core.delays import Delay
 from corequeue.core.display import missing_job
 from corequeue.core.errors import (
@@ -125,6 +125,15 @@ class Job:
     def default_unique_key(self) -> str:
         return ""
 
+    def default_unique_until(self) -> str:
+        """How long the unique key holds: "started", "finished" or a period such as "10m"
+        (corequeue.core.uniqueness)."""
+        return uniqueness.DEFAULT_UNTIL
+
+    def default_on_conflict(self) -> str:
+        """What an enqueue whose key is held does: "keep", "replace" or "raise"."""
+        return uniqueness.OnConflict.KEEP.value
+
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait before retrying after failed attempt ``attempt`` (1-based):
         exponential with jitter by default."""
@@ -145,13 +154,17 @@ class Job:
         limit_key: str | None = None,
         concurrency_limit: int | None = None,
         rate_limit: str | None = None,
+        unique_until: str | float | timedelta | None = None,
+        on_conflict: str | None = None,
     ) -> JobHandle:
         """Enqueue this job for a worker. Returns its handle.
 
         With ``connection`` (a SQLAlchemy Connection or Session) the job is inserted in the
-        caller's transaction: it exists only if that transaction commits. A ``unique_key`` held
-        by a waiting or running job of the same class returns that job's handle instead.
-        Raises JobParamsError naming a parameter that cannot be stored.
+        caller's transaction: it exists only if that transaction commits. A ``unique_key``
+        held by a job of the same class within its ``unique_until`` returns that job's handle
+        instead (``handle.deduplicated``), after giving a waiting one this job's arguments and
+        run time with ``on_conflict="replace"``; ``on_conflict="raise"`` raises DuplicateJob.
+        Raises JobParamsError naming a parameter or option that cannot be stored.
         """
         options = EnqueueOptions(
             queue,
@@ -163,6 +176,8 @@ class Job:
             limit_key=limit_key,
             concurrency_limit=concurrency_limit,
             rate_limit=rate_limit,
+            unique_until=unique_until,
+            on_conflict=on_conflict,
         )
         (handle,) = enqueue([self], options, connection=connection, source=caller_source())
         return handle
@@ -227,13 +242,24 @@ def caller_source() -> str:
 
 
 class JobHandle:
-    """A stored job: its ``id``, its last known ``state``, ``refresh()`` and ``wait()``."""
+    """A stored job: its ``id``, its last known ``state``, ``refresh()`` and ``wait()``.
 
-    def __init__(self, id: int, *, store: Store | None = None, state: JobState | None = None):
+    ``deduplicated`` is True when the enqueue that made this handle inserted nothing because
+    another job held its unique key: the handle is that job's."""
+
+    def __init__(
+        self,
+        id: int,
+        *,
+        store: Store | None = None,
+        state: JobState | None = None,
+        deduplicated: bool = False,
+    ):
         self.id = id
         self._store = store
         self.state: JobState = state or JobState.REQUESTED
         self.record: JobRecord | None = None
+        self.deduplicated = deduplicated
 
     def _get_store(self) -> Store:
         if self._store is None:
@@ -368,6 +394,23 @@ class EnqueueOptions:
     limit_key: str | None = None
     concurrency_limit: int | None = None
     rate_limit: str | None = None
+    #: Uniqueness (corequeue.core.uniqueness): how long the key holds, and what a held key does.
+    unique_until: str | float | timedelta | None = None
+    on_conflict: str | None = None
+
+
+def unique_fields(job: Job, options: EnqueueOptions) -> dict[str, Any]:
+    """The NewJob fields of ``job``'s uniqueness policy (its class's where ``options`` has
+    None). Raises JobParamsError for a policy that cannot be used."""
+    until = job.default_unique_until() if options.unique_until is None else options.unique_until
+    conflict = job.default_on_conflict() if options.on_conflict is None else options.on_conflict
+    try:
+        return {
+            "unique_until": uniqueness.parse_until(until),
+            "on_conflict": uniqueness.parse_on_conflict(conflict),
+        }
+    except uniqueness.UniquePolicyError as exc:
+        raise JobParamsError(f"{type(job).__qualname__}: {exc}") from None
 
 
 def limit_fields(job: Job, options: EnqueueOptions, name: str) -> dict[str, Any]:
@@ -431,6 +474,7 @@ def prepare(job: Job, options: EnqueueOptions, *, now: datetime, source: str) ->
         unique_key=u,
         source=source,
         **limit_fields(job, options, registry.job_name(cls)),
+        **unique_fields(job, options),
     )
     return PreparedJob(job, row)
 
@@ -466,7 +510,7 @@ def _insert(
             return intercepted
     store = runtime.get_store()
     inserted = store.job_insert_many([p.row for p in prepared], now=now, connection=connection)
-    handles = [JobHandle(i.id, store=store) for i in inserted]
+    handles = [JobHandle(i.id, store=store, deduplicated=not i.inserted) for i in inserted]
     if hooks.active("job_enqueued"):
         events = [
             hooks.enqueued(i.id, p.row, now)
@@ -490,11 +534,15 @@ def enqueue_many(
     limit_key: str | None = None,
     concurrency_limit: int | None = None,
     rate_limit: str | None = None,
+    unique_until: str | float | timedelta | None = None,
+    on_conflict: str | None = None,
     _source: str | None = None,
 ) -> list[JobHandle]:
     """Enqueue many jobs in one transaction (multi-row inserts). Options left None take each
-    job's class defaults. Returns the handles in order; nothing is inserted if any job's
-    parameters cannot be stored (JobParamsError names it)."""
+    job's class defaults; each job's unique key and policy apply to it alone (a key held by a
+    job earlier in the same batch counts). Returns the handles in order; nothing is inserted
+    if any job's parameters cannot be stored (JobParamsError names it) or one job's key is
+    held with ``on_conflict="raise"`` (DuplicateJob)."""
     options = EnqueueOptions(
         queue,
         delay,
@@ -505,6 +553,8 @@ def enqueue_many(
         limit_key=limit_key,
         concurrency_limit=concurrency_limit,
         rate_limit=rate_limit,
+        unique_until=unique_until,
+        on_conflict=on_conflict,
     )
     source = _source if _source is not None else caller_source()
     return enqueue(jobs, options, connection=connection, source=source)

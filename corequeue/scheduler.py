@@ -9,6 +9,7 @@ the database, so restarts and deploys neither skip nor repeat an occurrence.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from corequeue import registry
 from corequeue.commands import add_common_options, emit, import_modules, open_store, settings_from
 from corequeue.config import Settings
-from corequeue.core import cron
+from corequeue.core import cron, uniqueness
 from corequeue.core.errors import ConfigError, CorequeueError
 from corequeue.jobs import EnqueueOptions, Job, prepare
 from corequeue.store.queries import Store
@@ -252,6 +253,8 @@ class Scheduler:
                 now=now,
                 source=f"schedule {definition.name}",
             ).row
+            on_conflict = uniqueness.for_schedule(job_row.on_conflict)
+            job_row = dataclasses.replace(job_row, on_conflict=on_conflict)
         fired = schedule_fire(
             self.store,
             definition.spec,

@@ -35,7 +35,7 @@ class StaleLease(InvalidTransition):
 
 
 class UniqueViolation(CorequeueError):
-    """A job with this unique key is already waiting or running."""
+    """Another job holds this unique key (it is waiting or running, or within its period)."""
 
 
 class DuplicateJob(UniqueViolation):

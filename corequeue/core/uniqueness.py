@@ -108,6 +108,16 @@ def period(until: str) -> timedelta | None:
     return timedelta(seconds=float(until[:-1]) * _UNITS[until[-1]])
 
 
+def describe(until: str) -> str:
+    """How long a key holds under ``until``, for people: "until it starts", "until it
+    finishes", "until 10m after it finishes"."""
+    if until == STARTED:
+        return "until it starts"
+    if until in (FINISHED, ""):
+        return "until it finishes"
+    return f"until {until} after it finishes"
+
+
 def parse_on_conflict(value: object) -> OnConflict:
     """An ``on_conflict`` value as :class:`OnConflict`. Raises UniquePolicyError otherwise."""
     if isinstance(value, str) and value in {c.value for c in OnConflict}:
@@ -151,10 +161,16 @@ def resolve(on_conflict: OnConflict, holder_state: JobState) -> Resolution:
     return Resolution.KEEP
 
 
-def retakes_on_retry(until: str) -> bool:
-    """Whether a person's retry of a finished job takes its key again (it waits again within
-    the scope of its policy): yes, except for "started" (the job has started)."""
-    return until != STARTED
+def for_schedule(on_conflict: OnConflict) -> OnConflict:
+    """The on_conflict of a job a schedule enqueues: "raise" would leave the schedule nobody to
+    raise to (its occurrence would be tried again and again), so its held key keeps the holder."""
+    return OnConflict.KEEP if on_conflict is OnConflict.RAISE else on_conflict
+
+
+def retakes_on_retry(until: str, started_at: datetime | None) -> bool:
+    """Whether a person's retry of a finished job takes its key again: whether waiting again
+    puts it in its policy's scope (under "started", only a job that never started)."""
+    return until != STARTED or started_at is None
 
 
 def duplicate(name: str, unique_key: str, holder_id: int) -> DuplicateJob:
@@ -163,6 +179,14 @@ def duplicate(name: str, unique_key: str, holder_id: int) -> DuplicateJob:
         f"job {holder_id} ({name}) holds the unique key {unique_key!r}: nothing was enqueued "
         "(on_conflict='keep' returns that job instead)",
         job_id=holder_id,
+    )
+
+
+def duplicate_in_batch(name: str, unique_key: str) -> DuplicateJob:
+    """The error of a batch with on_conflict="raise" that holds one key twice."""
+    return DuplicateJob(
+        f"two {name} jobs of one enqueue_many() have the unique key {unique_key!r} "
+        "(on_conflict='raise'): nothing was enqueued"
     )
 
 

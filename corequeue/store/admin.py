@@ -103,9 +103,9 @@ class AdminQueries(StoreBase):
                         if "unique" not in str(exc.orig).lower():
                             raise
                         raise UniqueViolation(
-                            f"job {job_id} cannot wait again: another {job.name} job with unique "
-                            f"key {job.unique_key!r} is already waiting or running; cancel that "
-                            "one first or let it finish"
+                            f"job {job_id} cannot wait again: another {job.name} job holds the "
+                            f"unique key {job.unique_key!r} (it is waiting or running, or within "
+                            "its unique_until period); cancel that one first or let it finish"
                         ) from None
                 if done:
                     after = self.job_get(job_id)

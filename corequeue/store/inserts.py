@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
+from corequeue.core import uniqueness
+from corequeue.core.errors import DuplicateJob
 from corequeue.store import flow, migration, schema, unique
 from corequeue.store.base import StoreBase
 from corequeue.store.records import Inserted, NewJob
@@ -69,6 +71,10 @@ class InsertQueries(StoreBase):
                 with self._begin() as conn:
                     return self._insert(conn, new_jobs, now)
             conn = connection.connection() if isinstance(connection, Session) else connection
+            if len(new_jobs) > 1 and any(unique.raises(j) for j in new_jobs):
+                # A DuplicateJob leaves nothing of the batch in the caller's transaction.
+                with conn.begin_nested():
+                    return self._insert(conn, new_jobs, now)
             return self._insert(conn, new_jobs, now)
 
     def job_insert_dbapi(self, new_job: NewJob, *, now: datetime, cursor: Any) -> int:
@@ -106,6 +112,8 @@ class InsertQueries(StoreBase):
         # go in one multi-row INSERT each, unique jobs one by one between them.
         out: list[Inserted] = []
         plain: list[dict[str, Any]] = []
+        if self.is_postgresql:
+            unique.lock_keys(conn, [j for j in new_jobs if j.unique_key])
         for job in new_jobs:
             row = new_row(job, now)
             if not job.unique_key:
@@ -113,7 +121,12 @@ class InsertQueries(StoreBase):
                 continue
             out.extend(self._insert_plain(conn, plain))
             plain = []
-            out.append(self._insert_unique(conn, job, row, now))
+            try:
+                out.append(self._insert_unique(conn, job, row, now))
+            except DuplicateJob as exc:
+                if any(i.id == exc.job_id and i.inserted for i in out):  # rolled back with it
+                    raise uniqueness.duplicate_in_batch(job.name, job.unique_key) from None
+                raise
         out.extend(self._insert_plain(conn, plain))
         for need in flow.job_slot_needs(new_jobs):  # the slots of the jobs' own limits
             flow.resize_slots(conn, need, postgresql=self.is_postgresql)

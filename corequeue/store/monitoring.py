@@ -156,6 +156,7 @@ class JobSummary:
     queue: str
     state: JobState
     unique_key: str
+    unique_until: str
     attempts: int
     max_attempts: int
     run_at: datetime
@@ -172,6 +173,7 @@ _SUMMARY_COLUMNS = (
     jobs.c.queue,
     jobs.c.state,
     jobs.c.unique_key,
+    jobs.c.unique_until,
     jobs.c.attempts,
     jobs.c.max_attempts,
     jobs.c.run_at,
@@ -187,6 +189,7 @@ def _summary(row: Any) -> JobSummary:
         queue=row.queue,
         state=read_state(row.state),
         unique_key=row.unique_key,
+        unique_until=row.unique_until,
         attempts=row.attempts,
         max_attempts=row.max_attempts,
         run_at=row.run_at,

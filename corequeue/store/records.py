@@ -135,6 +135,8 @@ class JobRecord:
     result: str | None
     error: str | None
     source: str
+    #: The unique key's policy ("started", "finished", a period; "" without a key).
+    unique_until: str = ""
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(self.state, self.attempts, self.max_attempts, self.lease, self.run_at)

@@ -132,6 +132,7 @@ def job_record(row: Any) -> JobRecord:
         result=row.result,
         error=row.error,
         source=row.source,
+        unique_until=row.unique_until,
     )
 
 

@@ -9,6 +9,7 @@ racing on any number of connections leave one holder, whichever order they run i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from corequeue.core import uniqueness
 from corequeue.core.uniqueness import OnConflict, Resolution
 from corequeue.store import schema
-from corequeue.store.records import Inserted
+from corequeue.store.records import Inserted, NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, read_state
 
 jobs = schema.jobs
@@ -29,6 +30,32 @@ jobs = schema.jobs
 # when planning, and a generic plan (psycopg prepares a statement after 5 runs on a connection)
 # with $n parameters in it matches no index and the INSERT fails.
 _HELD = sa.text("unique_hold <> ''")
+
+
+def raises(job: NewJob) -> bool:
+    """Whether enqueuing ``job`` may raise DuplicateJob."""
+    return bool(job.unique_key) and job.on_conflict is OnConflict.RAISE
+
+
+#: PostgreSQL: transaction-level advisory locks on the keys' buckets (of LOCK_BUCKETS), taken
+#: in one order, in a key space of their own (two int4 keys; 0x636F7265 is "core").
+LOCK_BUCKETS = 64
+_LOCK_KEYS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(1668248165, b)) FROM ("
+    "SELECT DISTINCT (hashtext(k) & :mask) AS b FROM unnest(CAST(:keys AS text[])) AS k"
+    " ORDER BY b) AS s"
+)
+
+
+def lock_keys(conn: Connection, jobs: Sequence[NewJob]) -> None:
+    """PostgreSQL, a batch of two or more unique jobs: lock their keys' buckets first, in one
+    order. Each insert waits for a transaction holding its key uncommitted; two batches taking
+    the same keys in different orders would each wait for the other (a deadlock) without this.
+    Buckets bound the locks a batch takes (the lock table is small); batches whose keys share a
+    bucket run one after the other."""
+    keys = sorted({f"{j.name} {j.unique_key}" for j in jobs})
+    if len(keys) > 1:
+        conn.execute(_LOCK_KEYS, {"keys": keys, "mask": LOCK_BUCKETS - 1})
 
 
 def insert_statement(
@@ -131,13 +158,17 @@ def retake(conn: Connection, job_id: int, *, now: datetime) -> None:
     so (:func:`uniqueness.retakes_on_retry`), clearing a stale holder first. Raises
     sqlalchemy's IntegrityError when a job in its scope holds the key."""
     job = conn.execute(
-        sa.select(jobs.c.name, jobs.c.unique_key, jobs.c.unique_hold, jobs.c.unique_until).where(
-            jobs.c.id == job_id, jobs.c.state == "requested"
-        )
+        sa.select(
+            jobs.c.name,
+            jobs.c.unique_key,
+            jobs.c.unique_hold,
+            jobs.c.unique_until,
+            jobs.c.started_at,
+        ).where(jobs.c.id == job_id, jobs.c.state == "requested")
     ).first()
     if job is None or not job.unique_key or job.unique_hold == job.unique_key:
         return
-    if not uniqueness.retakes_on_retry(job.unique_until):
+    if not uniqueness.retakes_on_retry(job.unique_until, job.started_at):
         return
     holder = _holder(conn, job.name, job.unique_key)
     if holder is not None:

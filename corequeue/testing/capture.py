@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from corequeue import hooks, registry, runtime
-from corequeue.core import typed
+from corequeue.core import typed, uniqueness
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState
 from corequeue.functions import JobFunction
@@ -259,19 +259,29 @@ class EnqueuedJobs:
     ) -> list[JobHandle]:
         handles: list[JobHandle] = []
         new: list[EnqueuedJob] = []
+        replaced: dict[int, EnqueuedJob] = {}
         for p in prepared:
             existing = self._holder(p.row, new)
-            if existing is not None:  # the database would return the waiting job's handle
-                handles.append(CapturedHandle(existing.id, state=JobState.REQUESTED))
+            if existing is not None:  # as the database would: captured jobs wait forever
+                resolution = uniqueness.resolve(p.row.on_conflict, JobState.REQUESTED)
+                if resolution is uniqueness.Resolution.RAISE:
+                    raise uniqueness.duplicate(p.row.name, p.row.unique_key, existing.id)
+                if resolution is uniqueness.Resolution.REPLACE:  # the arguments and run time
+                    replaced[existing.id] = self._as_given(existing.id, p)
+                    new = [replaced.get(j.id, j) for j in new]
+                handles.append(
+                    CapturedHandle(existing.id, state=JobState.REQUESTED, deduplicated=True)
+                )
                 continue
             job = self._as_given(next(_ids), p)
             new.append(job)
             handles.append(CapturedHandle(job.id, state=JobState.REQUESTED))
-        after_commit(connection, lambda: self._record(new))
+        after_commit(connection, lambda: self._record(new, replaced))
         return handles
 
-    def _record(self, new: Sequence[EnqueuedJob]) -> None:
+    def _record(self, new: Sequence[EnqueuedJob], replaced: dict[int, EnqueuedJob]) -> None:
         """The enqueue is committed: keep its jobs and announce them (``job_enqueued``)."""
+        self._captured = [replaced.get(j.id, j) for j in self._captured]
         self._captured += new
         for job in new:
             hooks.fire(hooks.enqueued(job.id, job, None))  # (no enqueue time in a capture)

@@ -13,6 +13,7 @@ import jinja2
 from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
+from corequeue.core import uniqueness
 from corequeue.core.display import search_term
 from corequeue.core.states import JobState
 
@@ -31,7 +32,7 @@ def make_templates() -> Jinja2Templates:
         finalize=show_controls,
     )
     env.filters.update(ts=format_ts, secs=format_seconds, pretty=pretty_json)
-    env.filters.update(search_term=search_term)
+    env.filters.update(search_term=search_term, unique_until=uniqueness.describe)
     env.globals.update(states=list(JobState))
     return Jinja2Templates(env=env)
 

@@ -147,6 +147,31 @@ def test_enqueue_by_name_and_alias_then_show(store: Store, database_url: str, cl
     assert "name: testing.jobs.Add" in out and "state: requested" in out
 
 
+def test_enqueue_with_a_uniqueness_policy_says_when_it_deduplicated(
+    store: Store, database_url: str, cli: Cli
+) -> None:
+    base = ("enqueue", "--database-url", database_url, "--import", "testing.jobs")
+    add = (*base, "testing.jobs.Add", "--unique-key", "k", "--unique-until", "600s")
+    first = cli_json(cli, *add, "--args", "[1, 2]")
+    assert first["deduplicated"] is False
+    again = cli_json(cli, *add, "--args", "[3, 4]", "--on-conflict", "replace")
+    assert again == {"id": first["id"], "deduplicated": True}
+    code, out, _ = cli(*add, "--args", "[5, 6]")
+    assert (code, out.strip()) == (
+        0,
+        f"job {first['id']} (testing.jobs.Add) holds its unique key: no job was added",
+    )
+    code, _, err = cli(*add, "--args", "[5, 6]", "--on-conflict", "raise")
+    assert code == 1
+    assert f"job {first['id']} (testing.jobs.Add) holds the unique key 'k'" in err
+    shown = cli_json(cli, "jobs", "show", "--database-url", database_url, str(first["id"]))
+    assert (shown["unique_key"], shown["unique_until"]) == ("k", "10m")
+    assert shown["params"] == {"a": 3, "b": 4}
+    code, _, err = cli(*add, "--args", "[1, 1]", "--unique-until", "someday")
+    assert code == 1 and "unique_until='someday' is not a policy" in err
+    assert len(store.job_list()) == 1
+
+
 def test_enqueue_with_arguments_that_do_not_fit_is_one_clear_error(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:

@@ -116,9 +116,12 @@ def test_what_an_enqueue_does_about_a_holder(
 
 
 def test_a_retry_takes_the_key_again_unless_the_policy_ended_at_the_start() -> None:
-    assert uniqueness.retakes_on_retry("finished")
-    assert uniqueness.retakes_on_retry("5m")
-    assert not uniqueness.retakes_on_retry("started")
+    for started_at in (None, T0):
+        assert uniqueness.retakes_on_retry("finished", started_at)
+        assert uniqueness.retakes_on_retry("5m", started_at)
+    assert not uniqueness.retakes_on_retry("started", T0)
+    # A job cancelled before it started waits for its first start again: in its scope.
+    assert uniqueness.retakes_on_retry("started", None)
 
 
 def test_duplicate_names_the_holder_and_what_to_do() -> None:

@@ -38,6 +38,21 @@ def test_capture_mode_assertions(app_dir: pytest.Pytester) -> None:
             first = Add(1, 2).run_in_worker(unique_key="k")
             second = Add(1, 2).run_in_worker(unique_key="k")
             assert first.id == second.id
+            assert (first.deduplicated, second.deduplicated) == (False, True)
+            assert len(enqueued_jobs.all(Add)) == 1
+            # As the database does: replace gives the waiting job the new arguments, raise
+            # refuses (and leaves nothing of its batch).
+            Add(5, 6).run_in_worker(unique_key="k", on_conflict="replace")
+            assert [j.arguments for j in enqueued_jobs.all(Add)] == [{"a": 5, "b": 6}]
+            for key in ("k", "fresh"):  # held before, or by the batch's first job
+                try:
+                    corequeue.enqueue_many(
+                        [Add(0, 0), Add(7, 8)], unique_key=key, on_conflict="raise"
+                    )
+                except corequeue.DuplicateJob as exc:
+                    assert (exc.job_id == first.id) == (key == "k")
+                else:
+                    raise AssertionError("no DuplicateJob")
             assert len(enqueued_jobs.all(Add)) == 1
 
         def test_expect_a_block(enqueued_jobs):

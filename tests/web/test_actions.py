@@ -85,7 +85,7 @@ def test_refusals_are_said_in_peoples_terms_never_a_500(
     (new,) = store.job_insert_many([new_job(run_at=seeded.now, unique_key="k")], now=seeded.now)
     retry = client.post(f"/jobs/{old.id}/retry", data=confirmed)
     assert retry.status_code == 409
-    assert "is already waiting or running; cancel that one first" in retry.text
+    assert "holds the unique key" in retry.text and "cancel that one first" in retry.text
     assert state_of(store, old.id) is JobState.CANCELLED
     assert state_of(store, new.id) is JobState.REQUESTED
 
