@@ -158,6 +158,11 @@ def test_history_filters_by_state_queue_job_search_and_time(
     assert ids("?queue=reports") == [seeded.running]
     assert ids("?job=app.jobs.Render") == [seeded.xss]
     assert ids("?q=welcome:100") == [seeded.waiting]
+    # A unique key is shown with its policy, in the list and on the job's page.
+    listed = client.get("/jobs?q=welcome:100").text
+    assert 'title="unique key, held until it finishes">welcome:100</span>' in listed
+    page = client.get(f"/jobs/{seeded.waiting}").text
+    assert '<code>welcome:100</code> <span class="muted">held until it finishes</span>' in page
     assert ids(f"?q={seeded.failed}") == [seeded.failed]
     created_from = (seeded.now - timedelta(seconds=45)).strftime("%Y-%m-%dT%H:%M:%S")
     assert sorted(ids(f"?from={created_from}")) == sorted([seeded.waiting, seeded.delayed])
