@@ -250,8 +250,8 @@ def report_flow(flow: dict[str, Any], row: Any) -> None:
     n, rates = flow["backlog"], flow["rates"]
     row(f"flow drain {n:,}, no limit (jobs/s, median)", fmt(rates["unlimited"]))
     labels = {
-        "queue_limit": f"queue concurrency_limit = {flow['children']} (children)",
-        "per_key_100": "concurrency_limit 1 per key, 100 keys",
+        "queue_limit": f"queue limit {flow['children']} (= children)",
+        "per_key_100": "limit 1 per key, 100 keys",
     }
     for variant, label in labels.items():
         ratio = flow["ratios"][variant]

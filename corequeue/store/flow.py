@@ -278,15 +278,20 @@ class FlowQueries(StoreBase):
         meanwhile is not seen free through an older snapshot. (A slot of the worker's own
         chain needs no second look: only its own claims move it.)"""
         holder = jobs.alias("holder")
-        running = sa.and_(
-            holder.c.id == slots.c.job_id,
-            holder.c.state == JobState.RUNNING.value,
-            holder.c.attempts == slots.c.attempt,
+        # The worker running the slot's attempt (NULL: none runs it), found by primary key: a
+        # condition on the worker here made the planner scan all of a worker's running jobs.
+        runner = (
+            sa.select(holder.c.worker_id)
+            .where(
+                holder.c.id == slots.c.job_id,
+                holder.c.state == JobState.RUNNING.value,
+                holder.c.attempts == slots.c.attempt,
+            )
+            .scalar_subquery()
         )
-        taken = sa.exists().where(running, holder.c.worker_id != ask.worker_id)
-        mine = sa.exists().where(running, holder.c.worker_id == ask.worker_id)
+        mine = sa.func.coalesce(runner == ask.worker_id, sa.false())
         usable = sa.or_(
-            sa.and_(slots.c.kind == limits.CONCURRENCY, ~taken),
+            sa.and_(slots.c.kind == limits.CONCURRENCY, sa.or_(runner.is_(None), mine)),
             sa.and_(
                 slots.c.kind == limits.RATE,
                 sa.or_(slots.c.free_at.is_(None), slots.c.free_at <= ask.now),
