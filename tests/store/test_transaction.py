@@ -132,11 +132,13 @@ def test_inline_the_writes_commit_only_with_the_success(
     store: Store, shop: str, tmp_path: Path, job: type
 ) -> None:
     """run_jobs_inline (InlineJobs): the first attempt's writes roll back, the retry's commit
-    (against the configured store: there is no job row inline)."""
+    (against the configured store: there is no job row inline), and ChargeCard, enqueued with
+    connection=conn, runs once: after the successful attempt's commit."""
     with InlineJobs() as inline:
         handle = job(1, "raise", str(tmp_path)).run_in_worker(retries=1)
     assert handle.state is JobState.SUCCEEDED
     assert handle.outcomes == [Outcome.ERRORED, Outcome.SUCCEEDED]
     assert tx_jobs.effect_rows(shop) == [(1, "charged")]
     assert store.job_list() == []  # inline: nothing was inserted in the jobs table
-    assert inline.handles[0] is handle
+    assert [h.name.rpartition(".")[2] for h in inline.handles] == [job.__name__, "ChargeCard"]
+    assert inline.handles[1].wait() == 1
