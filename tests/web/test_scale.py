@@ -32,6 +32,11 @@ def older_link(html: str) -> str | None:
     return found.group(1).replace("&amp;", "&") if found else None
 
 
+def newer_link(html: str) -> str | None:
+    found = re.search(r'href="/jobs(\?[^"]*)" rel="prev"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
 def test_a_search_looks_through_a_window_of_ids_and_older_goes_on_below_it(
     client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,6 +58,14 @@ def test_a_search_looks_through_a_window_of_ids_and_older_goes_on_below_it(
     last = client.get(f"/jobs{older_link(middle)}").text
     assert listed(last) == [ids[3]]
     assert older_link(last) is None
+
+    # Newer goes back up, a window at a time, from the newest job shown.
+    assert newer_link(last) == f"?param=4242&after={ids[3]}"
+    up = client.get(f"/jobs{newer_link(last)}").text
+    assert listed(up) == []
+    assert f"among jobs {ids[4]} to {ids[13]}." in up
+    assert newer_link(up) == f"?param=4242&after={ids[13]}"
+    assert listed(client.get(f"/jobs{newer_link(up)}").text) == []  # ids[14] to ids[23]
 
     # An id is found wherever it is; a name or key only among the window's ids.
     assert listed(client.get(f"/jobs?q={ids[2]}").text) == [ids[2]]
