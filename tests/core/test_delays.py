@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from corequeue.core.delays import run_at, seconds_until
+from corequeue.core.delays import next_stop, run_at, seconds_until
 from corequeue.core.errors import JobParamsError
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -54,3 +54,13 @@ def test_a_naive_datetime_is_refused_with_what_to_do() -> None:
 def test_what_is_not_a_delay_is_refused(delay: object) -> None:
     with pytest.raises(JobParamsError, match="delay="):
         run_at(delay, NOW)  # type: ignore[arg-type]
+
+
+def test_a_drain_travelling_in_time_stops_at_the_next_moment_before_its_end() -> None:
+    until = NOW + timedelta(days=1)
+    hour = timedelta(hours=1)
+    moments = [NOW - hour, NOW, NOW + 5 * hour, NOW + 2 * hour, until, until + hour]
+    assert next_stop(NOW, until, moments) == NOW + 2 * hour  # past, now and later are skipped
+    assert next_stop(NOW + 2 * hour, until, moments) == NOW + 5 * hour
+    assert next_stop(NOW + 5 * hour, until, moments) == until  # nothing before the end
+    assert next_stop(NOW, until, []) == until
