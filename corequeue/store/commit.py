@@ -7,10 +7,10 @@ inline and captured jobs.
   (``after_transaction_end``), so the Session is usable again if one of them raises. A
   Session joined to an outer transaction (``join_transaction_mode``) counts its own commit.
 - A Connection: SQLAlchemy's ``commit`` event fires *before* the COMMIT is sent, and none
-  fires after it (an ``after_commit`` for Core was declined: sqlalchemy/sqlalchemy#4943), so the engine's dialect gets a ``do_commit`` that runs the actions armed by
-  that event once the database has answered. An action that raises there leaves the
-  Connection as a failed commit would: roll it back before using it again (``engine.begin()``
-  blocks do).
+  fires after it (an ``after_commit`` for Core was declined: sqlalchemy/sqlalchemy#4943), so
+  the engine's dialect gets a ``do_commit`` that runs the actions armed by that event once the
+  database has answered. An action that raises there leaves the Connection as a failed commit
+  would: roll it back before using it again (``engine.begin()`` blocks do).
 - Savepoints: only the outermost commit counts. A rolled-back savepoint drops what was
   registered since it began; a released one keeps it for the outer transaction to decide.
 - A rollback (or a failed COMMIT) drops every action waiting on that transaction.
