@@ -234,7 +234,7 @@ class _Runner:
         except EOFError:
             return False
         if message[0] == "run":
-            self.tasks.extend(map(Task._make, message[1]))
+            self.tasks.extend(map(Task._make, message[1]))  # times as sent: see Task.wire
         elif message[0] == "skip":
             skip = set(message[1])
             dropped = [t.job_id for t in self.tasks if t.job_id in skip]

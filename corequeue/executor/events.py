@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import signal
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,16 +69,21 @@ def frames(inbox: bytearray) -> tuple[list[Any], int]:
     length follows), then the pickle."""
     messages: list[Any] = []
     pos, size = 0, len(inbox)
-    while size - pos >= 4:
-        n = int.from_bytes(inbox[pos : pos + 4], "big", signed=True)
-        start = pos + 4
-        if n == -1:
-            if size - pos < 12:
+    with memoryview(inbox) as view:  # slices of it copy nothing (released before return)
+        while size - pos >= 4:
+            (n,) = _LENGTH.unpack_from(inbox, pos)
+            start = pos + 4
+            if n == -1:
+                if size - pos < 12:
+                    break
+                (n,) = _LONG_LENGTH.unpack_from(inbox, pos + 4)
+                start = pos + 12
+            if size - start < n:
                 break
-            n = int.from_bytes(inbox[pos + 4 : pos + 12], "big")
-            start = pos + 12
-        if size - start < n:
-            break
-        messages.append(pickle.loads(inbox[start : start + n]))
-        pos = start + n
+            messages.append(pickle.loads(view[start : start + n]))
+            pos = start + n
     return messages, pos
+
+
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")

@@ -76,10 +76,10 @@ class _Child:
     stopping: bool = False
     draining: bool = False  # a stuck sync job was ended here: replaced once the rest end
     ready: bool = False  # started up: takes tasks (none are handed to a child still starting)
+    pid: int | None = field(init=False)  # the process's, kept (read once per result)
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
+    def __post_init__(self) -> None:
+        self.pid = self.process.pid
 
 
 class ProcessPool:
@@ -285,7 +285,7 @@ class ProcessPool:
             self._handed_out = True
             # A dead child's pipe refuses: wait() reports the death through its sentinel.
             with contextlib.suppress(OSError):
-                _send(child, ("run", [tuple(t) for t in batch]))
+                _send(child, ("run", [t.wire() for t in batch]))
         return left
 
     # -- events -----------------------------------------------------------------------------
@@ -345,25 +345,26 @@ class ProcessPool:
         return events
 
     def _receive(self, child: _Child, message: Any, events: list[Event]) -> None:
-        kind = message[0]
-        if kind == "ready":
+        kind = message[0]  # the most frequent first: once per job
+        if kind == "next":
+            self._done(child, message[1], events)
+            self._start(child, message[2], message[3])
+        elif kind == "done_many":
+            for fields in message[1]:
+                self._done(child, fields, events)
+        elif kind == "started_many":
+            for job_id, started_kind in message[1]:
+                self._start(child, job_id, started_kind)
+        elif kind == "done":
+            self._done(child, message[1], events)
+        elif kind == "started":
+            self._start(child, message[1], message[2])
+        elif kind == "ready":
             child.ready = True
             self.start_failures = 0
             if self._first_ready_at is None:
                 self._first_ready_at = time.monotonic()
             events.append(Ready(child.pid))
-        elif kind == "started":
-            self._start(child, message[1], message[2])
-        elif kind == "started_many":
-            for job_id, started_kind in message[1]:
-                self._start(child, job_id, started_kind)
-        elif kind == "done_many":
-            for fields in message[1]:
-                self._done(child, fields, events)
-        elif kind == "done" or kind == "next":
-            self._done(child, message[1], events)
-            if kind == "next":
-                self._start(child, message[2], message[3])
         elif kind == "released":
             gone = tuple(t for i in message[1] if (t := child.pending.pop(i, None)) is not None)
             for task in gone:
@@ -371,14 +372,16 @@ class ProcessPool:
             events.append(Released(gone))
 
     def _done(self, child: _Child, fields: tuple[Any, ...], events: list[Event]) -> None:
-        result = TaskResult.from_wire(fields)
-        if child.pending.pop(result.job_id, None) is None:  # ended here already
+        job_id = fields[0]
+        if child.pending.pop(job_id, None) is None:  # ended here already
             return
-        if not child.kinds.pop(result.job_id, SYNC) & ASYNC:
+        result = TaskResult.from_wire(fields)
+        if not child.kinds.pop(job_id, SYNC) & ASYNC:
             self._observe(result.duration)
-        child.started.pop(result.job_id, None)
-        child.deadlines.pop(result.job_id, None)
-        child.in_async.discard(result.job_id)
+        child.started.pop(job_id, None)
+        if child.deadlines:
+            child.deadlines.pop(job_id, None)
+        child.in_async.discard(job_id)
         events.append(result)
 
     def _start(self, child: _Child, job_id: int, kind: int) -> None:
@@ -386,8 +389,7 @@ class ProcessPool:
         task = child.pending.get(job_id)
         if task is None:
             return
-        now = time.monotonic()
-        child.started[job_id] = now
+        now = child.started[job_id] = time.monotonic()
         child.kinds[job_id] = kind
         if task.timeout is not None:
             # The child stops an async job at its timeout itself; this is the backstop.

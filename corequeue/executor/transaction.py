@@ -29,6 +29,7 @@ from corequeue.core.lifecycle import JobSnapshot
 from corequeue.core.params import decode_params
 from corequeue.core.states import JobState, Outcome
 from corequeue.store import orm
+from corequeue.store.driver import as_datetime
 from corequeue.store.records import AttemptEnd
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class CurrentAttempt:
             t.attempt,
             t.max_attempts,
             t.lease,
-            t.run_at,
+            as_datetime(t.run_at),  # microseconds as it crossed the pipe (Task.wire)
             t.worker_losses,
             t.deferrals,
         )

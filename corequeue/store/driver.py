@@ -35,6 +35,13 @@ def micros(when: datetime | None) -> int | None:
     return None if when is None else (when - _EPOCH) // _MICROSECOND
 
 
+def as_datetime(when: datetime | int | None) -> datetime | None:
+    """``when`` as an aware UTC datetime: given as one, or as :func:`micros` made it."""
+    if when is None or isinstance(when, datetime):
+        return when
+    return _EPOCH + when * _MICROSECOND
+
+
 class Compiled(NamedTuple):
     """A statement compiled once for the driver (:func:`run`)."""
 

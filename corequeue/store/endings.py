@@ -76,6 +76,12 @@ ENDING_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: The columns only an attempt row takes (the job row takes the rest).
+_ATTEMPT_ROW_ONLY = frozenset(
+    {"number", "outcome", "worker_id", "ended_at", "error_type", "error_message", "traceback"}
+)
+
+
 def _ending_row(e: AttemptEnd, ended: int | None) -> tuple[Any, ...]:
     """The values of ``e`` in the order of ENDING_COLUMNS (one tuple per ending: cheaper than a
     function call per value). ``ended``: ``e.finished_at`` in microseconds."""
@@ -121,13 +127,17 @@ def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
     empty: unnest pads a shorter array with NULLs, and PostgreSQL has nothing to parse."""
     rows = []
     when, ended = None, None
+    on_rows_only = True  # no ending in the batch gets an attempt row (a batch of successes)
     for e in ends:
         if e.finished_at is not when:  # endings decided together share their end time
             when, ended = e.finished_at, micros(e.finished_at)
         rows.append(_ending_row(e, ended))
+        on_rows_only = on_rows_only and e.outcome is ON_JOB_ROW
     params: dict[str, str] = {}
     for (name, kind), values in zip(ENDING_COLUMNS, zip(*rows, strict=True), strict=True):
-        if kind == "int":
+        if on_rows_only and name in _ATTEMPT_ROW_ONLY:
+            params[name] = "{}" if kind == "int" else "[]"  # nobody reads them
+        elif kind == "int":
             listed = ",".join(["NULL" if v is None else str(v) for v in values])
             params[name] = "{" + listed + "}"
         elif values.count(None) == len(values):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from corequeue import logs
 from corequeue.core.states import JobState, Outcome
 from corequeue.core.text import one_line
-from corequeue.store.records import AttemptEnd
+from corequeue.store.records import AttemptEnd, ClaimedJob
 from corequeue.worker.counters import Counters
 
 log = logging.getLogger("corequeue.worker")
@@ -26,6 +26,19 @@ _FINISHED = (
     "finished job_id=%d name=%s queue=%s attempt=%d outcome=%s state=%s duration_ms=%.1f "
     "waited_ms=%s priority=%d pid=%s source=%s%s"
 )
+
+
+def log_claimed(claimed: Sequence[ClaimedJob]) -> None:
+    """A DEBUG line for each job claimed (asked once per claim, not per job, when off)."""
+    if log.isEnabledFor(logging.DEBUG):
+        for job in claimed:
+            log.debug(
+                "claimed job_id=%d name=%s queue=%s attempt=%d",
+                job.id,
+                job.name,
+                job.queue,
+                job.attempts,
+            )
 
 
 def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) -> None:
@@ -49,7 +62,7 @@ def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) 
             write_lines()
             _log_refused(end)
             continue
-        job_state = end.change.state.value
+        job_state = end.change.state
         if end.outcome is Outcome.SUCCEEDED:
             c.succeeded += 1
         elif end.outcome is Outcome.DEFERRED:
@@ -58,7 +71,7 @@ def log_ends(counters: Counters, ends: Sequence[AttemptEnd], applied: set[int]) 
             c.cancelled += 1
         else:
             c.failed += 1
-            if end.change.state.value == "requested":
+            if job_state is JobState.REQUESTED:
                 c.retried += 1
         quiet = end.outcome in (Outcome.SUCCEEDED, Outcome.DEFERRED)
         level = logging.INFO if quiet else logging.WARNING
@@ -88,24 +101,39 @@ def _waited(end: AttemptEnd) -> float | None:
     return max((end.started_at - end.run_at).total_seconds() * 1000, 0.0)
 
 
+#: Job names, queues and sources as the line shows them (escaped: see core.text), by their
+#: text: a busy worker logs the same few thousands of times a second.
+_escaped: dict[str, str] = {}
+
+
+def _shown(text: str) -> str:
+    shown = _escaped.get(text)
+    if shown is None:
+        if len(_escaped) >= 4096:
+            _escaped.clear()
+        shown = _escaped[text] = one_line(text)
+    return shown
+
+
 def _line_args(end: AttemptEnd, job_state: str, duration_ms: float) -> tuple[object, ...]:
     """The values of :data:`_FINISHED`; text from jobs escaped (a newline would split the
-    line): see core.text."""
+    line): see core.text. (The outcome and state are StrEnum members: ``%s`` writes their
+    values.)"""
     detail = f" error={end.error_type}: {end.error_message}" if end.error_type else ""
     waited = _waited(end)
     return (
         end.job_id,
-        one_line(end.name),
-        one_line(end.queue),
+        _shown(end.name),
+        _shown(end.queue),
         end.attempt,
-        end.outcome.value,
+        end.outcome,
         job_state,
         duration_ms,
         "-" if waited is None else f"{waited:.1f}",
         end.priority,
         end.pid or "-",
-        one_line(end.source) or "-",
-        one_line(detail),
+        _shown(end.source) or "-",
+        one_line(detail) if detail else "",
     )
 
 

@@ -34,7 +34,7 @@ from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
 from corequeue.worker.counters import Counters
 from corequeue.worker.endings import decide
-from corequeue.worker.joblog import log_ends, log_stats, log_stopped
+from corequeue.worker.joblog import log_claimed, log_ends, log_stats, log_stopped
 from corequeue.worker.lanes import ClaimLane, NextReady, RecordLane
 from corequeue.worker.notifier import Notifier, WakeUp
 from corequeue.worker.outage import Outage
@@ -408,13 +408,7 @@ class Worker:
         for job in claimed:
             self.claimed[job.id] = job
             tasks.append(Task.of(job, self.id))
-            log.debug(
-                "claimed job_id=%d name=%s queue=%s attempt=%d",
-                job.id,
-                job.name,
-                job.queue,
-                job.attempts,
-            )
+        log_claimed(claimed)
         self.counters.claimed += len(claimed)
         left = self.pool.submit(tasks)
         for task in left:  # no child could take them: back to the queue, attempt not counted

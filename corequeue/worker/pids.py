@@ -1,7 +1,7 @@
 """The worker's pool of children: which child reported each job's ending (for the worker's
 per-job log line), and which unstarted jobs may go back to the queue.
 
-:class:`ChildPool` notes the pid as a child's report arrives; :func:`pid_of` hands it to the
+:class:`ChildPool` notes the pid as a child's reports are read; :func:`pid_of` hands it to the
 ending the worker builds from that report (``endings.decide``), once. A process runs one
 worker; a note nobody asks for (a report the worker drops: its lease moved on) is forgotten
 once :data:`MAX_NOTES` pile up.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corequeue.executor.pool import ProcessPool
+from corequeue.executor.pool import Event, ProcessPool
 from corequeue.executor.task import TaskResult
 from corequeue.store.records import ClaimedJob
 
@@ -40,15 +40,16 @@ class ChildPool(ProcessPool):
         now = [job for job in jobs if busy.isdisjoint(job.gates)]
         return now, [job for job in jobs if not busy.isdisjoint(job.gates)]
 
-    def _receive(self, child: Any, message: Any, events: list[Any]) -> None:
-        before = len(events)
-        super()._receive(child, message, events)
-        if len(events) > before and child.pid is not None:
+    def _read(self, child: Any) -> list[Event]:
+        events = super()._read(child)
+        pid = child.pid
+        if events and pid is not None:
             if len(_ended_in) >= MAX_NOTES:
                 _ended_in.clear()
-            for event in events[before:]:
-                if isinstance(event, TaskResult):
-                    _ended_in[event.job_id] = child.pid
+            for event in events:
+                if type(event) is TaskResult:
+                    _ended_in[event.job_id] = pid
+        return events
 
 
 def pid_of(job_id: int) -> int | None:
