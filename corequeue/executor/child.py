@@ -196,8 +196,10 @@ class _Runner:
         return kind
 
     def _in_flight(self) -> int:
+        """Jobs not done yet, and async results not sent yet (a child that stops exits only
+        once the loop has sent them: its thread dies with the process)."""
         with self.lock:
-            return self.sync_busy + len(self.async_busy) + self.exclusive
+            return self.sync_busy + len(self.async_busy) + self.exclusive + len(self.outbox)
 
     def _next_task(self) -> Task | None:
         """The first queued task that may start now (None: none may). Async tasks pass sync
@@ -280,6 +282,9 @@ class _Runner:
         with self.lock:
             results, self.outbox = self.outbox, []
             self.conn.send_bytes(pickle.dumps(("done_many", results), _PICKLE))
+        if self.stopping:  # the main thread waits for them to be sent before it exits
+            with contextlib.suppress(BlockingIOError):
+                os.write(self.wake_w, b"x")
 
     def _flush_starts(self) -> None:
         """Report the async tasks started since the last flush, and hand them to the loop,
