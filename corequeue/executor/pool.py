@@ -319,6 +319,9 @@ class ProcessPool:
     def _drain(self, child: _Child) -> list[Event]:
         events = self._read(child)
         if not child.process.is_alive():
+            # It may have sent its last results after the read above, then exited (a stopping
+            # child does): the pipe keeps them. Read unread, they would be recorded lost.
+            events.extend(self._read(child))
             events.extend(self._bury(child, describe_exit(child.process.exitcode)))
         return events
 

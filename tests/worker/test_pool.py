@@ -1,19 +1,24 @@
-"""The pool hands tasks only to children that have started (said "ready")."""
+"""The pool hands tasks only to children that have started (said "ready"), and reads what a
+child sent to the end before recording its jobs lost."""
 
 from __future__ import annotations
 
 import itertools
 import logging
+import pickle
+import socket
+import struct
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from corequeue.core.states import Outcome
 from corequeue.executor import server
 from corequeue.executor.child import ChildConfig
 from corequeue.executor.pool import STARTUP_WAIT, ProcessPool, Ready, _Child
-from corequeue.executor.task import Task
+from corequeue.executor.task import Task, TaskResult
 
 
 def child(*, ready: bool) -> _Child:
@@ -142,3 +147,46 @@ def test_a_stop_request_ends_the_starting_of_children_at_once(
     assert len(pool.children) == 3
     pool.start(stop=lambda: True)
     assert len(pool.children) == 3
+
+
+class _ExitsAfterSending:
+    """A child process that sends its last message, then exits, just as the parent asks whether
+    it is still alive (after it read the pipe): the race of a stopping child's last batch."""
+
+    pid = 4242
+    exitcode = 0
+    sentinel = -1
+
+    def __init__(self, peer: socket.socket, last: tuple[Any, ...]) -> None:
+        self.peer, self.last = peer, last
+
+    def is_alive(self) -> bool:
+        data = pickle.dumps(self.last)
+        self.peer.sendall(struct.pack("!i", len(data)) + data)
+        self.peer.close()
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_the_last_results_of_a_child_that_exits_just_after_the_read_are_not_lost(
+    pool: ProcessPool,
+) -> None:
+    ours, theirs = socket.socketpair()
+    task = Task(7, "lease", "job", "{}", 1, None)
+    done = TaskResult(7, "lease", Outcome.SUCCEEDED, 0.1).wire()
+    process: Any = _ExitsAfterSending(theirs, ("done_many", [done]))
+    conn: Any = SimpleNamespace(close=lambda: None)
+    stopping = _Child(process=process, conn=conn, sock=ours, ready=True, stopping=True)
+    stopping.pending[7] = task
+    stopping.started[7] = time.monotonic()
+    pool.children = [stopping]
+
+    events = pool._drain(stopping)
+
+    # The pipe keeps what a dead child sent: the job succeeded, it is not recorded lost.
+    assert [(e.job_id, e.outcome) for e in events if isinstance(e, TaskResult)] == [
+        (7, Outcome.SUCCEEDED)
+    ]
+    assert pool.children == []
