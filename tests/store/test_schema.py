@@ -221,7 +221,9 @@ def describe(url: str) -> dict[str, Any]:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             tables: dict[str, Any] = {}
-            for table in sorted(inspector.get_table_names()):
+            # Only corequeue's: the session's database may hold other tests' application tables.
+            ours = [t for t in sorted(inspector.get_table_names()) if t.startswith("corequeue_")]
+            for table in ours:
                 tables[table] = {
                     "columns": [
                         (c["name"], str(c["type"]), c["nullable"], _normal(c.get("default")))
@@ -272,7 +274,7 @@ def describe(url: str) -> dict[str, Any]:
                         "ORDER BY 1, 2"
                     )
                 ).all()
-            return {"tables": tables, "raw": [tuple(r) for r in raw]}
+            return {"tables": tables, "raw": [tuple(r) for r in raw if "corequeue" in r[1]]}
     finally:
         engine.dispose()
 
