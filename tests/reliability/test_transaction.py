@@ -19,7 +19,7 @@ from corequeue.core.states import JobState, Outcome
 from corequeue.jobs import JobHandle
 from corequeue.store.queries import Store
 from testing import tx_jobs
-from testing.faults import wait_for
+from testing.faults import WorkerProcess, wait_for
 from tests.reliability.conftest import Spawner
 
 JOBS = ("testing.tx_jobs",)
@@ -123,6 +123,18 @@ def test_a_job_cancelled_while_its_transaction_is_open_leaves_nothing(
     assert [j.name.rpartition(".")[2] for j in pg_store.job_list()] == [job.__name__]
 
 
+def _stop_when_all_succeeded(store: Store, spawn: Spawner, worker: WorkerProcess) -> None:
+    """Wait until the job's second run and the ChargeCard it enqueued have succeeded, then
+    stop ``worker`` (SIGTERM: it must exit cleanly)."""
+    wait_for(
+        lambda: {j.state for j in store.job_list()} == {JobState.SUCCEEDED},
+        timeout=60,
+        what=f"the job's second run and its ChargeCard\n{spawn.logs()}",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(60) == 0
+
+
 def test_a_worker_killed_while_its_job_holds_writes_charges_once(
     shop: Store, spawn: Spawner, tmp_path: Path
 ) -> None:
@@ -134,14 +146,7 @@ def test_a_worker_killed_while_its_job_holds_writes_charges_once(
     first.kill()
     # Not a burst worker: it would find nothing ready and exit before the dead worker's last
     # beat is old enough for its job to be rescued.
-    second = spawn(_url(shop), imports=JOBS)
-    wait_for(
-        lambda: {j.state for j in shop.job_list()} == {JobState.SUCCEEDED},
-        timeout=60,
-        what=f"the rescued run and its ChargeCard\n{spawn.logs()}",
-    )
-    second.signal(signal.SIGTERM)
-    assert second.wait_exit(60) == 0
+    _stop_when_all_succeeded(shop, spawn, spawn(_url(shop), imports=JOBS))
     charged_once(shop, handle)
     assert [a.outcome for a in shop.attempt_list(handle.id)] == [Outcome.LOST, Outcome.SUCCEEDED]
 
@@ -152,17 +157,6 @@ def test_a_child_killed_while_its_job_holds_writes_charges_once(
     handle = tx_jobs.ProcessOrder(1, "hang", str(tmp_path)).run_in_worker(retries=1)
     worker = spawn(_url(shop), imports=JOBS)
     os.kill(_in_transaction(tmp_path, spawn), signal.SIGKILL)
-    wait_for(
-        lambda: handle.refresh().state is JobState.SUCCEEDED,
-        timeout=60,
-        what=f"the job's second run\n{spawn.logs()}",
-    )
-    wait_for(
-        lambda: {j.state for j in shop.job_list()} == {JobState.SUCCEEDED},
-        timeout=60,
-        what=f"ChargeCard\n{spawn.logs()}",
-    )
-    worker.signal(signal.SIGTERM)
-    assert worker.wait_exit(60) == 0
+    _stop_when_all_succeeded(shop, spawn, worker)
     charged_once(shop, handle)
     assert [a.outcome for a in shop.attempt_list(handle.id)] == [Outcome.LOST, Outcome.SUCCEEDED]
