@@ -55,27 +55,10 @@ def _to_version_3(conn: Connection) -> None:
     """Version 3 (flow control): the jobs' limit keys, the schedules' pause, the queues' state
     and the limit slots. A column the version-2 step's SQLite rebuild (from today's table)
     already made is not added twice."""
-    inspector = sa.inspect(conn)
-    added = {
-        schema.jobs.name: ["concurrency_key", "rate_key"],
-        schema.schedules.name: ["paused"],
-    }
-    for table_name, names in added.items():
-        present = {c["name"] for c in inspector.get_columns(table_name)}
-        table = schema.metadata.tables[table_name]
-        for name in names:
-            if name in present:
-                continue
-            column = table.c[name]
-            kind = column.type.compile(conn.dialect)
-            default = "''" if name != "paused" else "false"
-            if conn.dialect.name == "sqlite" and name == "paused":
-                default = "0"
-            conn.execute(
-                sa.text(
-                    f"ALTER TABLE {table_name} ADD COLUMN {name} {kind} DEFAULT {default} NOT NULL"
-                )
-            )
+    _add_missing_columns(
+        conn,
+        {schema.jobs.name: ["concurrency_key", "rate_key"], schema.schedules.name: ["paused"]},
+    )
     schema.queues.create(conn, checkfirst=True)
     schema.limit_slots.create(conn, checkfirst=True)
 
@@ -96,11 +79,17 @@ def _add_missing_columns(conn: Connection, added: dict[str, list[str]]) -> None:
                 conn.execute(sa.text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
                 continue
             assert isinstance(column.server_default, sa.DefaultClause)
-            default = column.server_default.arg
+            arg = column.server_default.arg
+            # A literal ('' or a word) is quoted; an expression (sa.false()) is compiled for
+            # the dialect: false on PostgreSQL, 0 on SQLite.
+            default = (
+                str(arg.compile(dialect=conn.dialect))
+                if isinstance(arg, sa.ClauseElement)
+                else f"'{arg}'"
+            )
             conn.execute(
                 sa.text(
-                    f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"
-                    f" DEFAULT '{default}' NOT NULL"
+                    f"ALTER TABLE {table_name} ADD COLUMN {name} {kind} DEFAULT {default} NOT NULL"
                 )
             )
 
