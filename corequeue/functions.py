@@ -20,7 +20,7 @@ from corequeue import registry
 from corequeue.core import uniqueness
 from corequeue.core.delays import Delay
 from corequeue.core.policy import check_exception_types
-from corequeue.jobs import EnqueueOptions, Job, JobHandle, caller_source, enqueue
+from corequeue.jobs import Job, JobHandle
 
 if TYPE_CHECKING:
     from corequeue.store.queries import ConnectionLike
@@ -122,22 +122,21 @@ class JobFunction(Generic[P, R]):
         """Enqueue a call with ``args`` and ``kwargs`` for a worker; the options are those of
         ``Job.run_in_worker()`` (keyword-only). Returns its handle. Raises JobParamsError when
         an argument cannot be stored or does not match its annotation."""
-        options = EnqueueOptions(
-            queue,
-            delay,
-            priority,
-            retries,
-            unique_key,
-            timeout,
+        job: Job = self.job_class(*args, **kwargs)
+        return job.run_in_worker(
+            queue=queue,
+            delay=delay,
+            priority=priority,
+            retries=retries,
+            unique_key=unique_key,
+            timeout=timeout,
+            connection=connection,
             limit_key=limit_key,
             concurrency_limit=concurrency_limit,
             rate_limit=rate_limit,
             unique_until=unique_until,
             on_conflict=on_conflict,
         )
-        job = self.job_class(*args, **kwargs)
-        (handle,) = enqueue([job], options, connection=connection, source=caller_source())
-        return handle
 
     def __repr__(self) -> str:
         return f"<job function {self.name}>"
