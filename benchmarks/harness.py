@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -106,24 +106,35 @@ def run_json(cmd: Sequence[str], *, timeout: float = 900.0) -> dict[str, Any]:
     return result
 
 
-class MemorySampler:
-    """Samples VmRSS and VmHWM of one process from /proc every ``interval`` seconds."""
+class Sampler:
+    """A thread that samples process ``pid`` every ``interval`` seconds while the ``with``
+    block runs (``_run`` is the sampling loop; it stops once ``_stop`` is set)."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    def __init__(self, pid: int, interval: float) -> None:
         self.pid = pid
         self.interval = interval
-        self.hwm_kb = 0
-        self.rss_kb: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class MemorySampler(Sampler):
+    """Samples VmRSS and VmHWM of one process from /proc every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(pid, interval)
+        self.hwm_kb = 0
+        self.rss_kb: list[int] = []
 
     def _run(self) -> None:
         path = f"/proc/{self.pid}/status"

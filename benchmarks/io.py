@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from benchmarks.harness import (
     ROOT,
     Context,
     MemorySampler,
+    Sampler,
     env_with_path,
     libpq,
     median,
@@ -52,26 +52,15 @@ def _enqueue(url: str, n: int, kind: str) -> None:
         runtime.reset()
 
 
-class TreeSampler:
+class TreeSampler(Sampler):
     """Samples the RSS of a worker process and of the processes under it from /proc every
     ``interval`` seconds: (time.time(), parent kB, {role: kB}), a role being "fork server",
     "resource tracker" (the worker's own children, by their command line) or "child PID" (a
     job child: forked from the fork server)."""
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
-        self.pid = pid
-        self.interval = interval
+        super().__init__(pid, interval)
         self.samples: list[tuple[float, int, dict[str, int]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
