@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from corequeue.core.errors import ConfigError
-from corequeue.store.engine import DEFAULT_DATABASE_URL
+
+#: The database when none is configured: SQLite, a file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite:///corequeue.sqlite3"
 
 
 @dataclass(frozen=True)

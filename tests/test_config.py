@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from corequeue.config import (
+    DEFAULT_DATABASE_URL,
     Settings,
     check_max_processes,
     find_config_file,
@@ -16,7 +17,6 @@ from corequeue.config import (
     parse_duration,
 )
 from corequeue.core.errors import ConfigError
-from corequeue.store.engine import DEFAULT_DATABASE_URL
 
 
 def pyproject(tmp_path: Path, body: str) -> Path:
