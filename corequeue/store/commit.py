@@ -26,11 +26,15 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.orm import Session, SessionTransaction
+
+from corequeue.store.rows import is_session
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, SessionTransaction
 
 Action = Callable[[], Any]
 
@@ -89,7 +93,7 @@ def after_commit(connection: Connection | Session | None, action: Action) -> Non
         if waiting is None:
             waiting = _WAITING[connection] = _Waiting()
             _listen(connection)
-    if isinstance(connection, Session):
+    if is_session(connection):
         conn = connection.connection()  # begins the Session's transaction if none is under way
         if conn not in _WAITING:
             _WAITING[conn] = _Waiting()
@@ -104,7 +108,7 @@ def after_commit(connection: Connection | Session | None, action: Action) -> Non
 
 
 def _listen(connection: Connection | Session) -> None:
-    if isinstance(connection, Session):
+    if is_session(connection):
         event.listen(connection, "after_commit", _session_committed)
         event.listen(connection, "after_transaction_end", _session_ended)
         return

@@ -13,7 +13,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core import uniqueness
@@ -21,7 +20,7 @@ from corequeue.core.errors import DuplicateJob
 from corequeue.store import flow, migration, schema, unique
 from corequeue.store.base import StoreBase
 from corequeue.store.records import Inserted, NewJob
-from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, jobs, new_row
+from corequeue.store.rows import NOTIFY_CHANNEL, ConnectionLike, is_session, jobs, new_row
 
 
 class InsertQueries(StoreBase):
@@ -38,7 +37,7 @@ class InsertQueries(StoreBase):
             with self.read() as conn:
                 found = migration.version(conn)
         else:
-            conn = connection.connection() if isinstance(connection, Session) else connection
+            conn = connection.connection() if is_session(connection) else connection
             found = migration.version(conn)
         if found is not None and found > schema.SCHEMA_VERSION:
             raise migration.newer_schema(found, self.url)
@@ -70,7 +69,7 @@ class InsertQueries(StoreBase):
             if connection is None:
                 with self._begin() as conn:
                     return self._insert(conn, new_jobs, now)
-            conn = connection.connection() if isinstance(connection, Session) else connection
+            conn = connection.connection() if is_session(connection) else connection
             if len(new_jobs) > 1 and any(unique.raises(j) for j in new_jobs):
                 # A DuplicateJob leaves nothing of the batch in the caller's transaction.
                 with conn.begin_nested():

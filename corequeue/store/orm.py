@@ -16,14 +16,16 @@ import contextlib
 import importlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
 
 from corequeue.core.errors import JobParamsError
 from corequeue.core.params import Codec
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _is_orm_instance(obj: Any) -> bool:
@@ -56,6 +58,8 @@ def orm_codec(engine: Callable[[], Engine]) -> Codec:
         loading = _LOADING.get()
         if loading is not None:  # in the attempt's session, kept open while the job runs
             return _found(loading.session().get(model, key), value["model"], pk)
+        from sqlalchemy.orm import Session  # here: a worker without ORM parameters never needs it
+
         with Session(engine(), expire_on_commit=False) as session:
             obj = _found(session.get(model, key), value["model"], pk)
             session.expunge(obj)

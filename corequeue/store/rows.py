@@ -4,12 +4,12 @@ filter's WHERE clauses, and the channel enqueues notify."""
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
 
 from corequeue.core.display import search_patterns
@@ -17,13 +17,25 @@ from corequeue.core.states import UNKNOWN_OUTCOME, UNKNOWN_STATE, JobState, Outc
 from corequeue.store import schema
 from corequeue.store.records import AttemptEnd, JobFilter, JobRecord, NewJob
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+    from typing_extensions import TypeIs
+
 jobs, attempts, workers = schema.jobs, schema.attempts, schema.workers
 
 #: PostgreSQL channel that enqueues notify; its payload is the queue name.
 NOTIFY_CHANNEL = "corequeue_jobs"
 
 #: A connection or session a caller passes in to write inside its own transaction.
-ConnectionLike = Connection | Session
+ConnectionLike: TypeAlias = "Connection | Session"
+
+
+def is_session(connection: object) -> TypeIs[Session]:
+    """Whether ``connection`` is an ORM Session. The store does not import the ORM (a worker
+    has no use for it, and it is slow to import): an application that made a Session has."""
+    orm = sys.modules.get("sqlalchemy.orm")
+    return orm is not None and isinstance(connection, orm.Session)
+
 
 JOB_COLUMNS = [c for c in jobs.c]
 

@@ -9,8 +9,6 @@ from datetime import date
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from corequeue.core.cron.pattern import Pattern, next_date
 from corequeue.core.cron.zones import zone_named
 from corequeue.core.errors import ConfigError
@@ -126,6 +124,8 @@ def _compile(expression: str) -> Pattern:
     for index, token in enumerate(fields):
         _check_field(index, token, len(fields))
     try:
+        from croniter import croniter  # here: a worker without schedules never needs it
+
         expanded, nth = croniter.expand(" ".join(fields))
     except Exception as exc:  # croniter's errors are not all CroniterError
         raise _ExpressionError(_croniter_reason(exc)) from None
@@ -194,6 +194,8 @@ def _check_field(index: int, token: str, count: int) -> None:
     probe = ["*"] * count
     probe[index] = token
     try:
+        from croniter import croniter
+
         croniter.expand(" ".join(probe))
     except Exception as exc:  # croniter's errors are not all CroniterError
         reason = _croniter_reason(exc)
