@@ -94,7 +94,7 @@ class ProcessPool:
         """Limits default to Settings' (defined there only); ``config`` has the rest. Children
         fork from a fork server that imported corequeue and the application's modules once."""
         self.config = config
-        server.prepare(config.imports)
+        server.prepare(config.imports, config.database_url)
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
         self.max_pending_cap = max_pending_per_process

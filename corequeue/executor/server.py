@@ -28,6 +28,9 @@ CONTEXT = multiprocessing.get_context("forkserver")
 #: The application's modules for the server to import, comma-separated, in the environment it
 #: starts with (read by executor/forkserver.py).
 IMPORTS_ENV = "COREQUEUE_FORKSERVER_IMPORTS"
+#: The scheme of the database URL (``postgresql+psycopg://``; never the rest, which may hold a
+#: password), for the server to load the database driver the children's store uses.
+DRIVER_ENV = "COREQUEUE_FORKSERVER_DRIVER"
 #: The path of the socket the server sends one datagram to once its imports are done.
 READY_ENV = "COREQUEUE_FORKSERVER_READY"
 #: What the server imports before forking: that module makes it ignore SIGTERM, as the
@@ -86,19 +89,22 @@ class _Readiness:
 _readiness = _Readiness()
 
 
-def prepare(imports: Sequence[str]) -> None:
-    """Name the modules the server imports (the first call before it starts counts): the
-    application's go through the environment the server starts with, so that a module that
-    fails to import there does not take the server down (see executor.forkserver)."""
+def prepare(imports: Sequence[str], database_url: str = "") -> None:
+    """Name the modules the server imports and the database whose driver it loads (the first
+    call before it starts counts): they go through the environment the server starts with, so
+    that a module that fails to import there does not take the server down (see
+    executor.forkserver)."""
     os.environ[IMPORTS_ENV] = ",".join(imports)
+    scheme, sep, _ = database_url.partition("://")
+    os.environ[DRIVER_ENV] = f"{scheme}://" if sep else ""
     _readiness.open()
     CONTEXT.set_forkserver_preload(list(PRELOAD))
 
 
-def start_early(imports: Sequence[str]) -> None:
+def start_early(imports: Sequence[str], database_url: str = "") -> None:
     """Start the server now, so its imports run while the worker sets itself up (it would
     otherwise start with the first child)."""
-    prepare(imports)
+    prepare(imports, database_url)
     forkserver.ensure_running()
 
 

@@ -16,7 +16,6 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from corequeue.core.errors import ConfigError, DatabaseUnavailable, SchemaError
 
-DEFAULT_DATABASE_URL = "sqlite:///corequeue.sqlite3"
 #: Execution option for connections that only read (see ``Store.read``).
 READ_ONLY = "corequeue_read_only"
 SUPPORTED = ("sqlite", "postgresql")
@@ -46,6 +45,14 @@ def normalize_url(url: str | URL) -> URL:
     if backend == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def load_driver(url: str) -> None:
+    """Import the dialect and the driver (psycopg, sqlite3) that an engine for ``url`` would
+    use, connecting to nothing (only the URL's scheme counts). The fork server does it once, so
+    that each child it forks starts with them loaded. Raises ConfigError for an unsupported
+    URL, ImportError when the driver is missing."""
+    normalize_url(url).get_dialect().import_dbapi()
 
 
 #: PostgreSQL session settings for a worker's own connections. The claim must walk the small
