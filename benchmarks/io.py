@@ -196,6 +196,17 @@ def startup(ctx: Context, processes: int) -> float:
         return found[0] - start if found else float("nan")
 
 
+def startups(ctx: Context, reps: int = 5) -> dict[str, Any]:
+    """Start-up ``reps`` times with 2 and with 8 children, alternating: the medians
+    (``startup_s``) and every run (``startup_runs_s``), by number of children."""
+    ups: dict[str, list[float]] = {"2": [], "8": []}
+    for _ in range(reps):
+        for processes in (2, 8):
+            ups[str(processes)].append(startup(ctx, processes))
+    ctx.say(f"start-up medians: { ({k: round(median(v), 3) for k, v in ups.items()}) }")
+    return {"startup_s": {k: median(v) for k, v in ups.items()}, "startup_runs_s": ups}
+
+
 def _runners(ctx: Context, n: int) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
     """The I/O-bound drains to alternate: corequeue's two and the installed peers'."""
     runners: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -225,11 +236,7 @@ def io(ctx: Context, n: int, rss_n: int) -> dict[str, Any]:
             r = run()
             ctx.say(f"   {r['processed']:,} jobs, {r['rate']:,.0f} jobs/s")
             drains[label].append(r)
-    ups: dict[str, list[float]] = {"2": [], "8": []}
-    for _ in range(5):
-        for processes in (2, 8):
-            ups[str(processes)].append(startup(ctx, processes))
-    ctx.say(f"start-up medians: { ({k: round(median(v), 3) for k, v in ups.items()}) }")
+    ups = startups(ctx)
     ctx.say(f"io drain corequeue async {rss_n:,}, RSS sampled")
     long = io_drain(ctx, rss_n, "async", rss=True)
     ctx.say(f"   {long['processed']:,} jobs, {long['rate']:,.0f} jobs/s")
@@ -237,7 +244,6 @@ def io(ctx: Context, n: int, rss_n: int) -> dict[str, Any]:
         "backlog": n,
         "drains": drains,
         "rates": {label: median([r["rate"] for r in runs]) for label, runs in drains.items()},
-        "startup_s": {k: median(v) for k, v in ups.items()},
-        "startup_runs_s": ups,
+        **ups,
         "rss_drain": long,
     }

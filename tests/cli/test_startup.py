@@ -39,7 +39,8 @@ def fresh(code: str, env: dict[str, str] | None = None) -> object:
 
 
 def loaded_after(imports: str, modules: list[str]) -> list[str]:
-    code = f"import json, sys\n{imports}\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    listing = f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    code = f"import json, sys\n{imports}\n{listing}"
     found = fresh(code)
     assert isinstance(found, list)
     return found
