@@ -152,7 +152,8 @@ def direct_handler(logger: logging.Logger, level: int) -> BufferedStreamHandler 
     return handler
 
 
-#: The environment variable that carries ``--log-format`` to the worker's children.
+#: The environment variable that carries ``--log-format`` to the worker's children (read by
+#: executor.child.ChildConfig.of, in the worker: they are forked from a server started earlier).
 LOG_FORMAT_ENV = "COREQUEUE_LOG_FORMAT"
 LOG_FORMATS = ("text", "json")
 
@@ -190,10 +191,10 @@ def formatter_for(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else LineFormatter()
 
 
-def configure_child_logging() -> None:
+def configure_child_logging(log_format: str) -> None:
     """A child process's logging: INFO and up to stderr, in the parent's ``--log-format``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter_for(os.environ.get(LOG_FORMAT_ENV, "text")))
+    handler.setFormatter(formatter_for(log_format))
     handler.addFilter(JobFields())  # every record logged during a job names the job
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
@@ -212,7 +213,7 @@ def configure_logging(level: str, *, buffered: bool = False, log_format: str = "
         )
     handler = BufferedStreamHandler(stream) if buffered else logging.StreamHandler(stream)
     handler.setFormatter(formatter_for(log_format))
-    os.environ[LOG_FORMAT_ENV] = log_format  # the worker's children inherit it
+    os.environ[LOG_FORMAT_ENV] = log_format  # for the worker's children (ChildConfig.of)
     logging.basicConfig(level=getattr(logging, level), handlers=[handler])
     # The format shows no thread or process: do not look them up for every record.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

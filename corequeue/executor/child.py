@@ -55,7 +55,7 @@ from corequeue import hooks, registry, tracing
 from corequeue.config import Settings
 from corequeue.core.states import Outcome
 from corequeue.executor.task import Task, TaskResult, run_task, run_task_async
-from corequeue.logs import configure_child_logging
+from corequeue.logs import LOG_FORMAT_ENV, configure_child_logging
 from corequeue.store.orm import forget_inherited
 
 #: What a started task is, as the child reports it: bits, ASYNC | EXCLUSIVE for an exclusive
@@ -72,6 +72,9 @@ class ChildConfig:
     concurrency: int = 500  # async jobs in flight at once
     threads: int = 1  # sync jobs in flight at once (1: on the main thread)
     hooks: tuple[str, ...] = ()  # the hooks setting (corequeue.hooks.load)
+    #: The parent's --log-format. Not from the environment: the fork server, whose environment
+    #: the children have, starts before the parent reads its flags (see corequeue.cli).
+    log_format: str = "text"
 
     @classmethod
     def of(cls, settings: Settings) -> ChildConfig:
@@ -83,6 +86,7 @@ class ChildConfig:
             concurrency=settings.concurrency,
             threads=settings.threads,
             hooks=settings.hooks,
+            log_format=os.environ.get(LOG_FORMAT_ENV, "text"),  # set by configure_logging
         )
 
 
@@ -94,7 +98,7 @@ def child_main(conn: Connection, config: ChildConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    configure_child_logging()  # in the parent's --log-format
+    configure_child_logging(config.log_format)
     from corequeue import runtime
     from corequeue.middleware import build_chain
 
