@@ -1,5 +1,5 @@
-"""Sessions: lint, typecheck, tests, examples, django, django6, webapps, docs (the default
-set, what CI runs), bench.
+"""Sessions: lint, typecheck, tests, serial, examples, django, django6, webapps, docs (the
+default set, what CI runs), bench.
 
 They run in the current environment (install it first: pip install -e '.[test,dev]'), so a
 new checkout needs one virtualenv, not one per session; django, webapps and docs install their
@@ -18,6 +18,7 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "tests",
+    "serial",
     "examples",
     "django",
     "django6",
@@ -44,10 +45,25 @@ def typecheck(session: nox.Session) -> None:
     session.run(PY, "-m", "mypy")
 
 
+#: pytest-xdist workers for the tests session. Most tests wait on real worker processes and
+#: their timers, not on the CPU, so more workers than cores pays (the README says how much).
+TEST_WORKERS = os.environ.get("COREQUEUE_TEST_WORKERS", "4")
+#: Tests that must not run beside others (one restarts the shared PostgreSQL server).
+SERIAL = "serial"
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite, on SQLite and PostgreSQL."""
-    session.run(PY, "-m", "pytest", *session.posargs)
+    """The test suite on SQLite and PostgreSQL, in parallel workers (pytest-xdist; each worker
+    has its own PostgreSQL database), except the tests marked serial."""
+    parallel = ("-n", TEST_WORKERS, "--dist", "worksteal")
+    session.run(PY, "-m", "pytest", *parallel, "-m", f"not {SERIAL}", *session.posargs)
+
+
+@nox.session
+def serial(session: nox.Session) -> None:
+    """The tests marked serial, alone, in one process (run after the tests session)."""
+    session.run(PY, "-m", "pytest", "-m", SERIAL, *session.posargs)
 
 
 @nox.session

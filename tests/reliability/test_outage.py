@@ -4,7 +4,8 @@ resumes by itself and records every result (those finished while the database wa
 written when it is back). Also: a worker stopped while the database is gone does not hang.
 
 ``COREQUEUE_TEST_RESTART_POSTGRES=1`` also restarts the real server (it disturbs every other
-test using it, so it is opt-in)."""
+test using it, so it is opt-in, and marked ``serial``: nox runs it alone, after the parallel
+tests)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def test_an_outage_during_a_run_loses_nothing(
     )
 
 
+@pytest.mark.serial  # nox's tests session leaves it to the serial one, run alone after it
 @pytest.mark.skipif(
     not os.environ.get("COREQUEUE_TEST_RESTART_POSTGRES"),
     reason="restarts the shared PostgreSQL server: set COREQUEUE_TEST_RESTART_POSTGRES=1",
