@@ -46,6 +46,34 @@ def test_sqlite_by_option_or_ini(app_dir: pytest.Pytester) -> None:
     assert result.stdout.str().count("ENGINE sqlite") == 3
 
 
+WHERE_TESTS = """
+import os
+import pytest
+
+@pytest.mark.parametrize("n", range(8))
+def test_where(corequeue_store, n):
+    assert corequeue_store.job_list() == []
+    with open(os.environ["WHERE_LOG"], "a") as log:
+        database = corequeue_store.url.database
+        print(os.environ["PYTEST_XDIST_WORKER"], database, file=log)
+"""
+
+
+def test_each_xdist_worker_has_a_postgresql_database_of_its_own(
+    app_dir: pytest.Pytester, with_postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_dir.makepyfile(test_where=WHERE_TESTS)
+    log = app_dir.path / "where.log"
+    monkeypatch.setenv("WHERE_LOG", str(log))
+    result = app_dir.runpytest_subprocess("-n", "2", "--dist", "load")
+    result.assert_outcomes(passed=8)
+    seen = {tuple(line.split()) for line in log.read_text().splitlines()}
+    databases = {worker: database for worker, database in seen}
+    assert sorted(databases) == ["gw0", "gw1"]  # both workers ran tests,
+    assert len(seen) == 2  # each in one database,
+    assert len(set(databases.values())) == 2  # not the other's
+
+
 def test_a_bad_marker_says_what_to_use(app_dir: pytest.Pytester) -> None:
     app_dir.makepyfile(
         test_bad="""
