@@ -151,12 +151,26 @@ def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
 #: the check (still running, same lease); only the attempts whose job row was updated get
 #: their attempt row, except a success (``ON_JOB_ROW``). The job row takes the attempt's
 #: start (when its child started it; the claim's time stays when that is unknown).
+#:
+#: ``locked`` takes the job rows' locks first, in ascending id (LockRows locks the rows in the
+#: order they come, here the primary key's), like every other statement that locks several job
+#: rows (an enqueue clearing stale unique holders, :func:`corequeue.store.unique.lock_stale`),
+#: so two of them never wait for each other in a cycle (a deadlock PostgreSQL would break by
+#: aborting one). The UPDATE's own order is the planner's: it only updates rows locked here.
+#: By primary key alone, as in ``leases_statement``: "state = 'running'" would let the planner
+#: pick the running jobs' index, dead entries and all.
 FINISH_POSTGRESQL = sa.text(
     f"""
 WITH v AS (
     SELECT * FROM unnest(
         {", ".join(_ending_column(name, kind) for name, kind in ENDING_COLUMNS)}
     ) AS v({", ".join(name for name, _ in ENDING_COLUMNS)})
+),
+locked AS MATERIALIZED (
+    SELECT j.id FROM corequeue_jobs AS j
+    WHERE j.id = ANY(CAST(:id AS bigint[]))
+    ORDER BY j.id
+    FOR UPDATE
 ),
 done AS (
     UPDATE corequeue_jobs AS j
@@ -166,8 +180,8 @@ done AS (
         started_at = COALESCE({_at("v.started_at")}, j.started_at),
         worker_losses = v.worker_losses, deferrals = v.deferrals,
         result = v.result, error = v.error
-    FROM v
-    WHERE j.id = v.id AND j.lease = v.lease AND j.state = 'running'
+    FROM v JOIN locked ON locked.id = v.id
+    WHERE j.id = locked.id AND j.lease = v.lease AND j.state = 'running'
     RETURNING j.id, v.lease
 ),
 recorded AS (

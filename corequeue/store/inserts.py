@@ -112,7 +112,9 @@ class InsertQueries(StoreBase):
         out: list[Inserted] = []
         plain: list[dict[str, Any]] = []
         if self.is_postgresql:
-            unique.lock_keys(conn, [j for j in new_jobs if j.unique_key])
+            keyed = [j for j in new_jobs if j.unique_key]
+            unique.lock_keys(conn, keyed)
+            unique.lock_stale(conn, keyed, now=now)
         for job in new_jobs:
             row = new_row(job, now)
             if not job.unique_key:

@@ -45,7 +45,8 @@ class MaintenanceQueries(StoreBase):
 
     def job_prune_many(self, *, finished_before: datetime, batch: int = 5000) -> int:
         """Delete finished jobs (and their attempts) older than ``finished_before``, in
-        batches. Returns how many were deleted."""
+        batches. Returns how many were deleted. On PostgreSQL a job whose row another
+        transaction holds (an enqueue clearing its unique key) is left for the next prune."""
         total = 0
         while True:
             old = (
@@ -57,6 +58,8 @@ class MaintenanceQueries(StoreBase):
                 )
                 .limit(batch)
             )
+            if self.is_postgresql:  # never waits for a row: in no lock cycle (no deadlock)
+                old = old.with_for_update(skip_locked=True)
             with self._errors(), self._begin() as conn:
                 ids = list(conn.execute(old).scalars())
                 if ids:

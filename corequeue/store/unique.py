@@ -58,6 +58,51 @@ def lock_keys(conn: Connection, jobs: Sequence[NewJob]) -> None:
         conn.execute(_LOCK_KEYS, {"keys": keys, "mask": LOCK_BUCKETS - 1})
 
 
+def lock_stale(conn: Connection, batch: Sequence[NewJob], *, now: datetime) -> None:
+    """PostgreSQL, a batch of two or more unique jobs: lock the holders of their keys that are
+    out of their scope (the ones the batch will clear), in ascending id, before clearing any.
+    Clearing them one by one in the batch's order would lock them in that order, and a worker's
+    batch of endings of the same jobs (which locks in ascending id: endings.FINISH_POSTGRESQL)
+    could hold one and wait for another: a deadlock. A holder leaving its scope after this read
+    is still cleared, in the batch's order (see docs/how-to/uniqueness.md)."""
+    pairs = {(j.name, j.unique_key) for j in batch}
+    if len(pairs) < 2:
+        return
+    # Names and keys apart: both are conditions of the index (the pairs as one row IN list
+    # would leave the keys to a filter over every holder of the name).
+    found = conn.execute(
+        sa.select(
+            jobs.c.id,
+            jobs.c.name,
+            jobs.c.unique_hold,
+            jobs.c.state,
+            jobs.c.started_at,
+            jobs.c.finished_at,
+            jobs.c.unique_until,
+        ).where(
+            jobs.c.name.in_({name for name, _ in pairs}),
+            jobs.c.unique_hold.in_({key for _, key in pairs}),
+            _HELD,
+        )
+    )
+    stale = sorted(
+        r.id
+        for r in found
+        if (r.name, r.unique_hold) in pairs
+        and not uniqueness.holds(
+            r.unique_until, read_state(r.state), r.started_at, r.finished_at, now=now
+        )
+    )
+    if stale:
+        ids = sa.bindparam("ids", stale, type_=postgresql.ARRAY(sa.BigInteger))
+        conn.execute(
+            sa.select(jobs.c.id)
+            .where(jobs.c.id == sa.any_(ids))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        ).all()
+
+
 def insert_statement(
     row: dict[str, Any], returning: list[ColumnElement[Any]], *, is_postgresql: bool
 ) -> sa.Insert:

@@ -117,7 +117,8 @@ def leases_statement(ids: Sequence[int], *, lock: bool, is_postgresql: bool) -> 
     if is_postgresql:  # one array parameter: no IN list of thousands to render
         array = sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.BigInteger))
         query = sa.select(jobs.c.id, jobs.c.lease).where(jobs.c.id == sa.any_(array))
-        return query.with_for_update() if lock else query
+        # Locked in ascending id, like every statement locking several job rows (no cycles).
+        return query.order_by(jobs.c.id).with_for_update() if lock else query
     return sa.select(jobs.c.id, jobs.c.lease).where(jobs.c.id.in_(list(ids)))
 
 

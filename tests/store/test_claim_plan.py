@@ -1,6 +1,7 @@
 """The claim query keeps an ordered scan of the small partial index however much finished
 history piles up (PostgreSQL; the statement is the one ``Store.job_claim_many`` runs), and the
-worker's periodic checks (rescue, lease checks) never read that history either."""
+worker's periodic checks (rescue, lease checks) and its batches of endings never read that
+history either."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from corequeue.store.endings import ENDING_COLUMNS, FINISH_POSTGRESQL
 from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
 from testing.store_support import T0, at, claim, insert, new_job
@@ -161,3 +163,21 @@ def test_the_cancellation_check_probes_its_jobs_by_primary_key(
     statement = store.leases_gone_statement(list(range(1, 4001)), "L" * 32)
     text, nodes = explain(store, statement)
     assert scans_on_jobs(nodes) == {("Index Scan", "corequeue_jobs_pkey")}, text
+
+
+@pytest.mark.parametrize("engine", ["worker", "application"])
+def test_a_batch_of_endings_locks_its_jobs_by_primary_key_in_ascending_id(
+    as_worker: Store, crowded_store: Store, engine: str
+) -> None:
+    # Its rows are locked first, in the primary key's order (ascending id, no sort node),
+    # so it never waits for a lower id while holding a higher one (no deadlock with an
+    # enqueue clearing stale unique holders): probes by primary key, never a scan.
+    store = as_worker if engine == "worker" else crowded_store
+    ids = range(FINISHED_ROWS + 1, FINISHED_ROWS + 501)
+    params = {name: "{}" if kind == "int" else "[]" for name, kind in ENDING_COLUMNS}
+    params["id"] = "{" + ",".join(map(str, ids)) + "}"
+    text, nodes = explain(store, FINISH_POSTGRESQL.bindparams(**params))
+    (locking,) = [n for n in nodes if n["Node Type"] == "LockRows"]
+    (scan,) = locking["Plans"]
+    assert (scan["Node Type"], scan.get("Index Name")) == ("Index Scan", "corequeue_jobs_pkey")
+    assert scan["Scan Direction"] == "Forward", text
