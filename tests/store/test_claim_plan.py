@@ -181,3 +181,5 @@ def test_a_batch_of_endings_locks_its_jobs_by_primary_key_in_ascending_id(
     (scan,) = locking["Plans"]
     assert (scan["Node Type"], scan.get("Index Name")) == ("Index Scan", "corequeue_jobs_pkey")
     assert scan["Scan Direction"] == "Forward", text
+    # ...all of them before the UPDATE reads a row: it waits for them in a one-time filter.
+    assert any("One-Time Filter" in n for n in nodes), text
