@@ -78,8 +78,9 @@ def _add_run(sub: Any) -> None:
         dest="queues",
         action="append",
         default=[],
-        metavar="NAME",
-        help="queue to serve (repeatable; default: every queue)",
+        metavar="NAME[=K]",
+        help="queue to serve (repeatable; default: every queue); NAME=K gives it a share: "
+        "its jobs use at most K of the worker's children at once (default: no cap)",
     )
     run.add_argument(
         "--max-processes",

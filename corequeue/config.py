@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from corequeue.core import shares
 from corequeue.core.errors import ConfigError
 
 #: The database when none is configured: SQLite, a file in the working directory.
@@ -24,7 +25,9 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     imports: tuple[str, ...] = ()
-    queues: tuple[str, ...] = ()  # empty: every queue
+    #: Queues to serve (empty: every queue), each ``NAME`` or ``NAME=K`` (a share: at most K
+    #: children on that queue, corequeue.core.shares).
+    queues: tuple[str, ...] = ()
     middleware: tuple[str, ...] = ()
     #: Lifecycle hooks to load (corequeue.hooks.load): modules, or "EVENT:module.function".
     hooks: tuple[str, ...] = ()
@@ -56,6 +59,16 @@ class Settings:
     #: [tool.corequeue.queue.NAME] tables: concurrency_limit, rate_limit (corequeue.flow).
     queue: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     config_file: str | None = None
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The names of :attr:`queues`, without their shares (empty: every queue)."""
+        return shares.split(self.queues)[0]
+
+    @property
+    def shares(self) -> dict[str, int]:
+        """The queues given a share (``NAME=K``): name -> K, the most children on it."""
+        return shares.split(self.queues)[1]
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -217,6 +230,7 @@ def load_settings(
     None values are ignored). Raises ConfigError naming the bad key and where it came from."""
     settings = Settings()
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     path = find_config_file(config_file)
     if path is not None:
         section = _read_section(path)
@@ -229,19 +243,53 @@ def load_settings(
                     + ", ".join(sorted(_KEYS))
                 )
             values[norm] = coerce(norm, value, source)
+            sources[norm] = source
         settings = replace(settings, config_file=str(path))
     env = os.environ if environ is None else environ
     for key in sorted(_KEYS - {"schedule", "queue"}):
         name = f"COREQUEUE_{key.upper()}"
         if name in env and env[name] != "":
             values[key] = coerce(key, env[name], f"environment {name}")
+            sources[key] = f"environment {name}"
     for key, value in (overrides or {}).items():
         if value is None or (key in _LISTS and not value):
             continue
-        values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
+        sources[key] = "--queue" if key == "queues" else f"--{key.replace('_', '-')}"
+        values[key] = coerce(key, value, sources[key])
     settings = replace(settings, **values)
     _check_heartbeat(settings)
-    return settings
+    return _check_queues(settings, sources.get("queues", "--queue"))
+
+
+def _check_queues(settings: Settings, source: str) -> Settings:
+    """``settings`` with its queues written ``NAME`` or ``NAME=K``, each named once, each K a
+    number of children from 1 to max_processes. Raises ConfigError naming the queue as it was
+    given (``source``: the flag, the environment variable or the file) and what to write."""
+    flag = source == "--queue"
+    most = settings.max_processes
+    canonical: list[str] = []
+    seen: set[str] = set()
+    for item in settings.queues:
+        cap: int | None
+        try:
+            name, cap = shares.parse(item)
+        except shares.ShareError:
+            name, cap = item.partition("=")[0].strip(), 0
+        given = f"--queue {item}" if flag else f"queues item {item!r} ({source})"
+        if name in seen:
+            raise ConfigError(f"{given}: queue {name!r} is already named; name it once")
+        if not name:
+            raise ConfigError(f"{given}: a queue is written NAME or NAME=K (K children at most)")
+        if cap is not None and not 1 <= cap <= most:
+            bound = f"--max-processes ({most})" if flag else f"max_processes ({most})"
+            fixed = shares.written(name, max(min(cap, most), 1))
+            fix = f"--queue {fixed} or --queue {name}" if flag else f"{fixed!r} or {name!r}"
+            raise ConfigError(
+                f"{given}: a queue's share is a number of children from 1 to {bound}; write {fix}"
+            )
+        seen.add(name)
+        canonical.append(shares.written(name, cap))
+    return replace(settings, queues=tuple(canonical))
 
 
 def _read_section(path: Path) -> Mapping[str, Any]:

@@ -274,3 +274,62 @@ def test_max_processes_is_bounded_by_the_cpus_unless_forced(
         "or pass --force to start that many"
     )
     check_max_processes(Settings(max_processes=100_000), force=True)
+
+
+def test_queue_shares_from_the_file_the_environment_and_the_flags(tmp_path: Path) -> None:
+    path = pyproject(
+        tmp_path, '[tool.corequeue]\nmax_processes = 3\nqueues = ["mail=2", "default"]\n'
+    )
+    from_file = load_settings(path, environ={})
+    assert from_file.queues == ("mail=2", "default")
+    assert (from_file.queue_names, from_file.shares) == (("mail", "default"), {"mail": 2})
+    from_env = load_settings(path, environ={"COREQUEUE_QUEUES": "flood = 1, other"})
+    assert (from_env.queue_names, from_env.shares) == (("flood", "other"), {"flood": 1})
+    flagged = load_settings(path, environ={}, overrides={"queues": ["a=3", "b"]})
+    assert (flagged.queues, flagged.shares) == (("a=3", "b"), {"a": 3})
+    assert load_settings(path, environ={}, overrides={"queues": ["a"]}).shares == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"queues": ["mail=0"]},
+            "--queue mail=0: a queue's share is a number of children from 1 to "
+            "--max-processes (2); write --queue mail=1 or --queue mail",
+        ),
+        (
+            {"queues": ["mail=3"]},
+            "--queue mail=3: a queue's share is a number of children from 1 to "
+            "--max-processes (2); write --queue mail=2 or --queue mail",
+        ),
+        ({"queues": ["mail=3"], "max_processes": 3}, None),
+        ({"queues": ["mail=two"]}, "--queue mail=two: a queue's share is a number of children"),
+        ({"queues": ["=2"]}, "--queue =2: a queue is written NAME or NAME=K"),
+        ({"queues": ["mail=1", "mail"]}, "--queue mail: queue 'mail' is already named"),
+    ],
+)
+def test_a_bad_queue_share_is_one_line_saying_what_to_write(
+    tmp_path: Path, overrides: dict[str, object], message: str | None
+) -> None:
+    path = pyproject(tmp_path, "")
+    if message is None:
+        assert load_settings(path, environ={}, overrides=overrides).shares == {"mail": 3}
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={}, overrides=overrides)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_a_bad_queue_share_in_the_file_or_the_environment_names_where_it_came_from(
+    tmp_path: Path,
+) -> None:
+    path = pyproject(tmp_path, '[tool.corequeue]\nqueues = ["mail=5"]\n')
+    with pytest.raises(
+        ConfigError,
+        match=r"queues item 'mail=5' \(\[tool.corequeue\] in .*\): "
+        r".* to max_processes \(2\); write 'mail=2' or 'mail'",
+    ):
+        load_settings(path, environ={})
+    with pytest.raises(ConfigError, match=r"queues item 'mail=0' \(environment COREQUEUE_QUEUES\)"):
+        load_settings(pyproject(tmp_path, ""), environ={"COREQUEUE_QUEUES": "mail=0"})

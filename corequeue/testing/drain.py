@@ -136,20 +136,20 @@ class TestWorker:
                 return True
             if now >= until:
                 return False
-            waiting = [r.run_at for r in self._all((JobState.REQUESTED,), settings.queues)]
+            waiting = [r.run_at for r in self._all((JobState.REQUESTED,), settings.queue_names)]
             occurrences = [cron.next_occurrence(d.cron, now) for d in schedules.definitions]
             now = delays.next_stop(now, until, [*waiting, *occurrences])
 
     def _drain_now(self, settings: Settings, deadline: float, with_scheduled: bool) -> bool:
         timed_out = False
         while True:
-            pull = PullForward(self.store, settings.queues)
+            pull = PullForward(self.store, settings.queue_names)
             timed_out = self._run_once(settings, deadline, [pull] if with_scheduled else [])
             if timed_out or not with_scheduled:
                 break
             # The burst worker stops when nothing is ready; jobs sent back to wait for a later
             # time (retries, deferrals) in its last moments are pulled forward for another run.
-            if not self._all((JobState.REQUESTED,), settings.queues):
+            if not self._all((JobState.REQUESTED,), settings.queue_names):
                 break
             pull.run_once(datetime.now(UTC))
         return timed_out
