@@ -20,15 +20,16 @@ import pickle
 import select
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from corequeue.config import Settings
+from corequeue.core import shares
 from corequeue.core.states import Outcome
-from corequeue.executor import gates, server
+from corequeue.executor import placement, server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
 from corequeue.executor.events import Event, Ready, Released, describe_exit, ended_here, frames
 from corequeue.executor.task import Task, TaskResult
@@ -90,8 +91,10 @@ class ProcessPool:
         max_processes: int = Settings.max_processes,
         max_jobs_per_process: int = Settings.max_jobs_per_process,
         max_pending_per_process: int = Settings.max_pending_per_process,
+        caps: Mapping[str, int] | None = None,
     ) -> None:
-        """Limits default to Settings' (defined there only); ``config`` has the rest. Children
+        """Limits default to Settings' (defined there only); ``config`` has the rest; ``caps``:
+        the queue shares (queue -> most children holding its tasks, Settings.shares). Children
         fork from a fork server that imported corequeue and the application's modules once."""
         self.config = config
         server.prepare(config.imports, config.database_url)
@@ -106,6 +109,7 @@ class ProcessPool:
         # slots are offered once an async job was seen, and async tasks go to them.
         self.kinds: dict[str, int] = {}
         self._async_seen = False
+        self.caps = dict(caps or {})
         # One poll object for the pool's whole life (multiprocessing's wait() builds a selector
         # and registers every file descriptor on each call).
         self._poller = select.poll()
@@ -214,18 +218,30 @@ class ProcessPool:
         """Room for tasks in the ready children (none while :meth:`startup_wait` holds the
         first tasks back). While another child starts and no duration is known, a ready child
         takes one sync task at a time (slow jobs queued there would not move to the others)."""
+        return sum(free for _, free in self._free_rooms())
+
+    def share_rooms(self) -> list[shares.Room]:
+        """Each child's free room (as :meth:`free_slots` counts it) and the capped queues it
+        holds: what the claim of a worker with queue shares is sized by."""
+        held = placement.holders(self.children, self.caps)
+        return [
+            shares.Room(free, frozenset(q for q, ids in held.items() if id(child) in ids))
+            for child, free in self._free_rooms()
+        ]
+
+    def _free_rooms(self) -> list[tuple[_Child, int]]:
         if self.startup_wait() is not None:
-            return 0
+            return []
         starting = any(not c.ready and not c.stopping for c in self.children)
         target = 1 if starting and self._mean_duration is None else self.max_pending
-        free = 0
+        rooms = []
         for child in self.children:
             if self._accepting(child):
                 room = sum(self._rooms(child, target))
                 if self.max_jobs_per_process:
                     room = min(room, self.max_jobs_per_process - child.assigned)
-                free += max(room, 0)
-        return free
+                rooms.append((child, max(room, 0)))
+        return rooms
 
     def has_idle_child(self) -> bool:
         """Whether a child that accepts work has nothing queued (it would sit idle)."""
@@ -239,43 +255,13 @@ class ProcessPool:
         return [t for c in self.children for t in c.pending.values()]
 
     def submit(self, tasks: Sequence[Task]) -> list[Task]:
-        """Hand tasks to the least-loaded children, one message per child: a task whose job is
-        known to be async to the child with the most free async slots, any other to the one
-        with the fewest sync tasks. Returns the tasks no child could take (every child
-        stopping, or at its ``max_jobs_per_process``): the caller gives them back. The slots
-        are a target here, not a limit: the tasks were claimed for slots free then."""
+        """Hand tasks to the children, one message per child, as :func:`placement.place`
+        chooses. Returns the tasks no child could take now: the caller gives them back."""
         open_ = [c for c in self.children if self._accepting(c)]
-        room = {
-            id(c): (self.max_jobs_per_process - c.assigned if self.max_jobs_per_process else -1)
-            for c in open_
-        }
-        open_ = [c for c in open_ if room[id(c)] != 0]
-        n_sync = {id(c): len(c.pending) - len(c.in_async) for c in open_}
-        n_async = {id(c): len(c.in_async) for c in open_}
-        batches: dict[int, list[Task]] = {id(c): [] for c in open_}
-        left: list[Task] = []
-        limit = self.config.concurrency
-        homes = gates.homes(self.children, tasks)  # a chain's tasks go where its others are
-        for task in tasks:
-            home = gates.home(task, homes) if task.gates else None
-            if not open_ or home is False or (home and all(c is not home for c in open_)):
-                left.append(task)
-                continue
-            child = home
-            is_async = self.kinds.get(task.name, SYNC) == ASYNC
-            if child is None and is_async:
-                child = min(open_, key=lambda c: n_async[id(c)])
-            if child is not None and is_async and n_async[id(child)] < limit:
-                n_async[id(child)] += 1
-                child.in_async.add(task.job_id)
-            else:
-                child = home or min(open_, key=lambda c: n_sync[id(c)])
-                n_sync[id(child)] += 1
-            homes.update(dict.fromkeys(task.gates, child))
-            batches[id(child)].append(task)
-            room[id(child)] -= 1
-            if room[id(child)] == 0:
-                open_.remove(child)
+        how = placement.Placing(
+            self.config.concurrency, self.max_jobs_per_process, self.kinds, self.caps
+        )
+        batches, left = placement.place(self.children, open_, tasks, how)
         for child in self.children:
             batch = batches.get(id(child))
             if not batch:
@@ -394,6 +380,8 @@ class ProcessPool:
             return
         now = child.started[job_id] = time.monotonic()
         child.kinds[job_id] = kind
+        if kind & ASYNC:  # handed over before its job was known to be async: it counts now
+            child.in_async.add(job_id)
         if task.timeout is not None:
             # The child stops an async job at its timeout itself; this is the backstop.
             grace = ASYNC_TIMEOUT_GRACE if kind & ASYNC else 0.0

@@ -11,14 +11,17 @@ lane's is tagged by what was asked: :class:`Claimed` or :class:`NextReady`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from corequeue.config import Settings
+from corequeue.core import shares
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob
 from corequeue.worker.notifier import WakeUp
 from corequeue.worker.offload import Offload
+from corequeue.worker.pids import ChildPool
 
 
 class Claimed(NamedTuple):
@@ -65,13 +68,45 @@ class ClaimLane(_Lane):
         queues: Sequence[str],
         worker_id: str,
         depth: Callable[[], int] = lambda: 0,
+        *,
+        caps: Mapping[str, int] | None = None,
+        rooms: Callable[[], Sequence[shares.Room]] = list,
     ) -> None:
         """``depth``: how many jobs a chain under a concurrency limit may take per claim (the
-        executor runs a chain's jobs one after another in one child)."""
+        executor runs a chain's jobs one after another in one child). ``caps``: the queue
+        shares (queue -> most children), ``rooms``: the children's free room and the capped
+        queues they hold; with shares, a claim is one per queue group
+        (:func:`corequeue.core.shares.claim_plan`)."""
         super().__init__(store, "corequeue-claim")
         self.queues = list(queues)
         self.worker_id = worker_id
         self.depth = depth
+        self.caps = dict(caps or {})
+        self.rooms = rooms
+        # With shares: the queues whose claim came short last time (a look-up for the next
+        # ready job asks about those only: a capped queue whose children are full has ready
+        # jobs it may not claim, and "one is ready now" would make the worker claim again).
+        self._short = list(self.queues)
+
+    @classmethod
+    def of(cls, store: Store, settings: Settings, worker_id: str, pool: ChildPool) -> ClaimLane:
+        """The claim lane of a worker with ``settings`` and children ``pool``."""
+        return cls(
+            store,
+            settings.queue_names,
+            worker_id,
+            lambda: pool.chain_depth,
+            caps=settings.shares,
+            rooms=pool.share_rooms,
+        )
+
+    def claimable(self, free: int) -> int:
+        """How many jobs a claim may take now with ``free`` free slots: all of them, but with
+        queue shares no more than the capped queues' children and the uncapped queues take."""
+        if not self.caps:
+            return free
+        plan = shares.claim_plan(self.queues, self.caps, self.rooms(), free)
+        return shares.claimable(plan, free)
 
     def claim(self, limit: int, now: datetime, *, inline: bool) -> bool:
         """Claim up to ``limit`` jobs under a new lease. Returns True when the call already
@@ -79,23 +114,40 @@ class ClaimLane(_Lane):
         store, queues, worker_id = self.store, self.queues, self.worker_id
         lease = uuid.uuid4().hex
         depth = self.depth()
+        plan = [shares.Group(tuple(queues), limit)]
+        if self.caps:
+            plan = shares.claim_plan(queues, self.caps, self.rooms(), limit)
 
         def claim() -> Claimed:
-            jobs = store.job_claim_many(
-                queues=queues,
-                limit=limit,
-                lease=lease,
-                worker_id=worker_id,
-                now=now,
-                chain_depth=depth,
-            )
-            return Claimed(jobs, limit)
+            jobs: list[ClaimedJob] = []
+            asked = 0
+            short: list[str] = []
+            for group in plan:
+                ask = shares.next_limit(group, limit, len(jobs))
+                if ask <= 0:
+                    continue
+                got = store.job_claim_many(
+                    queues=group.queues,
+                    limit=ask,
+                    lease=lease,
+                    worker_id=worker_id,
+                    now=now,
+                    chain_depth=depth,
+                )
+                jobs += got
+                asked += ask
+                if len(got) < ask:
+                    short += group.queues
+            self._short = short
+            return Claimed(jobs, asked)
 
         return self._offload.start(claim, inline=inline)
 
     def look_up(self, *, inline: bool) -> bool:
-        """Look up when the next waiting job becomes ready (as :meth:`claim` returns)."""
-        store, queues = self.store, self.queues
+        """Look up when the next waiting job becomes ready (as :meth:`claim` returns); with
+        queue shares, of the queues the last claim found too few jobs in."""
+        store = self.store
+        queues = self._short if self.caps else self.queues
         return self._offload.start(lambda: NextReady(store.job_next_run_at(queues)), inline=inline)
 
     def take(self, timeout: float | None = 0.0) -> ClaimOutcome | None:

@@ -67,12 +67,13 @@ class Worker:
         self.burst = burst
         self.clock = clock
         self.id = str(uuid.uuid4())
-        self.queues = list(settings.queues)
+        self.queues = list(settings.queues)  # as written, with their shares (NAME=K)
         self.pool = ChildPool(
             ChildConfig.of(settings),
             max_processes=settings.max_processes,
             max_jobs_per_process=settings.max_jobs_per_process,
             max_pending_per_process=settings.max_pending_per_process,
+            caps=settings.shares,
         )
         self.wake = WakeUp()
         self.notifier: Notifier | None = None
@@ -81,7 +82,7 @@ class Worker:
         self.outage = Outage()
         # Claims and the recording of endings run off the loop's thread on PostgreSQL, each in
         # a lane of its own: children get their next batch while the last one is recorded.
-        self._claims = ClaimLane(store, self.queues, self.id, lambda: self.pool.chain_depth)
+        self._claims = ClaimLane.of(store, settings, self.id, self.pool)
         self._records = RecordLane(store)
         # Held: claimed jobs, endings decided and being recorded, unstarted jobs to give back.
         self.claimed: dict[int, ClaimedJob] = {}
@@ -319,7 +320,7 @@ class Worker:
         be recorded (one batch being recorded while the next one runs): a database slower to
         record than the children are to run must not let the endings (and the parent's
         memory) pile up, nor jobs stay ``running`` long after."""
-        free = self.pool.free_slots()
+        free = self._claims.claimable(self.pool.free_slots())
         capacity = self.pool.capacity
         if len(self._ends) + len(self._recording) >= max(2 * capacity, 1):
             return 0

@@ -1,0 +1,165 @@
+"""Which child each task goes to (corequeue.executor.placement), with queue shares: a capped
+queue's tasks stay in at most its number of children, use those children's slots, and leave
+the other children to the other queues; a chain of a capped queue stays in one child. Also the
+claim lane of a worker with shares: one claim per queue group, sized by the children's room."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from corequeue.core import shares
+from corequeue.executor.child import ASYNC
+from corequeue.executor.placement import Placing, holders, place
+from corequeue.executor.task import Task
+from corequeue.worker.lanes import Claimed, ClaimLane, NextReady
+
+
+def children(n: int) -> list[Any]:
+    return [SimpleNamespace(pending={}, in_async=set(), assigned=0) for _ in range(n)]
+
+
+def task(job_id: int, queue: str, name: str = "J", gates: tuple[str, ...] = ()) -> Task:
+    return Task(job_id, "lease", name, "[]", 1, None, queue, gates=gates)
+
+
+def hand_over(kids: list[Any], tasks: list[Task], how: Placing) -> list[Task]:
+    """place(), then what the pool does with its choice."""
+    batches, left = place(kids, kids, tasks, how)
+    for kid in kids:
+        kid.pending.update((t.job_id, t) for t in batches.get(id(kid), []))
+    return left
+
+
+def queues_of(kid: Any) -> set[str]:
+    return {t.queue for t in kid.pending.values()}
+
+
+def test_a_capped_queue_stays_in_its_child_and_the_others_spread() -> None:
+    kids = children(3)
+    how = Placing(concurrency=500, max_jobs_per_process=0, kinds={}, caps={"flood": 1})
+    left = hand_over(kids, [task(i, "flood") for i in range(6)], how)
+    assert left == []
+    assert sum(1 for k in kids if "flood" in queues_of(k)) == 1  # one child, all six
+    assert hand_over(kids, [task(10 + i, "other") for i in range(4)], how) == []
+    assert [queues_of(k) for k in kids].count({"other"}) == 2  # the two free children
+
+
+def test_a_capped_queues_async_tasks_share_its_child_up_to_the_concurrency() -> None:
+    kids = children(2)
+    how = Placing(concurrency=3, max_jobs_per_process=0, kinds={"A": ASYNC}, caps={"flood": 1})
+    hand_over(kids, [task(i, "flood", "A") for i in range(5)], how)
+    (holder,) = [k for k in kids if k.pending]
+    assert len(holder.pending) == 5 and len(holder.in_async) == 3  # the rest queue as sync
+
+
+def test_once_its_child_is_done_a_capped_queue_may_go_to_another_child() -> None:
+    first, second = kids = children(2)
+    how = Placing(concurrency=500, max_jobs_per_process=0, kinds={}, caps={"flood": 1})
+    first.pending = {1: task(1, "flood")}
+    second.pending = {2: task(2, "other"), 3: task(3, "other")}
+    hand_over(kids, [task(4, "flood")], how)
+    assert set(first.pending) == {1, 4}  # the busier child, as it holds flood
+    first.pending = {5: task(5, "other"), 6: task(6, "other"), 7: task(7, "other")}
+    hand_over(kids, [task(8, "flood")], how)
+    assert 8 in second.pending  # nobody holds flood now: the least loaded child takes it
+
+
+def test_a_capped_queues_task_whose_children_cannot_take_it_is_given_back() -> None:
+    kids = children(2)
+    how = Placing(concurrency=500, max_jobs_per_process=1, kinds={}, caps={"flood": 1})
+    assert hand_over(kids, [task(1, "flood"), task(2, "flood")], how) == [task(2, "flood")]
+
+
+def test_a_chain_of_a_capped_queue_stays_in_one_of_its_children() -> None:
+    kids = children(3)
+    how = Placing(concurrency=500, max_jobs_per_process=0, kinds={}, caps={"flood": 2})
+    chain = [task(i, "flood", gates=("g",)) for i in range(4)]
+    assert hand_over(kids, [*chain, task(9, "flood")], how) == []
+    assert sorted(len(k.pending) for k in kids) == [0, 1, 4]
+    # A chain whose earlier task sits in a child that may not take the queue waits.
+    kids = children(3)
+    kids[0].pending = {20: task(20, "other", gates=("h",))}
+    kids[1].pending = {21: task(21, "flood")}
+    kids[2].pending = {22: task(22, "flood")}  # flood is in its two children already
+    assert hand_over(kids, [task(23, "flood", gates=("h",))], how) == [
+        task(23, "flood", gates=("h",))
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("submit"), st.lists(st.sampled_from(["a", "b", "c"]), max_size=8)),
+            st.tuples(st.just("end"), st.integers(0, 40)),
+        ),
+        max_size=30,
+    ),
+    caps=st.dictionaries(st.sampled_from(["a", "b"]), st.integers(1, 3)),
+    n=st.integers(1, 4),
+)
+def test_a_capped_queue_is_never_in_more_children_than_its_share(
+    steps: list[tuple[str, Any]], caps: dict[str, int], n: int
+) -> None:
+    kids = children(n)
+    how = Placing(concurrency=500, max_jobs_per_process=0, kinds={}, caps=caps)
+    ids = iter(range(10_000))
+    for op, arg in steps:
+        if op == "submit":
+            left = hand_over(kids, [task(next(ids), q) for q in arg], how)
+            assert all(t.queue in caps for t in left)  # an uncapped task always finds a child
+        else:
+            pending = [(k, i) for k in kids for i in k.pending]
+            if pending:
+                kid, job_id = pending[arg % len(pending)]
+                del kid.pending[job_id]
+        for queue, held in holders(kids, caps).items():
+            assert len(held) <= caps[queue]
+
+
+class FakeStore:
+    """The two calls a claim lane makes, with ``ready`` jobs per queue."""
+
+    is_postgresql = False
+
+    def __init__(self, ready: dict[str, int]) -> None:
+        self.ready = ready
+        self.claims: list[tuple[tuple[str, ...], int]] = []
+        self.looked_up: list[list[str]] = []
+
+    def job_claim_many(self, *, queues: Any, limit: int, **_: Any) -> list[Any]:
+        self.claims.append((tuple(queues), limit))
+        jobs = []
+        for queue in queues:
+            take = min(self.ready.get(queue, 0), limit - len(jobs))
+            self.ready[queue] = self.ready.get(queue, 0) - take
+            jobs += [SimpleNamespace(queue=queue)] * take
+        return jobs
+
+    def job_next_run_at(self, queues: Any) -> datetime | None:
+        self.looked_up.append(list(queues))
+        return None
+
+
+def test_a_worker_with_shares_claims_per_queue_group_and_looks_up_only_what_came_short() -> None:
+    store: Any = FakeStore({"flood": 100, "other": 1})
+    rooms = [shares.Room(2, frozenset({"flood"})), shares.Room(2), shares.Room(2)]
+    lane = ClaimLane(store, ["flood", "other"], "w", caps={"flood": 1}, rooms=lambda: rooms)
+    assert lane.claimable(6) == 6
+    assert lane.claim(6, datetime.now(UTC), inline=True)
+    outcome = lane.take()
+    assert isinstance(outcome, Claimed) and outcome.asked == 6
+    assert [j.queue for j in outcome.jobs] == ["flood", "flood", "other"]
+    assert store.claims == [(("flood",), 2), (("other",), 4)]
+    assert lane.look_up(inline=True)
+    # Only "other" came short: flood has jobs ready that its child has no room for.
+    assert lane.take() == NextReady(None) and store.looked_up == [["other"]]
+
+    rooms = [shares.Room(0, frozenset({"flood"})), shares.Room(2), shares.Room(2)]
+    only_flood = ClaimLane(store, ["flood"], "w", caps={"flood": 1}, rooms=lambda: rooms)
+    assert only_flood.claimable(4) == 0  # its child is full: the worker does not claim
