@@ -22,7 +22,7 @@ from corequeue import enqueue_many
 from corequeue.store import schema
 from corequeue.store.queries import Store
 from testing.async_jobs import AsyncSleep, ThreadSleep
-from testing.faults import wait_for
+from testing.faults import run_cli, wait_for
 from testing.jobs import runs
 from tests.reliability.conftest import Spawner, state_counts
 
@@ -93,6 +93,10 @@ def test_a_flood_on_a_capped_queue_holds_one_child_while_the_other_queue_drains(
     assert ended(log, "f") == [] and len(started(log, "f")) == 1
     assert running_in(store, "flood") <= 2  # claimed for its one child only; the rest wait
     assert len({r["pid"] for r in ended(log, "o")} - {started(log, "f")[0]["pid"]}) >= 1
+    # The workers listing shows the queues as the worker was given them, shares included.
+    assert [w.queues for w in store.worker_list()] == [["flood=1", "other"]]
+    listing = run_cli(["stats", "--database-url", url_of(store)])
+    assert "queues=flood=1,other" in listing.stdout, listing.stderr
 
     Path(gate).touch()
     for handle in flood:
@@ -124,3 +128,35 @@ def test_the_share_is_on_children_and_uses_their_threads_or_event_loop(
         assert handle.wait(timeout=60) is not None, worker.log()
     assert most_children_at_once(log, "f") == 1
     assert state_counts(store) == {"succeeded": 20}
+
+
+def most_at_once(log: str, prefix: str) -> int:
+    """The most jobs of ``prefix`` running at one instant, in any children."""
+    marks = sorted(
+        (r["at"], 0 if r["event"] == "end" else 1)
+        for r in runs(log)
+        if str(r["key"]).startswith(prefix)
+    )
+    level = most = 0
+    for _, is_start in marks:
+        level += 1 if is_start else -1
+        most = max(most, level)
+    return most
+
+
+def test_a_capped_queue_under_a_concurrency_limit_keeps_its_chains_in_its_child(
+    store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    log = str(tmp_path / "runs.jsonl")
+    config = tmp_path / "pyproject.toml"
+    config.write_text("[tool.corequeue.queue.flood]\nconcurrency_limit = 2\n")
+    flood = enqueue_many([ThreadSleep(log, f"f{i}", 0.1) for i in range(10)], queue="flood")
+    other = enqueue_many([ThreadSleep(log, f"o{i}", 0.05) for i in range(6)], queue="other")
+    worker = spawn(
+        url_of(store), *SHARES, "--threads", "2", "--config", str(config), imports=IMPORTS
+    )
+    for handle in [*flood, *other]:
+        assert handle.wait(timeout=60) is not None, worker.log()
+    assert most_children_at_once(log, "f") == 1  # the share: one child
+    assert most_at_once(log, "f") <= 2  # the fleet's limit: two chains, one job each at a time
+    assert state_counts(store) == {"succeeded": 16}
