@@ -160,3 +160,17 @@ def test_a_capped_queue_under_a_concurrency_limit_keeps_its_chains_in_its_child(
     assert most_children_at_once(log, "f") == 1  # the share: one child
     assert most_at_once(log, "f") <= 2  # the fleet's limit: two chains, one job each at a time
     assert state_counts(store) == {"succeeded": 16}
+
+
+def test_a_share_is_not_a_reservation_an_idle_capped_queue_leaves_every_child_to_the_others(
+    store: Store, spawn: Spawner, tmp_path: Path
+) -> None:
+    log, gate = str(tmp_path / "runs.jsonl"), str(tmp_path / "gate")
+    other = enqueue_many([ThreadSleep(log, f"o{i}", 0, gate) for i in range(3)], queue="other")
+    worker = spawn(url_of(store), *SHARES, imports=IMPORTS)
+    # Each job holds its child until the gate opens: three at once take all three children.
+    wait_for(lambda: len(started(log, "o")) == 3, timeout=60, what="three jobs of other running")
+    assert len({r["pid"] for r in started(log, "o")}) == 3
+    Path(gate).touch()
+    for handle in other:
+        assert handle.wait(timeout=60) is not None, worker.log()
