@@ -55,11 +55,12 @@ def place(
     batches: dict[int, list[Task]] = {id(c): [] for c in open_}
     left: list[Task] = []
     homes = gates.homes(children, tasks)  # a chain's tasks go where its others are
-    held = holders(children, how.caps)
+    caps = how.caps
+    held = holders(children, caps)
     for task in tasks:
         home = gates.home(task, homes) if task.gates else None
         allowed = open_
-        cap = how.caps.get(task.queue)
+        cap = caps.get(task.queue) if caps else None
         if cap is not None:
             inside = held[task.queue]
             allowed = [c for c in open_ if shares.may_take(cap, len(inside), holds=id(c) in inside)]
