@@ -222,12 +222,16 @@ class ProcessPool:
 
     def share_rooms(self) -> list[shares.Room]:
         """Each child's free room (as :meth:`free_slots` counts it) and the capped queues it
-        holds: what the claim of a worker with queue shares is sized by."""
+        holds: what the claim of a worker with queue shares is sized by. A child that takes
+        no more work but still holds a queue (recycled, stopping) counts with no room."""
         held = placement.holders(self.children, self.caps)
-        return [
-            shares.Room(free, frozenset(q for q, ids in held.items() if id(child) in ids))
-            for child, free in self._free_rooms()
-        ]
+        free = {id(child): room for child, room in self._free_rooms()}
+        rooms = []
+        for child in self.children:
+            holds = frozenset(q for q, ids in held.items() if id(child) in ids)
+            if holds or id(child) in free:
+                rooms.append(shares.Room(free.get(id(child), 0), holds))
+        return rooms
 
     def _free_rooms(self) -> list[tuple[_Child, int]]:
         if self.startup_wait() is not None:

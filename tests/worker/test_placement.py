@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corequeue.core import shares
-from corequeue.executor.child import ASYNC
+from corequeue.executor.child import ASYNC, ChildConfig
 from corequeue.executor.placement import Placing, holders, place
+from corequeue.executor.pool import ProcessPool, _Child
 from corequeue.executor.task import Task
 from corequeue.worker.lanes import Claimed, ClaimLane, NextReady
 
@@ -163,3 +164,19 @@ def test_a_worker_with_shares_claims_per_queue_group_and_looks_up_only_what_came
     rooms = [shares.Room(0, frozenset({"flood"})), shares.Room(2), shares.Room(2)]
     only_flood = ClaimLane(store, ["flood"], "w", caps={"flood": 1}, rooms=lambda: rooms)
     assert only_flood.claimable(4) == 0  # its child is full: the worker does not claim
+
+
+def test_a_stopping_child_that_still_holds_a_capped_queue_leaves_it_no_room() -> None:
+    pool = ProcessPool(ChildConfig((), (), ""), max_processes=2, caps={"flood": 1})
+    none: Any = None
+    recycled, fresh = (
+        _Child(process=SimpleNamespace(pid=pid), conn=none, sock=none, ready=True) for pid in (1, 2)
+    )
+    recycled.pending = {1: task(1, "flood")}
+    recycled.stopping = True  # finishing its last task before it is replaced
+    pool.children = [recycled, fresh]
+    rooms = pool.share_rooms()
+    assert rooms == [shares.Room(0, frozenset({"flood"})), shares.Room(10)]
+    # Claiming flood now would only hand its jobs back: the one child it may use is leaving.
+    assert shares.room_for("flood", 1, rooms) == 0
+    assert shares.room_for("other", 1, rooms) == 10
