@@ -420,6 +420,17 @@ def test_paris_fall_back_fixed_time_that_happens_twice_fires_once_the_first_time
     ]
 
 
+def test_asked_inside_the_repeated_hour_a_fixed_time_schedule_finds_the_next_new_time() -> None:
+    # 2040-11-04 in New York: 02:00 EDT becomes 01:00 EST, so 01:00-01:59 shows twice. A
+    # scheduler asking during the second pass (after a restart, say) must get 02:00 EST, the
+    # first time it has not run yet, not 02:30 (found by the occurrences property below).
+    schedule = parse_schedule("t", "0,30 1-3 * * *", "America/New_York")
+    for asked in (utc(2040, 11, 4, 5, 45), utc(2040, 11, 4, 6), utc(2040, 11, 4, 6, 15)):
+        assert next_occurrence(schedule, asked) == utc(2040, 11, 4, 7)  # 02:00 EST
+    assert next_occurrence(schedule, utc(2040, 11, 4, 5, 15)) == utc(2040, 11, 4, 5, 30)
+    assert previous_occurrence(schedule, utc(2040, 11, 4, 6, 15)) == utc(2040, 11, 4, 5, 30)
+
+
 def test_paris_hourly_follows_elapsed_time_across_both_changes() -> None:
     # "0 * * * *" is a wildcard schedule (its hour field starts with '*'): every real hour.
     assert fires("0 * * * *", "Europe/Paris", *PARIS_SPRING, "%H:%M %Z") == [

@@ -76,10 +76,12 @@ def _forward(schedule: CronSchedule, after: datetime) -> Iterator[datetime]:
     """
     pattern, zone = schedule._pattern, schedule._zone
     try:
-        local = after.astimezone(zone).replace(tzinfo=None)
+        local = after.astimezone(zone).replace(tzinfo=None)  # its fold says which pass
         # The earliest wall time that may still have an instant after `after`: a wildcard
-        # schedule inside the first pass of a fall-back will see the repeated times again.
-        offset = offset_at(zone, local, fold=1 if pattern.wildcard else 0)
+        # schedule inside the first pass of a fall-back will see the repeated times again; any
+        # other schedule starts from the wall clock's own time (inside the second pass, the
+        # times still to come follow the repeated ones, not the first pass's hour after them).
+        offset = offset_at(zone, local, fold=1 if pattern.wildcard else local.fold)
         wall = (after + offset).replace(tzinfo=None)
     except OverflowError:
         return
