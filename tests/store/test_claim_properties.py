@@ -18,7 +18,6 @@ claim query guarantees, and these tests check:
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 import uuid
@@ -275,15 +274,6 @@ def test_concurrent_threads_claim_each_ready_job_once(
     assert not errors, errors
     batches = [b for r in results for b in r]
     _check(claim_store, rows, batches, [tuple(q) for _, q in claimers])
-
-
-@pytest.fixture(scope="module")
-def process_pool() -> Iterator[ProcessPoolExecutor]:
-    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @settings(PROPERTY_SETTINGS, max_examples=10)

@@ -9,7 +9,6 @@ batch is seen waiting for a row lock; only then does the enqueue go on."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from corequeue.core.states import Outcome
 from corequeue.store import unique
 from corequeue.store.queries import Store
 from corequeue.store.records import ClaimedJob
+from testing.faults import wait_for
 from testing.store_support import at, claim, ending
 from tests.conftest import empty_postgres
 from tests.store.test_unique import enqueue, holds
@@ -35,13 +35,6 @@ def pg_store(postgres_url: str) -> Iterator[Store]:
         yield store
     finally:
         store.dispose()
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"not seen within {DEADLINE} s: {what}"
-        time.sleep(0.01)
 
 
 def waiting_for_a_row_lock(store: Store, besides: int) -> bool:
@@ -117,13 +110,18 @@ def test_an_enqueue_clearing_two_holders_and_their_ending_batch_do_not_deadlock(
         enqueuing = Threaded(enqueue_in_the_application_s_transaction)
         wait_for(
             lambda: cleared_first.is_set() or not enqueuing.thread.is_alive(),
-            "the enqueue clearing its first holder",
+            timeout=DEADLINE,
+            what="the enqueue clearing its first holder",
         )
         assert enqueuing.error is None, enqueuing.error
         # The worker ends both jobs in one batch while the enqueue holds what it has locked.
         ends = [ending(j, Outcome.SUCCEEDED, now=at(3)) for j in (a, b)]
         finishing = Threaded(lambda: store.job_finish_many(ends))
-        wait_for(lambda: waiting_for_a_row_lock(store, enqueuer), "the ending batch waiting")
+        wait_for(
+            lambda: waiting_for_a_row_lock(store, enqueuer),
+            timeout=DEADLINE,
+            what="the ending batch waiting",
+        )
         go_on.set()
 
         inserted = enqueuing.outcome()
@@ -166,7 +164,11 @@ def test_a_worker_s_batch_locks_its_jobs_in_ascending_id_whatever_its_order(
         )
         besides = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         writing = Threaded(run)
-        wait_for(lambda: waiting_for_a_row_lock(store, besides), "the batch waiting")
+        wait_for(
+            lambda: waiting_for_a_row_lock(store, besides),
+            timeout=DEADLINE,
+            what="the batch waiting",
+        )
         # Waiting for the highest id, the batch already holds every lower one: it never
         # holds a row another statement needs while waiting for a lower one.
         assert [locked_elsewhere(store, j.id) for j in lower] == [True, True]

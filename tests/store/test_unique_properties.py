@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import multiprocessing
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -446,15 +445,6 @@ def test_concurrent_threads_never_put_two_jobs_in_one_key_s_scope(
     run_concurrently(
         unique_store, plans, [in_thread(unique_store, p, barrier) for p in plans], outcomes
     )
-
-
-@pytest.fixture(scope="module")
-def process_pool() -> Iterator[ProcessPoolExecutor]:
-    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @settings(PROPERTY_SETTINGS, max_examples=4)
