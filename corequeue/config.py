@@ -280,9 +280,9 @@ def _check_queues(settings: Settings, source: str) -> Settings:
             raise ConfigError(f"{given}: queue {name!r} is already named; name it once")
         if not name:
             raise ConfigError(f"{given}: a queue is written NAME or NAME=K (K children at most)")
-        if cap is not None and not 1 <= cap <= most:
+        if cap is not None and not shares.fits(cap, most):
             bound = f"--max-processes ({most})" if flag else f"max_processes ({most})"
-            fixed = shares.written(name, max(min(cap, most), 1))
+            fixed = shares.written(name, shares.nearest(cap, most))
             fix = f"--queue {fixed} or --queue {name}" if flag else f"{fixed!r} or {name!r}"
             raise ConfigError(
                 f"{given}: a queue's share is a number of children from 1 to {bound}; write {fix}"

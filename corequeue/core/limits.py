@@ -217,3 +217,11 @@ def slot_is_free(
     if kind == CONCURRENCY:
         return not holder_running
     return last_start_age is None or (not holder_running and last_start_age >= period)
+
+
+def may_give_back(gates: Iterable[str], running: Iterable[str]) -> bool:
+    """Whether an unstarted job of a chain (its ``gates``) may go back to the queue while tasks
+    with the gates ``running`` are under way in its worker. Not while a task of its chain runs:
+    the chain's slot points at the chain's last job, so giving that job back would free the
+    slot while the chain still ran."""
+    return set(running).isdisjoint(gates)

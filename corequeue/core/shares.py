@@ -29,7 +29,7 @@ class ShareError(ValueError):
 def parse(spec: str) -> tuple[str, int | None]:
     """``"mail=2"`` -> ("mail", 2); ``"mail"`` -> ("mail", None). Raises :class:`ShareError`
     (its message says what is wrong) for an empty name or a K that is not a whole number >= 1.
-    The bound K <= the worker's children is the caller's to check (:func:`too_large`)."""
+    The bound K <= the worker's children is the caller's to check (:func:`fits`)."""
     name, sep, count = spec.partition("=")
     name = name.strip()
     if not name:
@@ -40,6 +40,17 @@ def parse(spec: str) -> tuple[str, int | None]:
     if not (count.isascii() and count.isdigit()) or int(count) < 1:
         raise ShareError("a queue's share is a number of children from 1")
     return name, int(count)
+
+
+def fits(cap: int, children: int) -> bool:
+    """Whether a share of ``cap`` children can be given on a worker of ``children``."""
+    return 1 <= cap <= children
+
+
+def nearest(cap: int, children: int) -> int:
+    """The share to suggest instead of ``cap`` on a worker of ``children`` (between 1 and
+    ``children``)."""
+    return max(min(cap, children), 1)
 
 
 def split(specs: Sequence[str]) -> tuple[tuple[str, ...], dict[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from corequeue.core import limits
 from corequeue.executor.pool import Event, ProcessPool
 from corequeue.executor.task import TaskResult
 from corequeue.store.records import ClaimedJob
@@ -37,8 +38,8 @@ class ChildPool(ProcessPool):
         if not any(job.gates for job in jobs):
             return jobs, []
         busy = {gate for task in self.tasks() for gate in task.gates}
-        now = [job for job in jobs if busy.isdisjoint(job.gates)]
-        return now, [job for job in jobs if not busy.isdisjoint(job.gates)]
+        now = [job for job in jobs if limits.may_give_back(job.gates, busy)]
+        return now, [job for job in jobs if not limits.may_give_back(job.gates, busy)]
 
     def _read(self, child: Any) -> list[Event]:
         events = super()._read(child)

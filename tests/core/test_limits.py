@@ -145,3 +145,9 @@ def test_grant_never_runs_more_than_a_limit_at_once(
         elif len(taken) < limit and all(left.get(k, 0) > 0 for k in c.needs):
             ids = [x.id for x in candidates]
             assert ids.index(c.id) > ids.index(max(taken, key=ids.index))
+
+
+def test_a_chain_s_unstarted_job_goes_back_only_once_nothing_of_its_chain_runs() -> None:
+    assert not limits.may_give_back(("c:queue:default:0",), {"c:queue:default:0", "x"})
+    assert limits.may_give_back(("c:queue:default:0",), {"c:queue:default:1"})
+    assert limits.may_give_back((), {"c:queue:default:0"})  # no chain: at once

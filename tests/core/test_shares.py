@@ -107,3 +107,8 @@ def test_claims_never_exceed_the_free_slots_nor_a_capped_queues_room(
     assert shares.claimable(plan, free) <= free
     if uncapped and free:  # the uncapped queues can always fill what the others left
         assert plan[-1] == Group(tuple(q for q in queues if q not in caps), free)
+
+
+def test_a_share_fits_between_one_child_and_all_of_them_and_a_misfit_gets_the_nearest() -> None:
+    assert [shares.fits(k, 2) for k in (0, 1, 2, 3)] == [False, True, True, False]
+    assert [shares.nearest(k, 2) for k in (0, 1, 2, 5)] == [1, 1, 2, 2]
