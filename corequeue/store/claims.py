@@ -6,6 +6,7 @@ jobs are ready, in which order); tests/store holds the two together.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from corequeue.core import claims, limits
 from corequeue.core.states import JobState
-from corequeue.store import flow, schema
+from corequeue.store import driver, flow, schema
 from corequeue.store.driver import UTC_TYPE
 from corequeue.store.records import ClaimedJob
 from corequeue.store.rows import jobs
@@ -101,14 +102,8 @@ class ClaimQueries(flow.FlowQueries):
                 ask = flow.Ask(key, limit, chain_depth, now, worker_id)
                 claimed = self._claim_through_limits(ask, lease)
             elif self._driver is not None:
-                claimed = [
-                    make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:])
-                    for r in self._driver_claim(key, params)
-                ]
-                dialect = self.engine.dialect
-                for job in claimed:  # as the column type converts it
-                    job.run_at = UTC_TYPE.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
-                    job.created_at = UTC_TYPE.process_result_value(job.created_at, dialect)
+                rows = self._driver_claim(key, params)
+                claimed = _claimed(rows, lease, now, self.engine.dialect)
             else:
                 # One statement, atomic by itself: in autocommit on PostgreSQL (no BEGIN and
                 # COMMIT round trips), a write transaction on SQLite.
@@ -124,16 +119,23 @@ class ClaimQueries(flow.FlowQueries):
         """The claim once limits exist: one transaction that locks the slots it may use, lets
         the core grant, and writes the claims and the slots."""
         make: Any = ClaimedJob
+        now = ask.now
         with self._begin() as conn:
             granted = self._claim_limited(conn, ask)
             if not granted:
                 return []
-            ids: Any = [g.id for g in granted]
-            if self.is_postgresql:  # one parameter, as text: binding a list costs per item
-                ids = "{" + ",".join(map(str, ids)) + "}"
-            rows = conn.execute(self._limited_update(lease, ask), {"c_ids": ids}).all()
-            now = ask.now
-            claimed = [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
+            params = {"c_lease": lease, "c_worker": ask.worker_id, "c_now": now}
+            if self.is_postgresql:
+                # One text parameter (binding a list costs per item), and the statement
+                # compiled once, its rows taken as the driver gives them (as the plain claim
+                # does): the column types' conversions cost more per row than the rest.
+                params["c_ids"] = "{" + ",".join([str(g.id) for g in granted]) + "}"
+                rows: Any = driver.run_in(conn, self._limited_compiled, params)
+                claimed = _claimed(rows, lease, now, self.engine.dialect)
+            else:
+                params["c_ids"] = [g.id for g in granted]
+                rows = conn.execute(self._limited_update(), params)
+                claimed = [make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows]
             self._slots_take(conn, granted, {job.id: job.attempts for job in claimed}, now)
         gates: dict[tuple[limits.Slot, ...], tuple[str, ...]] = {}
         chains = {g.id: g.chain for g in granted if g.chain}
@@ -143,32 +145,47 @@ class ClaimQueries(flow.FlowQueries):
                 job.gates = gates.get(chain) or gates.setdefault(chain, flow.gates(chain))
         return claimed
 
-    def _limited_update(self, lease: str, ask: flow.Ask) -> sa.Update:
+    @functools.cached_property
+    def _limited_compiled(self) -> driver.Compiled:
+        return self._compiled(self._limited_update())
+
+    def _limited_update(self) -> sa.Update:
         """The claim of the jobs the limits granted (ids ``c_ids``) that are still waiting:
         another worker may have claimed one since it was read."""
         waiting = jobs.c.state == claims.CLAIMABLE_STATE.value
         if self.is_postgresql:  # skip rows another claim holds: no waits, no deadlocks
-            # The ids as a set to join (one text parameter: binding a list costs per item),
-            # not "id = ANY(...)": a plan made without the list (a prepared statement's generic
-            # one, after five claims) scanned the whole table testing each row against it.
+            # Each id looked up by primary key (LATERAL ... LIMIT 1: a nested loop whatever
+            # the statistics say). A join of the list with the table let the planner hash
+            # every ready job (the condition on the state matches the ready index) each claim,
+            # and "id = ANY(list)" in a prepared statement's generic plan scanned the table.
+            # The ids come as one text parameter: binding a list costs per item.
             ids = (
                 sa.func.unnest(sa.cast(sa.bindparam("c_ids", type_=sa.Text), ARRAY(sa.BigInteger)))
                 .table_valued("id")
                 .render_derived(name="wanted")
             )
-            locked = (
-                sa.select(jobs.c.id)
-                .join(ids, jobs.c.id == ids.c.id)
-                .where(waiting)
-                .with_for_update(skip_locked=True, of=jobs)
+            row = jobs.alias("one")
+            one = (
+                sa.select(row.c.id)
+                .where(row.c.id == ids.c.id, row.c.state == claims.CLAIMABLE_STATE.value)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .lateral("locked")
             )
+            locked = sa.select(one.c.id).select_from(ids).join(one, sa.true())
             picked = jobs.c.id == sa.any_(_ArrayOf(locked))
         else:
             picked = sa.and_(jobs.c.id.in_(sa.bindparam("c_ids", expanding=True)), waiting)
         return (
             sa.update(jobs)
             .where(picked)
-            .values(**_claim_values(lease, ask.worker_id, ask.now))
+            .values(
+                **_claim_values(
+                    sa.bindparam("c_lease", None, type_=sa.String),
+                    sa.bindparam("c_worker", None, type_=sa.String),
+                    sa.bindparam("c_now", None, type_=schema.UTCDateTime),
+                )
+            )
             .returning(*CLAIM_COLUMNS)
         )
 
@@ -233,6 +250,20 @@ class ClaimQueries(flow.FlowQueries):
             .values(**_claim_values(lease, worker_id, now))
             .returning(*CLAIM_COLUMNS)
         )
+
+
+def _claimed(
+    rows: Sequence[Sequence[Any]], lease: str, now: datetime, dialect: Any
+) -> list[ClaimedJob]:
+    """A claim's rows as the driver gives them (:data:`CLAIM_COLUMNS`) as claimed jobs."""
+    make: Any = ClaimedJob  # rows are typed Sequence[Any]: mypy cannot count their fields
+    claimed: list[ClaimedJob] = [
+        make(*r[:CLAIMED_FIRST], lease, now, *r[CLAIMED_FIRST:]) for r in rows
+    ]
+    for job in claimed:  # as the column type converts it
+        job.run_at = UTC_TYPE.process_result_value(job.run_at, dialect)  # type: ignore[assignment]
+        job.created_at = UTC_TYPE.process_result_value(job.created_at, dialect)
+    return claimed
 
 
 def _claim_values(lease: Any, worker_id: Any, now: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from corequeue.store import schema
 from corequeue.store.engine import KeptConnection
@@ -76,6 +76,16 @@ def run(
     for name in compiled.times:
         values[name] = utc.process_bind_param(values[name], dialect)
     return driver(compiled.sql, values)
+
+
+def run_in(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Sequence[Any]:
+    """Run a statement compiled by :func:`compile_statement` on ``conn``, in its transaction
+    (SQLAlchemy's plain-SQL path: no statement compiling, rows as the driver gives them)."""
+    values = compiled.defaults | params
+    utc, dialect = UTC_TYPE, conn.dialect
+    for name in compiled.times:
+        values[name] = utc.process_bind_param(values[name], dialect)
+    return conn.exec_driver_sql(compiled.sql, values).all()
 
 
 def _wrapped(dialect: Dialect, e: Exception, sql: str | None, params: Any, lost: bool) -> Exception:

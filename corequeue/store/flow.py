@@ -39,6 +39,22 @@ FLOW_CHECK_EVERY = 1.0
 MIN_PAGE, SCAN_PAGES = 50, 4
 
 
+#: The columns of the slot writes of a claim (:meth:`FlowQueries._slots_take`).
+_SLOT_WRITE_COLUMNS = ("b_kind", "b_key", "b_slot", "b_job", "b_attempt", "b_free")
+#: Those writes on PostgreSQL as one statement: each column a list (an array parameter).
+SLOT_WRITES_POSTGRESQL = sa.text(
+    """
+UPDATE corequeue_limit_slots AS s
+SET job_id = w.job_id, attempt = w.attempt, started_at = :b_started, free_at = w.free_at
+FROM unnest(
+    CAST(:b_kind AS text[]), CAST(:b_key AS text[]), CAST(:b_slot AS integer[]),
+    CAST(:b_job AS bigint[]), CAST(:b_attempt AS integer[]), CAST(:b_free AS timestamptz[])
+) AS w(kind, key, slot, job_id, attempt, free_at)
+WHERE s.kind = w.kind AND s.key = w.key AND s.slot = w.slot
+"""
+).bindparams(sa.bindparam("b_started", type_=schema.UTCDateTime))
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     """A queue as ``queues list`` shows it."""
@@ -432,31 +448,30 @@ class FlowQueries(StoreBase):
     ) -> None:
         """Write the slots of the jobs claimed (``attempts``: their attempt numbers now): each
         chain's slots point at its last job claimed, each rate slot at its job's start."""
-        holder: dict[limits.Slot, int] = {}
-        rated: dict[limits.Slot, int] = {}
-        for job_id, chain, rates in granted:
-            if job_id in attempts:
-                for slot in chain:
-                    holder[slot] = job_id  # the chain's last job claimed, in the end
-                for slot in rates:
-                    rated[slot] = job_id
+        # Each chain's slots point at its last job claimed (later jobs overwrite earlier ones).
+        holder = {slot: g.id for g in granted if g.id in attempts for slot in g.chain}
+        rated = {slot: g.id for g in granted if g.rates and g.id in attempts for slot in g.rates}
         if not holder and not rated:
             return
         periods = self._periods(conn, {s[:2] for s in rated})
         writes = [
-            {
-                "b_kind": kind,
-                "b_key": key,
-                "b_slot": n,
-                "b_job": job_id,
-                "b_attempt": attempts[job_id],
-                "b_started": now,
-                "b_free": now + timedelta(seconds=periods.get(key, 0.0))
-                if kind == limits.RATE
-                else None,
-            }
+            (
+                kind,
+                key,
+                n,
+                job_id,
+                attempts[job_id],
+                now + timedelta(seconds=periods.get(key, 0.0)) if kind == limits.RATE else None,
+            )
             for (kind, key, n), job_id in [*holder.items(), *rated.items()]
         ]
+        if self.is_postgresql:  # one statement, each column an array: not one per slot
+            columns = {
+                name: list(c)
+                for name, c in zip(_SLOT_WRITE_COLUMNS, zip(*writes, strict=True), strict=True)
+            }
+            conn.execute(SLOT_WRITES_POSTGRESQL, {"b_started": now} | columns)
+            return
         stmt = (
             sa.update(slots)
             .where(
@@ -471,7 +486,10 @@ class FlowQueries(StoreBase):
                 free_at=sa.bindparam("b_free"),
             )
         )
-        conn.execute(stmt, writes)
+        conn.execute(
+            stmt,
+            [dict(zip(_SLOT_WRITE_COLUMNS, w, strict=True)) | {"b_started": now} for w in writes],
+        )
 
     def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
         if not keys:
