@@ -136,7 +136,7 @@ class Granted(NamedTuple):
 
 
 def grant(
-    candidates: Iterable[Candidate],
+    candidates: Iterable[tuple[int, tuple[tuple[str, str], ...]]],
     free: Mapping[tuple[str, str], Sequence[int]],
     *,
     limit: int,
@@ -145,10 +145,11 @@ def grant(
 ) -> list[Granted]:
     """The candidates a claim of at most ``limit`` jobs starts, in claim order, and their slots.
 
-    ``free``: the free slot numbers per key (absent: none). A job whose rate keys each have a
-    free slot starts when its concurrency keys each have a free slot too (it opens a chain on
-    them), or else when a chain on exactly its concurrency keys took fewer than ``depth`` jobs
-    in this claim (it joins the shortest). ``held``: the chains the claiming worker holds
+    ``candidates``: :class:`Candidate` values, or plain (id, needs) pairs. ``free``: the free
+    slot numbers per key (absent: none). A job whose rate keys each have a free slot starts
+    when its concurrency keys each have a free slot too (it opens a chain on them), or else
+    when a chain on exactly its concurrency keys took fewer than ``depth`` jobs in this claim
+    (it joins the shortest). ``held``: the chains the claiming worker holds
     already (their slots), which its jobs may join as well. ``depth`` 0: no chains, one job
     per concurrency slot."""
     left = {key: list(numbers) for key, numbers in free.items() if numbers}
@@ -157,13 +158,13 @@ def grant(
         chains.setdefault(tuple(sorted(s[:2] for s in slots)), []).append([tuple(slots), 0])
     split: dict[tuple[tuple[str, str], ...], tuple[Any, Any]] = {}  # needs -> (on, rated)
     out: list[Granted] = []
-    for job in candidates:
+    for job_id, job_needs in candidates:
         if len(out) >= limit:
             break
-        if not job.needs:
-            out.append(Granted(job.id, (), ()))
+        if not job_needs:
+            out.append(Granted(job_id, (), ()))
             continue
-        on, rated = split.get(job.needs) or split.setdefault(job.needs, _split(job.needs))
+        on, rated = split.get(job_needs) or split.setdefault(job_needs, _split(job_needs))
         if rated and not all(n in left for n in rated):
             continue
         chain: list[Any] | None = None
@@ -180,7 +181,7 @@ def grant(
         if chain is not None:
             chain[1] += 1
         rates = tuple((*n, _take(left, n)) for n in rated) if rated else ()
-        out.append(Granted(job.id, chain[0] if chain else (), rates))
+        out.append(Granted(job_id, chain[0] if chain else (), rates))
     return out
 
 

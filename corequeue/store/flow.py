@@ -11,6 +11,7 @@ claims.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,13 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from corequeue.core import claims, limits
 from corequeue.core.states import JobState
-from corequeue.store import schema
+from corequeue.store import driver, schema
 from corequeue.store.base import StoreBase
 from corequeue.store.records import NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, jobs
@@ -108,6 +110,48 @@ class SlotNeed:
     key: str
     count: int
     period: float | None = None
+
+
+def slot_view_statement(*, postgresql: bool) -> sa.Select[Any]:
+    """The slots of the keys ``v_keys`` a claim by worker ``v_worker`` at ``v_now`` may use
+    (``limits.slot_is_free``, as SQL), with whether the worker's own chain holds each."""
+    holder = jobs.alias("holder")
+    # The worker running the slot's attempt (NULL: none runs it), found by primary key: a
+    # condition on the worker here made the planner scan all of a worker's running jobs.
+    runner = (
+        sa.select(holder.c.worker_id)
+        .where(
+            holder.c.id == slots.c.job_id,
+            holder.c.state == JobState.RUNNING.value,
+            holder.c.attempts == slots.c.attempt,
+        )
+        .scalar_subquery()
+    )
+    mine = sa.func.coalesce(runner == sa.bindparam("v_worker", None, type_=sa.String), sa.false())
+    usable = sa.or_(
+        sa.and_(slots.c.kind == limits.CONCURRENCY, sa.or_(runner.is_(None), mine)),
+        sa.and_(
+            slots.c.kind == limits.RATE,
+            sa.or_(
+                slots.c.free_at.is_(None),
+                slots.c.free_at <= sa.bindparam("v_now", None, type_=schema.UTCDateTime),
+            ),
+        ),
+    )
+    # On PostgreSQL the keys are one array parameter, so that the statement compiles once.
+    keys = sa.bindparam("v_keys", None, type_=ARRAY(sa.String)) if postgresql else None
+    stmt = (
+        sa.select(slots.c.kind, slots.c.key, slots.c.slot, slots.c.job_id, slots.c.attempt)
+        .add_columns(slots.c.period, slots.c.started_at, mine.label("mine"))
+        .where(
+            slots.c.key == sa.any_(keys)
+            if keys is not None
+            else slots.c.key.in_(sa.bindparam("v_keys", expanding=True)),
+            usable,
+        )
+        .order_by(slots.c.kind, slots.c.key, slots.c.slot)
+    )
+    return stmt.with_for_update(skip_locked=True, of=slots) if postgresql else stmt
 
 
 def unlimited_clause() -> sa.ColumnElement[bool]:
@@ -284,6 +328,14 @@ class FlowQueries(StoreBase):
 
     # -- the limited claim --------------------------------------------------------------------
 
+    @functools.cached_property
+    def _slot_view_compiled(self) -> driver.Compiled:
+        return self._compiled(slot_view_statement(postgresql=True))
+
+    @functools.cached_property
+    def _ready_compiled(self) -> dict[tuple[tuple[str, ...], tuple[str, ...]], driver.Compiled]:
+        return {}
+
     def _slot_view(self, conn: Connection, keys: set[tuple[str, str]], ask: Ask) -> SlotView:
         """The slots of ``keys`` this claim may use, locked: the free ones and the ones of the
         claiming worker's chains (``limits.slot_is_free``, as SQL).
@@ -293,35 +345,13 @@ class FlowQueries(StoreBase):
         sees every claim committed before the locks were taken, so a slot another claim took
         meanwhile is not seen free through an older snapshot. (A slot of the worker's own
         chain needs no second look: only its own claims move it.)"""
-        holder = jobs.alias("holder")
-        # The worker running the slot's attempt (NULL: none runs it), found by primary key: a
-        # condition on the worker here made the planner scan all of a worker's running jobs.
-        runner = (
-            sa.select(holder.c.worker_id)
-            .where(
-                holder.c.id == slots.c.job_id,
-                holder.c.state == JobState.RUNNING.value,
-                holder.c.attempts == slots.c.attempt,
-            )
-            .scalar_subquery()
-        )
-        mine = sa.func.coalesce(runner == ask.worker_id, sa.false())
-        usable = sa.or_(
-            sa.and_(slots.c.kind == limits.CONCURRENCY, sa.or_(runner.is_(None), mine)),
-            sa.and_(
-                slots.c.kind == limits.RATE,
-                sa.or_(slots.c.free_at.is_(None), slots.c.free_at <= ask.now),
-            ),
-        )
-        stmt = (
-            sa.select(slots.c.kind, slots.c.key, slots.c.slot, slots.c.job_id, slots.c.attempt)
-            .add_columns(slots.c.period, slots.c.started_at, mine.label("mine"))
-            .where(slots.c.key.in_(sorted({k for _, k in keys})), usable)
-            .order_by(slots.c.kind, slots.c.key, slots.c.slot)
-        )
-        if self.is_postgresql:
-            stmt = stmt.with_for_update(skip_locked=True, of=slots)
-        rows = [r for r in conn.execute(stmt) if (r.kind, r.key) in keys]
+        params: dict[str, Any] = {"v_keys": sorted({k for _, k in keys}), "v_worker": ask.worker_id}
+        params["v_now"] = ask.now
+        if self.is_postgresql:  # compiled once; rows as the driver gives them
+            found: Any = driver.run_in(conn, self._slot_view_compiled, params)
+        else:
+            found = conn.execute(slot_view_statement(postgresql=False), params)
+        rows = [r for r in found if (r.kind, r.key) in keys]
         look = [r.job_id for r in rows if r.kind == limits.CONCURRENCY and r.job_id and not r.mine]
         busy: set[tuple[int, int]] = set()  # (job id, attempt) running: taken meanwhile
         if look:
@@ -378,10 +408,6 @@ class FlowQueries(StoreBase):
         queue_limited = {
             q.name: (q.concurrency_limit is not None, q.rate_count is not None) for q in states
         }
-        ready = sa.select(jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key)
-        ready = ready.where(jobs.c.state == claims.CLAIMABLE_STATE.value, jobs.c.run_at <= ask.now)
-        if ask.queues:
-            ready = ready.where(jobs.c.queue.in_(list(ask.queues)))
         queue_keys = {
             (kind, limits.queue_key(q.name))
             for q in states
@@ -396,37 +422,54 @@ class FlowQueries(StoreBase):
             for kind, key in queue_keys
             if not view.free.get((kind, key)) and (kind, key) not in mine
         }
-        if paused or full:
-            ready = ready.where(jobs.c.queue.not_in(sorted(set(paused) | full)))
         # Not locked: locking every candidate costs a row write each; the claim's UPDATE
         # takes only the granted ones still waiting, and only those write their slots.
+        ready = (ask.queues, tuple(sorted(set(paused) | full)))
         return self._scan(conn, ready, queue_limited, view, ask)
+
+    def _ready_page(
+        self, conn: Connection, ready: tuple[tuple[str, ...], tuple[str, ...]], params: Any
+    ) -> Sequence[Any]:
+        """A page of ready jobs (id, queue and limit keys) in claim order: of the queues
+        ``ready[0]`` (none: every queue) but not of ``ready[1]``, ``r_limit`` from ``r_offset``.
+        On PostgreSQL the statement is compiled once per pair of queue lists."""
+        if not self.is_postgresql:
+            return conn.execute(ready_statement(*ready), params).all()
+        cache = self._ready_compiled
+        compiled = cache.get(ready)
+        if compiled is None:
+            if len(cache) >= 64:  # queue lists come and go (pauses, full queues): bounded
+                cache.clear()
+            compiled = cache[ready] = self._compiled(ready_statement(*ready))
+        return driver.run_in(conn, compiled, params)
 
     def _scan(
         self,
         conn: Connection,
-        ready: sa.Select[Any],
+        ready: tuple[tuple[str, ...], tuple[str, ...]],
         queue_limited: Mapping[str, tuple[bool, bool]],
         view: SlotView,
         ask: Ask,
     ) -> list[limits.Granted]:
         """Read ready jobs a page at a time, in claim order, while a page still adds grants
         (at most :data:`SCAN_PAGES` pages); ``view`` gains the slots of the job keys met."""
-        ordered = ready.order_by(*claim_order())
         limit = ask.limit
         page = max(limit, MIN_PAGE)
-        candidates: list[limits.Candidate] = []
+        candidates: list[tuple[int, tuple[tuple[str, str], ...]]] = []
         granted: list[limits.Granted] = []
         needs: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
         for number in range(SCAN_PAGES):
-            rows = conn.execute(ordered.limit(page).offset(number * page)).all()
-            for job_id, *keys in rows:
-                found = needs.get(tuple(keys))
+            params = {"r_now": ask.now, "r_limit": page, "r_offset": number * page}
+            rows = self._ready_page(conn, ready, params)
+            met_needs = set()  # the needs of this page's jobs
+            for job_id, queue, concurrency_key, rate_key in rows:
+                found = needs.get((queue, concurrency_key, rate_key))
                 if found is None:
-                    found = needs[tuple(keys)] = limits.needs(*keys, queue_limited=queue_limited)
-                candidates.append(limits.Candidate(job_id, found))
-            unknown = {need for c in candidates[number * page :] for need in c.needs}
-            unknown -= set(view.free)
+                    keys = (queue, concurrency_key, rate_key)
+                    found = needs[keys] = limits.needs(*keys, queue_limited=queue_limited)
+                met_needs.add(found)
+                candidates.append((job_id, found))
+            unknown = {need for found in met_needs for need in found} - set(view.free)
             if unknown:
                 met = self._slot_view(conn, unknown, ask)
                 view.free.update(met.free)
@@ -500,6 +543,24 @@ class FlowQueries(StoreBase):
             .distinct()
         )
         return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
+
+
+def ready_statement(queues: Sequence[str], skipped: Sequence[str]) -> sa.Select[Any]:
+    """The ready jobs (their ids, queues and limit keys) of ``queues`` (none: every queue) but
+    not of ``skipped``, in claim order: ``r_limit`` of them from ``r_offset``, at ``r_now``."""
+    ready = sa.select(jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key).where(
+        jobs.c.state == claims.CLAIMABLE_STATE.value,
+        jobs.c.run_at <= sa.bindparam("r_now", None, type_=schema.UTCDateTime),
+    )
+    if queues:
+        ready = ready.where(jobs.c.queue.in_(list(queues)))
+    if skipped:
+        ready = ready.where(jobs.c.queue.not_in(list(skipped)))
+    return (
+        ready.order_by(*claim_order())
+        .limit(sa.bindparam("r_limit", None, type_=sa.Integer))
+        .offset(sa.bindparam("r_offset", None, type_=sa.Integer))
+    )
 
 
 def gates(chain: Sequence[limits.Slot]) -> tuple[str, ...]:
