@@ -34,7 +34,7 @@ class Settings:
     retention: float = 7 * 86400.0  # seconds finished jobs are kept
     max_processes: int = 2
     max_jobs_per_process: int = 0  # 0: children are never recycled
-    max_pending_per_process: int = 1000  # an upper bound: see executor.pool.QUEUED_SECONDS
+    max_pending_per_process: int = 1000  # an upper bound: see executor.sizing.QUEUED_SECONDS
     #: Async jobs (``async def run``) in flight at once in each child, on its event loop.
     concurrency: int = 500
     #: Sync jobs in flight at once in each child (1: one at a time, on the child's main thread;

@@ -4,8 +4,9 @@ Per child, the parent keeps the tasks handed over and which ones started (``("st
 id, kind)``): timeouts count from that message, not from the hand-off. A child runs up to
 ``threads`` sync tasks and ``concurrency`` async ones at once (executor.child); the parent
 learns each job name's kind from the "started" messages and sizes the room it offers (and so
-the claims) by kind: sync slots of ``threads - 1 + max_pending``, async slots of
-``concurrency`` once an async job was seen (nothing is imported for this in the parent). A
+the claims) by kind (:mod:`corequeue.executor.sizing`): sync slots of ``threads - 1 +
+max_pending``, async slots of ``concurrency`` once an async job was seen (nothing is imported
+for this in the parent). A
 child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
 not claimed for children still starting, while an idle worker elsewhere could run them.
 """
@@ -32,6 +33,7 @@ from corequeue.core.states import Outcome
 from corequeue.executor import placement, server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
 from corequeue.executor.events import Event, Ready, Released, describe_exit, ended_here, frames
+from corequeue.executor.sizing import Sizing
 from corequeue.executor.task import Task, TaskResult
 
 __all__ = ["Event", "ProcessPool", "Ready", "Released", "describe_exit"]
@@ -39,10 +41,6 @@ __all__ = ["Event", "ProcessPool", "Ready", "Released", "describe_exit"]
 _ctx = server.CONTEXT
 log = logging.getLogger("corequeue.worker")
 
-#: Work to keep queued per child, in seconds of the jobs' mean duration (see max_pending).
-QUEUED_SECONDS = 0.05
-#: Tasks a child may have queued before any job's duration is known.
-INITIAL_PENDING = 10
 #: When the pool starts, the first child ready waits up to this many seconds for the others
 #: before any task is handed out (see ProcessPool.startup_wait).
 STARTUP_WAIT = 1.0
@@ -100,15 +98,16 @@ class ProcessPool:
         server.prepare(config.imports, config.database_url)
         self.max_processes = max_processes
         self.max_jobs_per_process = max_jobs_per_process
-        self.max_pending_cap = max_pending_per_process
-        self._mean_duration: float | None = None  # moving average of sync job durations
+        # The room offered (and so the claims), from the settings and the jobs seen.
+        self.sizing = Sizing(
+            max_processes, config.threads, config.concurrency, max_pending_per_process
+        )
         self.children: list[_Child] = []
         self.replaced = 0  # children that died with work and were replaced
         self.closing = False
         # What each job name turned out to be (the children say, as a task starts): async
         # slots are offered once an async job was seen, and async tasks go to them.
         self.kinds: dict[str, int] = {}
-        self._async_seen = False
         self.caps = dict(caps or {})
         # One poll object for the pool's whole life (multiprocessing's wait() builds a selector
         # and registers every file descriptor on each call).
@@ -171,29 +170,6 @@ class ProcessPool:
 
     # -- hand-off ---------------------------------------------------------------------------
 
-    @property
-    def max_pending(self) -> int:
-        """How many sync tasks a child may have queued beyond its threads: about
-        :data:`QUEUED_SECONDS` of work at the sync jobs' recent mean duration, between 1 and
-        ``max_pending_per_process``. Fast jobs are handed over (and claimed) in large
-        batches; slow ones are not hoarded by one child while other workers sit idle."""
-        cap = self.max_pending_cap
-        if self._mean_duration is None:
-            return min(cap, INITIAL_PENDING)
-        return max(1, min(cap, int(QUEUED_SECONDS / max(self._mean_duration, 1e-6))))
-
-    @property
-    def capacity(self) -> int:
-        """Tasks all the children may hold at once: the claim sizing's whole."""
-        per_child = self.max_pending + self.config.threads - 1
-        if self._async_seen:
-            per_child += self.config.concurrency
-        return self.max_processes * per_child
-
-    def _observe(self, duration: float) -> None:
-        mean = self._mean_duration
-        self._mean_duration = duration if mean is None else mean + 0.05 * (duration - mean)
-
     def startup_wait(self) -> float | None:
         """Seconds the pool still holds back its first tasks (None: it does not). Until every
         child is ready (or ``STARTUP_WAIT`` after the first), no task is handed out, so the
@@ -205,14 +181,6 @@ class ProcessPool:
             return None
         left = self._first_ready_at + STARTUP_WAIT - time.monotonic()
         return left if left > 0 else None
-
-    def _rooms(self, child: _Child, target: int) -> tuple[int, int]:
-        """Free (sync, async) slots of ``child`` for a queue target of ``target`` sync tasks:
-        ``threads - 1 + target`` sync tasks, ``concurrency`` async ones (once any was seen)."""
-        n_async = len(child.in_async)
-        sync = self.config.threads - 1 + target - (len(child.pending) - n_async)
-        free_async = self.config.concurrency - n_async if self._async_seen else 0
-        return max(sync, 0), max(free_async, 0)
 
     def free_slots(self) -> int:
         """Room for tasks in the ready children (none while :meth:`startup_wait` holds the
@@ -237,11 +205,12 @@ class ProcessPool:
         if self.startup_wait() is not None:
             return []
         starting = any(not c.ready and not c.stopping for c in self.children)
-        target = 1 if starting and self._mean_duration is None else self.max_pending
+        sizing = self.sizing
+        target = 1 if starting and sizing.mean_duration is None else sizing.max_pending
         rooms = []
         for child in self.children:
             if self._accepting(child):
-                room = sum(self._rooms(child, target))
+                room = sum(sizing.rooms(len(child.pending), len(child.in_async), target))
                 if self.max_jobs_per_process:
                     room = min(room, self.max_jobs_per_process - child.assigned)
                 rooms.append((child, max(room, 0)))
@@ -370,7 +339,7 @@ class ProcessPool:
             return
         result = TaskResult.from_wire(fields)
         if not child.kinds.pop(job_id, SYNC) & ASYNC:
-            self._observe(result.duration)
+            self.sizing.observe(result.duration)
         child.started.pop(job_id, None)
         if child.deadlines:
             child.deadlines.pop(job_id, None)
@@ -392,7 +361,8 @@ class ProcessPool:
             child.deadlines[job_id] = now + task.timeout + grace
         if self.kinds.get(task.name) != kind:
             self.kinds[task.name] = kind
-            self._async_seen = self._async_seen or kind == ASYNC
+            if kind == ASYNC:
+                self.sizing.saw_async()
 
     def _bury(
         self,

@@ -314,18 +314,19 @@ class Worker:
         return min(max(min(candidates), 0.0), 60.0)
 
     def _claim_size(self) -> int:
-        """How many jobs to claim now: every free slot, but only once half the slots are free
-        or a child has nothing queued, so claims (and commits) come in batches while every
-        child still has work. Nothing while twice as many endings as there are slots wait to
-        be recorded (one batch being recorded while the next one runs): a database slower to
-        record than the children are to run must not let the endings (and the parent's
-        memory) pile up, nor jobs stay ``running`` long after."""
+        """How many jobs to claim now: every free slot (at most the pool's ``claim_most``),
+        but only once its ``claim_batch`` is free or a child has nothing queued, so claims
+        (and commits) come in batches while every child still has work. Nothing while twice
+        as many endings as there are slots wait to be recorded (one batch being recorded while
+        the next one runs): a database slower to record than the children are to run must not
+        let the endings (and the parent's memory) pile up, nor jobs stay ``running`` long
+        after (see executor.sizing)."""
         free = self._claims.claimable(self.pool.free_slots())
-        capacity = self.pool.capacity
-        if len(self._ends) + len(self._recording) >= max(2 * capacity, 1):
+        sizing = self.pool.sizing
+        if len(self._ends) + len(self._recording) >= max(2 * sizing.capacity, 1):
             return 0
-        if free >= max(capacity // 2, 1) or self.pool.has_idle_child():
-            return free
+        if free >= sizing.claim_batch or self.pool.has_idle_child():
+            return min(free, sizing.claim_most)
         return 0
 
     # -- the lanes --------------------------------------------------------------------------
@@ -422,8 +423,8 @@ class Worker:
         worker's own shutdown killed these children, so their ``lost`` attempts are requeued
         without being counted (``lifecycle.interrupt``)."""
         now = self.clock()
-        if events:
-            self._look = True  # slots freed up (or a child became ready)
+        if events or self.pool.sizing.grew():
+            self._look = True  # slots freed up (or a child became ready, or had more room)
         for event in events:
             if isinstance(event, Ready):
                 log.debug("child process pid=%s ready", event.pid)

@@ -26,9 +26,9 @@ class ChildPool(ProcessPool):
     @property
     def chain_depth(self) -> int:
         """How many jobs a chain under a concurrency limit may take per claim: the queue a
-        child keeps (:attr:`max_pending`), once job durations are known; one before (a chain
-        of slow jobs would hold its slot, and delay what is queued behind it, longer)."""
-        return self.max_pending if self._mean_duration is not None else 1
+        child keeps (``sizing.max_pending``), once job durations are known; one before (a
+        chain of slow jobs would hold its slot, and delay what is queued behind it, longer)."""
+        return self.sizing.max_pending if self.sizing.mean_duration is not None else 1
 
     def releasable(self, jobs: list[ClaimedJob]) -> tuple[list[ClaimedJob], list[ClaimedJob]]:
         """Claimed jobs that never started, split into those that may go back to the queue

@@ -48,7 +48,7 @@ def test_while_one_child_starts_the_ready_one_takes_one_task_until_durations_are
     pool.children = [ready, starting]
     assert pool.free_slots() == 1  # a slow job queued here would not move to the other child
 
-    pool._observe(0.001)  # jobs take 1 ms: max_pending (10) bounds the queue in time already
+    pool.sizing.observe(0.001)  # jobs take 1 ms: max_pending (10) bounds the queue in time already
     assert pool.free_slots() == 10
 
     pool.start_failures = 3  # earlier children died while starting
