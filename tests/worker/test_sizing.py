@@ -1,0 +1,58 @@
+"""The room a worker's pool offers, and so its claims (executor.sizing): sync slots sized by the
+jobs' durations, async slots once an async job started, and how much of the room a claim waits
+for and takes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corequeue.executor.child import ASYNC, SYNC, ChildConfig
+from corequeue.executor.pool import ProcessPool, _Child
+from corequeue.executor.sizing import INITIAL_PENDING, Sizing
+from corequeue.executor.task import Task
+
+
+def test_a_worker_without_async_jobs_claims_once_half_its_slots_are_free_all_of_them() -> None:
+    sizing = Sizing(processes=2, threads=1, concurrency=500, pending_cap=1000)
+    assert sizing.capacity == 2 * INITIAL_PENDING
+    assert sizing.claim_batch == INITIAL_PENDING
+    assert sizing.claim_most == sizing.capacity
+
+    sizing.observe(0.0001)  # fast jobs: a child keeps more queued
+    assert sizing.capacity == 2 * 500
+    assert (sizing.claim_batch, sizing.claim_most) == (500, 1000)
+
+
+def test_async_slots_are_claimed_for_early_and_in_parts() -> None:
+    sizing = Sizing(processes=2, threads=1, concurrency=500, pending_cap=1000)
+    sizing.saw_async()
+    assert sizing.capacity == 2 * (INITIAL_PENDING + 500)
+    assert sizing.claim_batch == sizing.capacity // 8  # not half: a free async slot idles
+    assert sizing.claim_most == sizing.capacity // 4  # several claims refill freed slots
+    # A child's room: its sync queue, and its async slots.
+    assert sizing.rooms(pending=30, in_async=25, target=INITIAL_PENDING) == (5, 475)
+
+
+def test_the_first_async_job_started_asks_for_a_claim_once() -> None:
+    pool = ProcessPool(ChildConfig((), (), "", concurrency=50), max_processes=1)
+    none: Any = None  # no process behind it: only the bookkeeping is looked at
+    process: Any = _NoProcess()
+    child = _Child(process=process, conn=none, sock=none, ready=True)
+    pool.children = [child]
+    for job_id in (1, 2, 3):
+        child.pending[job_id] = Task(job_id, "lease", "job", "[]", 1, None)
+    assert not pool.sizing.grew()
+
+    pool._receive(child, ("started_many", [(1, SYNC)]), [])
+    assert not pool.sizing.grew()  # a sync job: nothing new to claim for
+    pool._receive(child, ("started_many", [(2, ASYNC)]), [])
+    assert pool.sizing.grew()  # async slots: claim for them now, not when a job ends
+    # Two tasks in its sync room (one started sync, one not started), one in an async slot.
+    assert pool.free_slots() == (INITIAL_PENDING - 2) + (50 - 1)
+    pool._receive(child, ("started_many", [(3, ASYNC)]), [])
+    assert not pool.sizing.grew()  # once
+
+
+class _NoProcess:
+    pid = 4242
+    sentinel = -1
