@@ -19,14 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from corequeue.core import claims, limits
+from corequeue.core import limits
 from corequeue.core.states import JobState
-from corequeue.store import driver, schema
+from corequeue.store import driver, flow_sql, schema
 from corequeue.store.base import StoreBase
 from corequeue.store.records import NewJob
 from corequeue.store.rows import NOTIFY_CHANNEL, jobs
@@ -39,22 +38,6 @@ FLOW_CHECK_EVERY = 1.0
 #: :data:`MIN_PAGE`), at most :data:`SCAN_PAGES` pages: jobs over a limit are passed over, not
 #: waited on.
 MIN_PAGE, SCAN_PAGES = 50, 4
-
-
-#: The columns of the slot writes of a claim (:meth:`FlowQueries._slots_take`).
-_SLOT_WRITE_COLUMNS = ("b_kind", "b_key", "b_slot", "b_job", "b_attempt", "b_free")
-#: Those writes on PostgreSQL as one statement: each column a list (an array parameter).
-SLOT_WRITES_POSTGRESQL = sa.text(
-    """
-UPDATE corequeue_limit_slots AS s
-SET job_id = w.job_id, attempt = w.attempt, started_at = :b_started, free_at = w.free_at
-FROM unnest(
-    CAST(:b_kind AS text[]), CAST(:b_key AS text[]), CAST(:b_slot AS integer[]),
-    CAST(:b_job AS bigint[]), CAST(:b_attempt AS integer[]), CAST(:b_free AS timestamptz[])
-) AS w(kind, key, slot, job_id, attempt, free_at)
-WHERE s.kind = w.kind AND s.key = w.key AND s.slot = w.slot
-"""
-).bindparams(sa.bindparam("b_started", type_=schema.UTCDateTime))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,48 +93,6 @@ class SlotNeed:
     key: str
     count: int
     period: float | None = None
-
-
-def slot_view_statement(*, postgresql: bool) -> sa.Select[Any]:
-    """The slots of the keys ``v_keys`` a claim by worker ``v_worker`` at ``v_now`` may use
-    (``limits.slot_is_free``, as SQL), with whether the worker's own chain holds each."""
-    holder = jobs.alias("holder")
-    # The worker running the slot's attempt (NULL: none runs it), found by primary key: a
-    # condition on the worker here made the planner scan all of a worker's running jobs.
-    runner = (
-        sa.select(holder.c.worker_id)
-        .where(
-            holder.c.id == slots.c.job_id,
-            holder.c.state == JobState.RUNNING.value,
-            holder.c.attempts == slots.c.attempt,
-        )
-        .scalar_subquery()
-    )
-    mine = sa.func.coalesce(runner == sa.bindparam("v_worker", None, type_=sa.String), sa.false())
-    usable = sa.or_(
-        sa.and_(slots.c.kind == limits.CONCURRENCY, sa.or_(runner.is_(None), mine)),
-        sa.and_(
-            slots.c.kind == limits.RATE,
-            sa.or_(
-                slots.c.free_at.is_(None),
-                slots.c.free_at <= sa.bindparam("v_now", None, type_=schema.UTCDateTime),
-            ),
-        ),
-    )
-    # On PostgreSQL the keys are one array parameter, so that the statement compiles once.
-    keys = sa.bindparam("v_keys", None, type_=ARRAY(sa.String)) if postgresql else None
-    stmt = (
-        sa.select(slots.c.kind, slots.c.key, slots.c.slot, slots.c.job_id, slots.c.attempt)
-        .add_columns(slots.c.period, slots.c.started_at, mine.label("mine"))
-        .where(
-            slots.c.key == sa.any_(keys)
-            if keys is not None
-            else slots.c.key.in_(sa.bindparam("v_keys", expanding=True)),
-            usable,
-        )
-        .order_by(slots.c.kind, slots.c.key, slots.c.slot)
-    )
-    return stmt.with_for_update(skip_locked=True, of=slots) if postgresql else stmt
 
 
 def unlimited_clause() -> sa.ColumnElement[bool]:
@@ -330,7 +271,7 @@ class FlowQueries(StoreBase):
 
     @functools.cached_property
     def _slot_view_compiled(self) -> driver.Compiled:
-        return self._compiled(slot_view_statement(postgresql=True))
+        return self._compiled(flow_sql.slot_view_statement(postgresql=True))
 
     @functools.cached_property
     def _ready_compiled(self) -> dict[tuple[tuple[str, ...], tuple[str, ...]], driver.Compiled]:
@@ -350,7 +291,7 @@ class FlowQueries(StoreBase):
         if self.is_postgresql:  # compiled once; rows as the driver gives them
             found: Any = driver.run_in(conn, self._slot_view_compiled, params)
         else:
-            found = conn.execute(slot_view_statement(postgresql=False), params)
+            found = conn.execute(flow_sql.slot_view_statement(postgresql=False), params)
         rows = [r for r in found if (r.kind, r.key) in keys]
         look = [r.job_id for r in rows if r.kind == limits.CONCURRENCY and r.job_id and not r.mine]
         busy: set[tuple[int, int]] = set()  # (job id, attempt) running: taken meanwhile
@@ -434,13 +375,13 @@ class FlowQueries(StoreBase):
         ``ready[0]`` (none: every queue) but not of ``ready[1]``, ``r_limit`` from ``r_offset``.
         On PostgreSQL the statement is compiled once per pair of queue lists."""
         if not self.is_postgresql:
-            return conn.execute(ready_statement(*ready), params).all()
+            return conn.execute(flow_sql.ready_statement(*ready), params).all()
         cache = self._ready_compiled
         compiled = cache.get(ready)
         if compiled is None:
             if len(cache) >= 64:  # queue lists come and go (pauses, full queues): bounded
                 cache.clear()
-            compiled = cache[ready] = self._compiled(ready_statement(*ready))
+            compiled = cache[ready] = self._compiled(flow_sql.ready_statement(*ready))
         return driver.run_in(conn, compiled, params)
 
     def _scan(
@@ -511,9 +452,11 @@ class FlowQueries(StoreBase):
         if self.is_postgresql:  # one statement, each column an array: not one per slot
             columns = {
                 name: list(c)
-                for name, c in zip(_SLOT_WRITE_COLUMNS, zip(*writes, strict=True), strict=True)
+                for name, c in zip(
+                    flow_sql.SLOT_WRITE_COLUMNS, zip(*writes, strict=True), strict=True
+                )
             }
-            conn.execute(SLOT_WRITES_POSTGRESQL, {"b_started": now} | columns)
+            conn.execute(flow_sql.SLOT_WRITES_POSTGRESQL, {"b_started": now} | columns)
             return
         stmt = (
             sa.update(slots)
@@ -531,7 +474,10 @@ class FlowQueries(StoreBase):
         )
         conn.execute(
             stmt,
-            [dict(zip(_SLOT_WRITE_COLUMNS, w, strict=True)) | {"b_started": now} for w in writes],
+            [
+                dict(zip(flow_sql.SLOT_WRITE_COLUMNS, w, strict=True)) | {"b_started": now}
+                for w in writes
+            ],
         )
 
     def _periods(self, conn: Connection, keys: set[tuple[str, str]]) -> dict[str, float]:
@@ -545,33 +491,7 @@ class FlowQueries(StoreBase):
         return {key: float(period or 0.0) for key, period in conn.execute(stmt)}
 
 
-def ready_statement(queues: Sequence[str], skipped: Sequence[str]) -> sa.Select[Any]:
-    """The ready jobs (their ids, queues and limit keys) of ``queues`` (none: every queue) but
-    not of ``skipped``, in claim order: ``r_limit`` of them from ``r_offset``, at ``r_now``."""
-    ready = sa.select(jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key).where(
-        jobs.c.state == claims.CLAIMABLE_STATE.value,
-        jobs.c.run_at <= sa.bindparam("r_now", None, type_=schema.UTCDateTime),
-    )
-    if queues:
-        ready = ready.where(jobs.c.queue.in_(list(queues)))
-    if skipped:
-        ready = ready.where(jobs.c.queue.not_in(list(skipped)))
-    return (
-        ready.order_by(*claim_order())
-        .limit(sa.bindparam("r_limit", None, type_=sa.Integer))
-        .offset(sa.bindparam("r_offset", None, type_=sa.Integer))
-    )
-
-
 def gates(chain: Sequence[limits.Slot]) -> tuple[str, ...]:
     """A chain's slots as the executor's gates: a job's gates are its chain's slots, and the
     jobs that share one run one after another in one child (:mod:`corequeue.executor`)."""
     return tuple(f"{key}#{n}" for _, key, n in chain)
-
-
-def claim_order() -> list[sa.ColumnElement[Any]]:
-    """:data:`corequeue.core.claims.CLAIM_ORDER` as an ORDER BY."""
-    return [
-        jobs.c[name].desc() if descending else jobs.c[name]
-        for name, descending in claims.CLAIM_ORDER
-    ]
