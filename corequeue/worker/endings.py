@@ -17,6 +17,10 @@ from corequeue.worker.pids import pid_of
 
 #: Outcomes that are never retried: their endings need no retry delay.
 _NO_RETRY = frozenset({Outcome.SUCCEEDED, Outcome.DEFERRED, Outcome.CANCELLED})
+#: Outcomes whose endings apply no retry rule and are no deferral (see _rule and
+#: _too_many_deferrals): decide asks neither about them.
+_NO_RULE = frozenset({Outcome.SUCCEEDED, Outcome.CANCELLED})
+_FAILED = JobState.FAILED
 
 
 def decide(
@@ -34,51 +38,87 @@ def decide(
     own shutdown killed the child, so a ``lost`` attempt is requeued uncounted. A job this
     worker could not resolve goes back uncounted, and fails ``unknown_job_timeout`` seconds
     after it was enqueued; a deferral past ``max_deferrals`` fails the job; see _lost_shared."""
-    now = _ended(result, now)
-    retry_delay = _retry_delay(job, result)
-    error_message = result.error_message
-    rule: Rule | None = None
-    if interrupted and result.outcome is Outcome.LOST:
-        change = lifecycle.interrupt(job.snapshot(), lease=job.lease, now=now)
-        error_message = f"{error_message}: requeued without using an attempt"
-    elif result.unresolved:
-        change, error_message = _unresolved(job, error_message, now, unknown_job_timeout)
-        rule = Rule.UNKNOWN_JOB_TIMEOUT if change.state is JobState.FAILED else None
-    elif result.crash_shared:
-        change, error_message = _lost_shared(job, error_message, now, max_worker_losses)
-        rule = Rule.MAX_WORKER_LOSSES if change.state is JobState.FAILED else None
-    else:
-        change = lifecycle.finish(
-            job.snapshot(),
-            result.outcome,
-            lease=job.lease,
-            now=now,
-            retry_delay=retry_delay,
-            defer_delay=result.defer_delay,
-            defer_counts=result.defer_counts,
-            max_deferrals=max_deferrals,
-            retryable=not result.no_retry,
+    # When the attempt ended: when its child saw it end (its result may arrive later, with
+    # the next ones), or ``now`` if the child did not say (a lost or timed-out attempt).
+    if result.ended_at is not None:
+        ended = datetime.fromtimestamp(result.ended_at, UTC)
+        if ended < now:
+            now = ended
+    outcome = result.outcome
+    if (interrupted and outcome is Outcome.LOST) or result.unresolved or result.crash_shared:
+        change, error_message, rule = _uncounted(
+            job, result, now, interrupted, unknown_job_timeout, max_worker_losses
         )
-        error_message = _too_many_deferrals(result, change, max_deferrals) or error_message
-        rule = _rule(result, change, max_deferrals)
+    else:
+        change, error_message, rule = _finished(job, result, now, max_deferrals)
     # By position, in AttemptEnd's field order (once per job: keywords cost twice as much).
     return AttemptEnd(
         job.id,
         job.lease,
         job.attempts,  # attempt
-        result.outcome,
+        outcome,
         change,
         worker_id,
-        now - timedelta(seconds=result.duration),  # started_at
+        now - timedelta(0, result.duration),  # started_at
         now,  # finished_at
         result.result,
         result.error_type,
         error_message,
         result.traceback,
-        *_for_logs(job),  # name, queue, priority, source, run_at, pid
+        # For its log line: name, queue, priority, source, run_at, the child's pid.
+        job.name,
+        job.queue,
+        job.priority,
+        job.source,
+        job.run_at,
+        pid_of(job.id),
         job.created_at,  # enqueued_at
         None if rule is None else rule.value,
     )
+
+
+def _finished(
+    job: ClaimedJob, result: TaskResult, now: datetime, max_deferrals: int | None
+) -> tuple[lifecycle.Change, str | None, Rule | None]:
+    """The core's change, the error and the rule of an attempt that finished in its child (or
+    was lost, timed out or cancelled there): ``lifecycle.finish``."""
+    outcome = result.outcome
+    change = lifecycle.finish(
+        job.snapshot(),
+        outcome,
+        lease=job.lease,
+        now=now,
+        retry_delay=_retry_delay(job, result),
+        defer_delay=result.defer_delay,
+        defer_counts=result.defer_counts,
+        max_deferrals=max_deferrals,
+        retryable=not result.no_retry,
+    )
+    if outcome in _NO_RULE:
+        return change, result.error_message, None
+    message = _too_many_deferrals(result, change, max_deferrals) or result.error_message
+    return change, message, _rule(result, change, max_deferrals)
+
+
+def _uncounted(
+    job: ClaimedJob,
+    result: TaskResult,
+    now: datetime,
+    interrupted: bool,
+    unknown_job_timeout: float,
+    max_worker_losses: int | None,
+) -> tuple[lifecycle.Change, str | None, Rule | None]:
+    """The core's change, the error and the rule of an attempt that uses no attempt: lost to
+    the worker's own shutdown (``interrupted``), unresolved, or lost with others in flight."""
+    message = result.error_message
+    if interrupted and result.outcome is Outcome.LOST:
+        change = lifecycle.interrupt(job.snapshot(), lease=job.lease, now=now)
+        return change, f"{message}: requeued without using an attempt", None
+    if result.unresolved:
+        change, message = _unresolved(job, message, now, unknown_job_timeout)
+        return change, message, Rule.UNKNOWN_JOB_TIMEOUT if change.state is _FAILED else None
+    change, message = _lost_shared(job, message, now, max_worker_losses)
+    return change, message, Rule.MAX_WORKER_LOSSES if change.state is _FAILED else None
 
 
 def _rule(result: TaskResult, change: lifecycle.Change, max_deferrals: int | None) -> Rule | None:
@@ -104,14 +144,6 @@ def _retry_delay(job: ClaimedJob, result: TaskResult) -> float:
     return 0.0 if result.outcome in _NO_RETRY else retry_delay_for(job.name, job.attempts)
 
 
-def _ended(result: TaskResult, now: datetime) -> datetime:
-    """When the attempt ended: when its child saw it end (its result may arrive later, with the
-    next ones), or ``now`` if the child did not say (a lost or timed-out attempt)."""
-    if result.ended_at is None:
-        return now
-    return min(now, datetime.fromtimestamp(result.ended_at, UTC))
-
-
 def _too_many_deferrals(
     result: TaskResult, change: lifecycle.Change, max_deferrals: int | None
 ) -> str | None:
@@ -119,11 +151,6 @@ def _too_many_deferrals(
     if result.outcome is Outcome.DEFERRED and lifecycle.deferred_too_often(change, max_deferrals):
         return lifecycle.too_many_deferrals_message(max_deferrals or 0)
     return None
-
-
-def _for_logs(job: ClaimedJob) -> tuple[str, str, int, str, datetime, int | None]:
-    """The ending's name, queue, priority, source, run_at and child pid: for its log line."""
-    return job.name, job.queue, job.priority, job.source, job.run_at, pid_of(job.id)
 
 
 def _lost_shared(
