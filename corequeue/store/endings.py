@@ -138,7 +138,10 @@ def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
         if on_rows_only and name in _ATTEMPT_ROW_ONLY:
             params[name] = "{}" if kind == "int" else "[]"  # nobody reads them
         elif kind == "int":
-            listed = ",".join(["NULL" if v is None else str(v) for v in values])
+            if None in values:
+                listed = ",".join(["NULL" if v is None else str(v) for v in values])
+            else:  # the usual column: no NULL to write
+                listed = ",".join(map(str, values))
             params[name] = "{" + listed + "}"
         elif values.count(None) == len(values):
             params[name] = "[]"
