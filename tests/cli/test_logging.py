@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -154,3 +154,43 @@ def test_the_worker_writes_its_lines_in_order_directly_or_as_records(
         line.split(" ", 2)[2] for line in direct
     ]
     assert worker.counters.succeeded == 4 and worker.counters.refused == 2
+
+
+def test_a_direct_line_reads_as_its_record_whatever_the_jobs_text(
+    cli_logging: CliLogging, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The direct lines are built from a template per name, queue and source (texts escaped,
+    ``%`` doubled): they must read exactly as the records' messages do."""
+    stream, _, log = cli_logging
+    worker: Any = SimpleNamespace(counters=Counters())
+    now = datetime.now(UTC)
+    later = Change(JobState.REQUESTED, 1, 3, None, now, None)
+    texts = ["", "100%", "%s%d%%", "two\nlines", "\x1b[31mred", "tab\there", "ünï code"]
+    ends = [
+        AttemptEnd(
+            i,
+            "lease",
+            2,
+            Outcome.DEFERRED if i % 2 else Outcome.SUCCEEDED,
+            later,
+            "w",
+            now - timedelta(microseconds=150 * i) if i % 3 else None,
+            now,
+            name=texts[i % len(texts)],
+            queue=texts[(i + 1) % len(texts)],
+            priority=i - 5,
+            source=texts[(i + 2) % len(texts)],
+            run_at=now - timedelta(seconds=i / 7) if i % 4 else None,
+            pid=1000 + i if i % 5 else None,
+        )
+        for i in range(1, 3 * len(texts))
+    ]
+    applied = {e.job_id for e in ends}
+
+    Worker._log_ends(worker, ends, applied)  # directly
+    direct = [line.split(" ", 4)[4] for line in stream.text.splitlines()]
+    log.addHandler(caplog.handler)
+    Worker._log_ends(worker, ends, applied)  # as records
+
+    assert direct == [r.getMessage() for r in caplog.records]
+    assert len(direct) == len(ends) and "%" in "".join(direct) and "\n" not in "".join(direct)
