@@ -79,12 +79,16 @@ def as_worker(crowded_store: Store) -> Iterator[Store]:
 
 def explain(store: Store, statement: sa.Executable) -> tuple[str, list[dict[str, Any]]]:
     """EXPLAIN (not ANALYZE: nothing is claimed) the statement: its text and all plan nodes."""
+    compiled = statement.compile(
+        dialect=store.engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    # The raw values suit psycopg as they are (UTCDateTime passes aware datetimes through).
+    return explain_sql(store, str(compiled), compiled.params)
+
+
+def explain_sql(store: Store, sql: str, params: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """EXPLAIN (not ANALYZE) SQL as the driver runs it: its text and all plan nodes."""
     with store.engine.connect() as conn:
-        compiled = statement.compile(
-            dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-        )
-        # The raw values suit psycopg as they are (UTCDateTime passes aware datetimes through).
-        sql, params = str(compiled), compiled.params
         text = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}", params).all())
         (plan,) = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).scalar_one()
         conn.rollback()
@@ -122,6 +126,20 @@ def test_the_claim_on_the_crowded_table_takes_the_right_jobs(crowded_store: Stor
     # (i % 600 == 4, so T0 + 4 s): i = 4 and i = 604, the oldest first.
     assert [(j.priority, j.run_at) for j in rest] == [(4, at(4)), (4, at(4))]
     assert [j.id - FINISHED_ROWS for j in rest] == [4, 604]
+
+
+def test_the_limited_claim_looks_each_granted_id_up_by_primary_key(crowded_store: Store) -> None:
+    # Half the backlog granted: a join of the id list with the table let the planner hash
+    # every ready job (the state condition matches the ready index) on each claim.
+    ids = ",".join(str(FINISHED_ROWS + i) for i in range(1, WAITING_ROWS, 2))
+    compiled = crowded_store._limited_compiled  # as the claim runs it
+    params = {"c_ids": "{" + ids + "}", "c_lease": "L" * 32, "c_worker": "w", "c_now": at(300)}
+    text, nodes = explain_sql(crowded_store, compiled.sql, compiled.defaults | params)
+    assert not any(n.get("Index Name") == "ix_corequeue_jobs_ready" for n in nodes), text
+    assert not any(n["Node Type"] == "Seq Scan" for n in nodes), text
+    assert not any("Hash" in n["Node Type"] for n in nodes), text
+    assert any(n.get("Index Name") == "corequeue_jobs_pkey" for n in nodes), text
+    assert any(n["Node Type"] == "LockRows" for n in nodes), text  # FOR UPDATE SKIP LOCKED
 
 
 def scans_on_jobs(nodes: list[dict[str, Any]]) -> set[tuple[str, str | None]]:
