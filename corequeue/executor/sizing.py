@@ -85,13 +85,13 @@ class Sizing:
     @property
     def claim_most(self) -> int:
         """Most jobs one claim takes: the :attr:`capacity`; with async slots, a part of it
-        (:data:`ASYNC_CHUNK`): hundreds of slots freed at once (jobs started together end
-        together) are refilled by several claims, the children starting the first part's jobs
-        while the next part is claimed, rather than waiting for one large claim; the next
-        wave of endings is spread out too."""
+        (:data:`ASYNC_CHUNK`; never less than the sync slots): hundreds of slots freed at once
+        (jobs started together end together) are refilled by several claims, the children
+        starting the first part's jobs while the next part is claimed, rather than waiting for
+        one large claim; the next wave of endings is spread out too."""
         if not self.async_seen:
             return self.capacity
-        return max(self.capacity // ASYNC_CHUNK, 1)
+        return max(self.capacity // ASYNC_CHUNK, self.sync_slots, 1)
 
     def rooms(self, pending: int, in_async: int, target: int) -> tuple[int, int]:
         """Free (sync, async) slots of a child holding ``pending`` tasks, ``in_async`` of them

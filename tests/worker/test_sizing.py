@@ -33,6 +33,14 @@ def test_async_slots_are_claimed_for_early_and_in_parts() -> None:
     assert sizing.rooms(pending=30, in_async=25, target=INITIAL_PENDING) == (5, 475)
 
 
+def test_with_few_async_slots_a_claim_still_takes_the_sync_slots() -> None:
+    sizing = Sizing(processes=2, threads=1, concurrency=1, pending_cap=1000)
+    sizing.saw_async()
+    assert sizing.capacity == 2 * (INITIAL_PENDING + 1)
+    assert sizing.claim_most == 2 * INITIAL_PENDING  # not a quarter of the capacity
+    assert sizing.claim_batch == INITIAL_PENDING
+
+
 def test_the_first_async_job_started_asks_for_a_claim_once() -> None:
     pool = ProcessPool(ChildConfig((), (), "", concurrency=50), max_processes=1)
     none: Any = None  # no process behind it: only the bookkeeping is looked at
