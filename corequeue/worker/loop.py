@@ -32,6 +32,7 @@ from corequeue.executor.pool import Event, Ready, Released
 from corequeue.executor.task import Task, TaskResult
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, WorkerRecord
+from corequeue.worker.cancels import LeaseCheck
 from corequeue.worker.counters import Counters
 from corequeue.worker.endings import decide
 from corequeue.worker.joblog import log_claimed, log_ends, log_stats, log_stopped
@@ -43,9 +44,6 @@ from corequeue.worker.process import Clock, check_heartbeat, flush_logs, utcnow
 from corequeue.worker.services import Heartbeat, Pruner, Rescuer, Service
 
 log = logging.getLogger("corequeue.worker")
-
-#: Seconds between two checks for running jobs that were cancelled (or rescued elsewhere).
-CANCEL_CHECK_EVERY = 0.5
 
 
 class Worker:
@@ -100,7 +98,7 @@ class Worker:
         self._look = True  # whether a claim may find something: see _loop
         self._next_poll = 0.0  # monotonic time of the next polling claim
         self._next_stats = time.monotonic() + settings.stats_every
-        self._last_cancel_check = 0.0
+        self._leases = LeaseCheck(store)  # running jobs cancelled (or rescued elsewhere)?
 
     # -- what the services see (services.ServiceHost) ---------------------------------------
 
@@ -225,7 +223,8 @@ class Worker:
             timeout = self._wait_time(now)
             flush_logs()
             events = self.pool.wait(
-                timeout, extra=[self.wake, self._claims.done, self._records.done]
+                timeout,
+                extra=[self.wake, self._claims.done, self._records.done, self._leases.done],
             )
             self.counters.woke()
             if self.wake.clear():
@@ -524,16 +523,15 @@ class Worker:
     def _check_cancelled(self) -> None:
         """Stop the children of running jobs that no longer run under their lease (cancelled,
         rescued elsewhere, deleted). The store recorded how they ended: the worker records
-        nothing for them, it logs them (``joblog.log_stopped``)."""
-        mono = time.monotonic()
-        if mono - self._last_cancel_check < CANCEL_CHECK_EVERY:
-            return
-        self._last_cancel_check = mono
-        running = [(t.job_id, t.lease) for t in self.pool.tasks()]
-        if not running:
-            return
+        nothing for them, it logs them (``joblog.log_stopped``). The check runs off the
+        loop's thread on PostgreSQL (:mod:`corequeue.worker.cancels`)."""
+
+        def running() -> list[tuple[int, str]]:
+            return [(t.job_id, t.lease) for t in self.pool.tasks()]
+
+        self._leases.start_if_due(running)
         try:
-            gone = self.store.job_leases_gone_many(running)
+            gone = self._leases.take(running)
         except DatabaseUnavailable as exc:
             self._outage(exc)
             return
@@ -590,6 +588,7 @@ class Worker:
             self.notifier.join(timeout=5)
         self._claims.close()
         self._records.close()
+        self._leases.close()
         with contextlib.suppress(CorequeueError):
             self.store.worker_delete(self.id)
         self.wake.close()
