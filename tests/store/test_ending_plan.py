@@ -1,0 +1,151 @@
+"""A batch of endings does work in proportion to the batch, whatever the planner's statistics
+say and whichever plan the prepared statement gets (PostgreSQL).
+
+The case that broke it: ANALYZE (autovacuum runs it after every few thousand changes) saw
+few running jobs, and the worker then ended a batch of 1,500. The planner, told that one job
+was running, joined the batch with the running jobs' partial index and compared every running
+row with every ending: 2.25 million comparisons, 6.5 s for one batch, and a no-op drain fell
+from ~24,000 to ~2,000 jobs/s. The work is counted from EXPLAIN ANALYZE's row counts (rows
+read and rows thrown away, across loops), not timed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from corequeue.core.states import Outcome
+from corequeue.store.driver import compile_statement
+from corequeue.store.endings import FINISH_POSTGRESQL, _ending_params
+from corequeue.store.engine import create_engine
+from corequeue.store.queries import Store
+from testing.store_support import T0, at, claim, ending
+
+HISTORY_ROWS = 50_000
+WAITING_ROWS = 3_000
+BATCH = 1_500
+#: Rows a sound plan touches per ending in the lock and the update: its lock, its look-up, its
+#: join, its update (about 9 in all); a scan of the table is 35 here (53,000 rows for 1,500
+#: endings), and a comparison of every ending with every running job 1,500.
+ROWS_PER_ENDING = 20
+
+
+@pytest.fixture(scope="module")
+def busy_store(postgres_url: str) -> Iterator[Store]:
+    """50k finished jobs and 3,000 waiting ones, analyzed while none ran; then 1,500 claimed."""
+    store = Store.from_url(postgres_url)
+    store.migrate()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, finished_at, attempts, max_attempts, unique_key, source, result)
+                SELECT 'tests.Done', 'default', 0, 'succeeded', '{"args":[],"kwargs":{}}',
+                    :t0, :t0, :t0, 1, 1, '', '', 'null'
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"t0": T0, "n": HISTORY_ROWS},
+        )
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, attempts, max_attempts, unique_key, source)
+                SELECT 'tests.Waiting', 'default', 0, 'requested', '{"args":[],"kwargs":{}}',
+                    :t0, :t0, 0, 1, '', ''
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"t0": T0, "n": WAITING_ROWS},
+        )
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE corequeue_jobs"))  # no job running
+    try:
+        yield store
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def batch_params(busy_store: Store) -> dict[str, str]:
+    """The parameters of one batch: BATCH claimed jobs ending in success."""
+    claimed = claim(busy_store, limit=BATCH, now=at(300))
+    assert len(claimed) == BATCH
+    return _ending_params(
+        [ending(job, Outcome.SUCCEEDED, now=at(301), result="null") for job in claimed]
+    )
+
+
+def rows_touched(plan: dict[str, Any]) -> int:
+    """Rows the job rows' lock and update (the CTEs ``locked`` and ``done``) produced or threw
+    away, every node over all its loops; the batch's decoding (``v``) is the same in any plan."""
+    total = 0
+    stack: list[tuple[dict[str, Any], bool]] = [(plan, False)]
+    while stack:
+        node, inside = stack.pop()
+        inside = inside or node.get("Subplan Name") in ("CTE done", "CTE locked")
+        if inside:
+            per_loop = (
+                node.get("Actual Rows", 0)
+                + node.get("Rows Removed by Filter", 0)
+                + node.get("Rows Removed by Join Filter", 0)
+            )
+            total += per_loop * node.get("Actual Loops", 1)
+        stack.extend((child, inside) for child in node.get("Plans", []))
+    return int(total)
+
+
+def prepared(sql: str, params: dict[str, str]) -> tuple[str, str]:
+    """``sql`` (psycopg's %(name)s placeholders) as PREPARE text, and its EXECUTE arguments."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)s", number, sql)
+    args = ", ".join("'" + params[name].replace("'", "''") + "'" for name in names)
+    return text, args
+
+
+@pytest.mark.parametrize("engine", ["worker", "application"])
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+def test_a_batch_of_endings_touches_rows_in_proportion_to_the_batch(
+    busy_store: Store, batch_params: dict[str, str], engine: str, plan_mode: str
+) -> None:
+    # psycopg prepares a statement after its fifth run on a connection, and PostgreSQL may
+    # then keep a generic plan (made without the batch's values): both must be sound.
+    store = busy_store
+    if engine == "worker":  # the worker's own connections (its planner settings)
+        store = Store(create_engine(busy_store.url, worker=True))
+    compiled = compile_statement(store.engine.dialect, FINISH_POSTGRESQL)
+    text, args = prepared(compiled.sql, batch_params)
+    try:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql(f"SET plan_cache_mode = {plan_mode}")
+            # No parameters passed: the driver sends both texts as they are.
+            conn.exec_driver_sql(f"PREPARE batch_of_endings AS {text}")
+            (plan,) = conn.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE batch_of_endings({args})"
+            ).scalar_one()
+            conn.exec_driver_sql("DEALLOCATE batch_of_endings")  # not undone by a rollback
+            updated = conn.exec_driver_sql(
+                "SELECT count(*) FROM corequeue_jobs WHERE state = 'succeeded'"
+            ).scalar_one()
+            conn.rollback()  # EXPLAIN ANALYZE ran the batch: the next case gets the same one
+    finally:
+        if store is not busy_store:
+            store.dispose()
+    assert plan["Plan"]["Actual Rows"] == BATCH  # every ending applied...
+    assert updated == HISTORY_ROWS + BATCH
+    touched = rows_touched(plan["Plan"])
+    assert touched <= ROWS_PER_ENDING * BATCH, (touched, plan)  # ...at a cost per ending
