@@ -296,8 +296,8 @@ class FlowQueries(StoreBase):
         look = [r.job_id for r in rows if r.kind == limits.CONCURRENCY and r.job_id and not r.mine]
         busy: set[tuple[int, int]] = set()  # (job id, attempt) running: taken meanwhile
         if look:
-            read = sa.select(jobs.c.id, jobs.c.attempts).where(
-                jobs.c.id.in_(sorted(set(look))), jobs.c.state == JobState.RUNNING.value
+            read = sa.select(jobs.c.id, jobs.c.attempts).where(  # running: holds a lease
+                jobs.c.id.in_(sorted(set(look))), jobs.c.lease.is_not(None)
             )
             busy = {(job_id, attempt) for job_id, attempt in conn.execute(read)}
         rated = self._rate_slots_free(conn, [r for r in rows if r.kind == limits.RATE], ask.now)

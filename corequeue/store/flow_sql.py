@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from corequeue.core import claims, limits
-from corequeue.core.states import JobState
 from corequeue.store import schema
 from corequeue.store.rows import jobs
 
@@ -37,12 +36,15 @@ def slot_view_statement(*, postgresql: bool) -> sa.Select[Any]:
     (``limits.slot_is_free``, as SQL), with whether the worker's own chain holds each."""
     holder = jobs.alias("holder")
     # The worker running the slot's attempt (NULL: none runs it), found by primary key: a
-    # condition on the worker here made the planner scan all of a worker's running jobs.
+    # condition on the worker here made the planner scan all of a worker's running jobs. A
+    # job holds a lease exactly while it runs (ck_corequeue_jobs_lease_iff_running): testing
+    # the lease, not "state = 'running'", keeps the planner off the running jobs' partial
+    # index, which it scanned for every slot once ANALYZE had seen few running jobs.
     runner = (
         sa.select(holder.c.worker_id)
         .where(
             holder.c.id == slots.c.job_id,
-            holder.c.state == JobState.RUNNING.value,
+            holder.c.lease.is_not(None),
             holder.c.attempts == slots.c.attempt,
         )
         .scalar_subquery()

@@ -1,5 +1,7 @@
-"""A batch of endings does work in proportion to the batch, whatever the planner's statistics
-say and whichever plan the prepared statement gets (PostgreSQL).
+"""The worker's statements on running jobs find them by primary key whatever the planner's
+statistics say and whichever plan a prepared statement gets (PostgreSQL): a batch of endings
+does work in proportion to the batch, and the limited claim's slot look-up reads each slot's
+holder by its id.
 
 The case that broke it: ANALYZE (autovacuum runs it after every few thousand changes) saw
 few running jobs, and the worker then ended a batch of 1,500. The planner, told that one job
@@ -21,6 +23,7 @@ from corequeue.core.states import Outcome
 from corequeue.store.driver import compile_statement
 from corequeue.store.endings import FINISH_POSTGRESQL, _ending_params
 from corequeue.store.engine import create_engine
+from corequeue.store.flow_sql import slot_view_statement
 from corequeue.store.queries import Store
 from testing.store_support import T0, at, claim, ending
 
@@ -149,3 +152,32 @@ def test_a_batch_of_endings_touches_rows_in_proportion_to_the_batch(
     assert updated == HISTORY_ROWS + BATCH
     touched = rows_touched(plan["Plan"])
     assert touched <= ROWS_PER_ENDING * BATCH, (touched, plan)  # ...at a cost per ending
+
+
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+def test_the_slot_look_up_reads_each_holder_by_primary_key(
+    busy_store: Store, batch_params: dict[str, str], plan_mode: str
+) -> None:
+    # A limited claim reads its keys' slots with the job holding each. With the holder's
+    # state in the condition, the planner (told one job ran) scanned the running jobs'
+    # index for every slot: a per-key drain took 3x the database's time.
+    compiled = compile_statement(busy_store.engine.dialect, slot_view_statement(postgresql=True))
+    params = {"v_keys": "{" + ",".join(f"k{i}" for i in range(100)) + "}", "v_worker": "w"}
+    values = {k: str(v) for k, v in compiled.defaults.items()} | params
+    text, args = prepared(compiled.sql, values | {"v_now": str(at(400))})
+    with busy_store.engine.connect() as conn:
+        conn.exec_driver_sql(f"SET plan_cache_mode = {plan_mode}")
+        conn.exec_driver_sql(f"PREPARE slot_view AS {text}")
+        (plan,) = conn.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) EXECUTE slot_view({args})"
+        ).scalar_one()
+        conn.exec_driver_sql("DEALLOCATE slot_view")
+        conn.rollback()
+    holders, pending = [], [plan["Plan"]]
+    while pending:
+        node = pending.pop()
+        if node.get("Relation Name") == "corequeue_jobs":
+            holders.append((node["Node Type"], node.get("Index Name")))
+        pending.extend(node.get("Plans", []))
+    assert holders, plan
+    assert set(holders) == {("Index Scan", "corequeue_jobs_pkey")}, plan
