@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from corequeue.core import lifecycle
 from corequeue.core.states import Outcome
 from corequeue.store.queries import Store
@@ -94,6 +96,42 @@ def ending(
         finished_at=now,
         **fields,
     )
+
+
+def seed_jobs(store: Store, *, finished: int, waiting: int) -> None:
+    """Empty the jobs' tables, then add ``finished`` succeeded jobs and ``waiting`` ones (every
+    third in the queue "mail", the others in "default"; priority ``i % 5``; due ``i % 600``
+    seconds after T0, so half are ready at T0 + 5 min), and ANALYZE (PostgreSQL)."""
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, finished_at, attempts, max_attempts, unique_key, source, result)
+                SELECT 'tests.Done', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
+                    i % 5, 'succeeded', '{"args":[],"kwargs":{}}', :t0, :t0, :t0, 1, 1, '', '',
+                    'null'
+                FROM generate_series(1, :n) AS i
+                """
+            ),
+            {"t0": T0, "n": finished},
+        )
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
+                    created_at, attempts, max_attempts, unique_key, source)
+                SELECT 'tests.Waiting', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
+                    i % 5, 'requested', '{"args":[],"kwargs":{}}',
+                    :t0 + (i % 600) * interval '1 second', :t0, 0, 1, '', ''
+                FROM generate_series(1, :waiting) AS i
+                """
+            ),
+            {"t0": T0, "waiting": waiting},
+        )
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE corequeue_jobs"))
 
 
 def enqueue_unique_in_process(url: str, key: str, barrier: Any, results: Any) -> None:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from corequeue.store.endings import ENDING_COLUMNS, FINISH_POSTGRESQL
 from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
-from testing.store_support import T0, at, claim, insert, new_job
+from testing.store_support import T0, at, claim, insert, new_job, seed_jobs
 
 FINISHED_ROWS = 200_000
 #: A backlog, due over ten minutes: the claims below run at T0 + 5 min, half of it ready.
@@ -29,36 +29,7 @@ def crowded_store(postgres_url: str) -> Iterator[Store]:
     """
     store = Store.from_url(postgres_url)
     store.migrate()
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
-                    created_at, finished_at, attempts, max_attempts, unique_key, source, result)
-                SELECT 'tests.Done', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
-                    i % 5, 'succeeded', '{"args":[],"kwargs":{}}', :t0, :t0, :t0, 1, 1, '', '',
-                    'null'
-                FROM generate_series(1, :n) AS i
-                """
-            ),
-            {"t0": T0, "n": FINISHED_ROWS},
-        )
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
-                    created_at, attempts, max_attempts, unique_key, source)
-                SELECT 'tests.Waiting', CASE WHEN i % 3 = 0 THEN 'mail' ELSE 'default' END,
-                    i % 5, 'requested', '{"args":[],"kwargs":{}}',
-                    :t0 + (i % 600) * interval '1 second', :t0, 0, 1, '', ''
-                FROM generate_series(1, :waiting) AS i
-                """
-            ),
-            {"t0": T0, "waiting": WAITING_ROWS},
-        )
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("ANALYZE corequeue_jobs"))
+    seed_jobs(store, finished=FINISHED_ROWS, waiting=WAITING_ROWS)
     try:
         yield store
     finally:

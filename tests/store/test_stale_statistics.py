@@ -25,10 +25,10 @@ from corequeue.store.endings import FINISH_POSTGRESQL, _ending_params
 from corequeue.store.engine import create_engine
 from corequeue.store.flow_sql import slot_view_statement
 from corequeue.store.queries import Store
-from testing.store_support import T0, at, claim, ending
+from testing.store_support import at, claim, ending, seed_jobs
 
 HISTORY_ROWS = 50_000
-WAITING_ROWS = 3_000
+WAITING_ROWS = 4_000
 BATCH = 1_500
 #: Rows a sound plan touches per ending in the lock and the update: its lock, its look-up, its
 #: join, its update (about 9 in all); a scan of the table is 35 here (53,000 rows for 1,500
@@ -38,37 +38,11 @@ ROWS_PER_ENDING = 20
 
 @pytest.fixture(scope="module")
 def busy_store(postgres_url: str) -> Iterator[Store]:
-    """50k finished jobs and 3,000 waiting ones, analyzed while none ran; then 1,500 claimed."""
+    """50k finished jobs and 4,000 waiting ones (half of them ready at T0 + 5 min), analyzed
+    while none ran."""
     store = Store.from_url(postgres_url)
     store.migrate()
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
-                    created_at, finished_at, attempts, max_attempts, unique_key, source, result)
-                SELECT 'tests.Done', 'default', 0, 'succeeded', '{"args":[],"kwargs":{}}',
-                    :t0, :t0, :t0, 1, 1, '', '', 'null'
-                FROM generate_series(1, :n) AS i
-                """
-            ),
-            {"t0": T0, "n": HISTORY_ROWS},
-        )
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO corequeue_jobs (name, queue, priority, state, params, run_at,
-                    created_at, attempts, max_attempts, unique_key, source)
-                SELECT 'tests.Waiting', 'default', 0, 'requested', '{"args":[],"kwargs":{}}',
-                    :t0, :t0, 0, 1, '', ''
-                FROM generate_series(1, :n) AS i
-                """
-            ),
-            {"t0": T0, "n": WAITING_ROWS},
-        )
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("ANALYZE corequeue_jobs"))  # no job running
+    seed_jobs(store, finished=HISTORY_ROWS, waiting=WAITING_ROWS)  # none running
     try:
         yield store
     finally:
@@ -106,8 +80,11 @@ def rows_touched(plan: dict[str, Any]) -> int:
     return int(total)
 
 
-def prepared(sql: str, params: dict[str, str]) -> tuple[str, str]:
-    """``sql`` (psycopg's %(name)s placeholders) as PREPARE text, and its EXECUTE arguments."""
+def explain_prepared(
+    conn: sa.Connection, sql: str, params: dict[str, str], plan_mode: str, *, analyze: bool
+) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE when ``analyze``: it runs) ``sql`` (psycopg's %(name)s placeholders)
+    as a prepared statement under ``plan_mode``, on ``conn`` in its transaction; its plan."""
     names: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -117,7 +94,14 @@ def prepared(sql: str, params: dict[str, str]) -> tuple[str, str]:
 
     text = re.sub(r"%\((\w+)\)s", number, sql)
     args = ", ".join("'" + params[name].replace("'", "''") + "'" for name in names)
-    return text, args
+    conn.exec_driver_sql(f"SET plan_cache_mode = {plan_mode}")
+    # No parameters passed: the driver sends both texts as they are.
+    conn.exec_driver_sql(f"PREPARE explained AS {text}")
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    (plan,) = conn.exec_driver_sql(f"EXPLAIN ({options}) EXECUTE explained({args})").scalar_one()
+    conn.exec_driver_sql("DEALLOCATE explained")  # not undone by a rollback
+    result: dict[str, Any] = plan["Plan"]
+    return result
 
 
 @pytest.mark.parametrize("engine", ["worker", "application"])
@@ -131,16 +115,9 @@ def test_a_batch_of_endings_touches_rows_in_proportion_to_the_batch(
     if engine == "worker":  # the worker's own connections (its planner settings)
         store = Store(create_engine(busy_store.url, worker=True))
     compiled = compile_statement(store.engine.dialect, FINISH_POSTGRESQL)
-    text, args = prepared(compiled.sql, batch_params)
     try:
         with store.engine.connect() as conn:
-            conn.exec_driver_sql(f"SET plan_cache_mode = {plan_mode}")
-            # No parameters passed: the driver sends both texts as they are.
-            conn.exec_driver_sql(f"PREPARE batch_of_endings AS {text}")
-            (plan,) = conn.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE batch_of_endings({args})"
-            ).scalar_one()
-            conn.exec_driver_sql("DEALLOCATE batch_of_endings")  # not undone by a rollback
+            plan = explain_prepared(conn, compiled.sql, batch_params, plan_mode, analyze=True)
             updated = conn.exec_driver_sql(
                 "SELECT count(*) FROM corequeue_jobs WHERE state = 'succeeded'"
             ).scalar_one()
@@ -148,9 +125,9 @@ def test_a_batch_of_endings_touches_rows_in_proportion_to_the_batch(
     finally:
         if store is not busy_store:
             store.dispose()
-    assert plan["Plan"]["Actual Rows"] == BATCH  # every ending applied...
+    assert plan["Actual Rows"] == BATCH  # every ending applied...
     assert updated == HISTORY_ROWS + BATCH
-    touched = rows_touched(plan["Plan"])
+    touched = rows_touched(plan)
     assert touched <= ROWS_PER_ENDING * BATCH, (touched, plan)  # ...at a cost per ending
 
 
@@ -163,17 +140,11 @@ def test_the_slot_look_up_reads_each_holder_by_primary_key(
     # index for every slot: a per-key drain took 3x the database's time.
     compiled = compile_statement(busy_store.engine.dialect, slot_view_statement(postgresql=True))
     params = {"v_keys": "{" + ",".join(f"k{i}" for i in range(100)) + "}", "v_worker": "w"}
-    values = {k: str(v) for k, v in compiled.defaults.items()} | params
-    text, args = prepared(compiled.sql, values | {"v_now": str(at(400))})
+    values = {k: str(v) for k, v in compiled.defaults.items()} | params | {"v_now": str(at(400))}
     with busy_store.engine.connect() as conn:
-        conn.exec_driver_sql(f"SET plan_cache_mode = {plan_mode}")
-        conn.exec_driver_sql(f"PREPARE slot_view AS {text}")
-        (plan,) = conn.exec_driver_sql(
-            f"EXPLAIN (FORMAT JSON) EXECUTE slot_view({args})"
-        ).scalar_one()
-        conn.exec_driver_sql("DEALLOCATE slot_view")
+        plan = explain_prepared(conn, compiled.sql, values, plan_mode, analyze=False)
         conn.rollback()
-    holders, pending = [], [plan["Plan"]]
+    holders, pending = [], [plan]
     while pending:
         node = pending.pop()
         if node.get("Relation Name") == "corequeue_jobs":
