@@ -193,7 +193,9 @@ class AdminQueries(StoreBase):
     def _act_many(
         self, conn: Connection, ids: Sequence[int], decide: Decide, now: datetime
     ) -> tuple[int, int]:
-        query = sa.select(*_TARGET_COLUMNS).where(jobs.c.id.in_(list(ids)))
+        # In ascending id, so the running jobs' rows are locked in that order, like every
+        # statement locking several job rows (a worker's ending batch): no cycle of waits.
+        query = sa.select(*_TARGET_COLUMNS).where(jobs.c.id.in_(list(ids))).order_by(jobs.c.id)
         targets = [
             _Target(**{**row._mapping, "state": read_state(row.state)})
             for row in conn.execute(query)

@@ -1,6 +1,7 @@
 """PostgreSQL: an enqueue batch that clears stale unique holders and the worker's batched
 endings of those same jobs lock the job rows in one order (ascending id), so neither waits for
-the other in a cycle (PostgreSQL would abort one side after deadlock_timeout).
+the other in a cycle (PostgreSQL would abort one side after deadlock_timeout); so do a worker's releases and a
+person's bulk action on running jobs.
 
 The interleaving is forced, not hoped for: the enqueue is held between clearing its first and
 its second holder (a hook on :func:`corequeue.store.unique.release`) until the worker's ending
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from corequeue.core.lifecycle import Action
 from corequeue.core.states import Outcome
 from corequeue.store import unique
 from corequeue.store.queries import Store
@@ -143,19 +145,28 @@ def locked_elsewhere(store: Store, job_id: int) -> bool:
     return found is None
 
 
-@pytest.mark.parametrize("batch", ["endings", "releases"])
-def test_a_worker_s_batch_locks_its_jobs_in_ascending_id_whatever_its_order(
+@pytest.mark.parametrize("batch", ["endings", "releases", "bulk cancel"])
+def test_a_batch_locks_its_jobs_in_ascending_id_whatever_its_order(
     pg_store: Store, batch: str
 ) -> None:
+    # A worker's endings and releases, and a person's bulk action on running jobs.
     store = pg_store
     enqueue(store, *(unique_job(key, until="started") for key in "abc"))
     *lower, highest = sorted(claim(store, now=at(1)), key=lambda j: j.id)
     descending = [highest, *reversed(lower)]
+    with store.engine.begin() as conn:  # the rows' versions stored in descending id too
+        for job in descending:
+            conn.execute(
+                sa.text("UPDATE corequeue_jobs SET priority = 0 WHERE id = :id"), {"id": job.id}
+            )
 
     def run() -> list[int]:
         if batch == "endings":
             ends = [ending(j, Outcome.SUCCEEDED, now=at(2)) for j in descending]
             return store.job_finish_many(ends)
+        if batch == "bulk cancel":
+            done, _ = store.job_act_many([j.id for j in descending], Action.CANCEL, now=at(2))
+            return [j.id for j in descending][:done]
         return store.job_release_many(descending, now=at(2))
 
     with store.engine.connect() as other:  # another transaction holds the highest id's row
