@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -156,6 +157,26 @@ def ping_after_idle(engine: Engine, idle: float = PING_AFTER_IDLE) -> None:
             raise exc.DisconnectionError("pooled connection is dead")
 
 
+#: How long a SQLite connection waits for another's lock (milliseconds).
+SQLITE_BUSY_MS = 30_000
+
+
+def _wal(cursor: Any) -> None:
+    """Put the database in WAL mode. Switching a new file needs it to itself, and when another
+    connection holds a lock SQLite may answer "database is locked" at once rather than wait
+    (waiting could deadlock): two processes starting on a new file at once (a worker and
+    ``corequeue migrate``) failed one in four times. So try again, within the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def setup_sqlite(engine: Engine) -> None:
     """WAL, a busy timeout and ``BEGIN IMMEDIATE``: writers queue up instead of failing with
     "database is locked" when a read transaction would have to upgrade to a write."""
@@ -164,10 +185,10 @@ def setup_sqlite(engine: Engine) -> None:
     def _connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         if engine.url.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
