@@ -23,6 +23,7 @@ class StoreBase:
         self._claim_statements: dict[tuple[str, ...], Any] = {}
         self._driver_claims: dict[tuple[str, ...], driver.Compiled] = {}
         self._driver_inserts: dict[tuple[str, ...], driver.Compiled] = {}
+        self._driver_next_run: dict[tuple[str, ...], driver.Compiled] = {}
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Self:

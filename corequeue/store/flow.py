@@ -34,6 +34,8 @@ queues_t, slots, attempts = schema.queues, schema.limit_slots, schema.attempts
 
 #: How long a store trusts its answer to "does any limit exist" (seconds).
 FLOW_CHECK_EVERY = 1.0
+#: That question: a limit exists while it has a slot.
+_ANY_SLOT = sa.select(slots.c.slot).limit(1)
 #: A limited claim reads ready jobs a page at a time (pages as large as the claim, at least
 #: :data:`MIN_PAGE`), at most :data:`SCAN_PAGES` pages: jobs over a limit are passed over, not
 #: waited on.
@@ -261,11 +263,19 @@ class FlowQueries(StoreBase):
         """Whether any limit exists (checked at most once per :data:`FLOW_CHECK_EVERY`)."""
         clock = time.monotonic()
         if clock - self._flow_checked_at >= FLOW_CHECK_EVERY:
-            with self._errors(), self.read() as conn:
-                found = conn.execute(sa.select(slots.c.slot).limit(1)).first()
-            self._flow_active = found is not None
+            if self._driver is not None:  # one round trip (no BEGIN, no ROLLBACK), prepared
+                with self._errors():
+                    found = bool(self._driver_run(self._any_slot_compiled, {}))
+            else:
+                with self._errors(), self.read() as conn:
+                    found = conn.execute(_ANY_SLOT).first() is not None
+            self._flow_active = found
             self._flow_checked_at = clock
         return self._flow_active
+
+    @functools.cached_property
+    def _any_slot_compiled(self) -> driver.Compiled:
+        return self._compiled(_ANY_SLOT)
 
     # -- the limited claim --------------------------------------------------------------------
 
