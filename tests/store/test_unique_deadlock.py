@@ -1,7 +1,7 @@
 """PostgreSQL: an enqueue batch that clears stale unique holders and the worker's batched
 endings of those same jobs lock the job rows in one order (ascending id), so neither waits for
-the other in a cycle (PostgreSQL would abort one side after deadlock_timeout); so do a worker's releases and a
-person's bulk action on running jobs.
+the other in a cycle (PostgreSQL would abort one side after deadlock_timeout); so do a
+worker's releases and a person's bulk action on running jobs.
 
 The interleaving is forced, not hoped for: the enqueue is held between clearing its first and
 its second holder (a hook on :func:`corequeue.store.unique.release`) until the worker's ending
