@@ -99,11 +99,13 @@ def ending(
 
 
 def seed_jobs(store: Store, *, finished: int, waiting: int) -> None:
-    """Empty the jobs' tables, then add ``finished`` succeeded jobs and ``waiting`` ones (every
+    """Empty the jobs' tables (and the queues' limits and pauses), then add ``finished`` succeeded jobs and ``waiting`` ones (every
     third in the queue "mail", the others in "default"; priority ``i % 5``; due ``i % 600``
     seconds after T0, so half are ready at T0 + 5 min), and ANALYZE (PostgreSQL)."""
     with store.engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        # No limit or pause left by a test before (claims here are the plain claim).
+        conn.execute(sa.text("TRUNCATE corequeue_queues, corequeue_limit_slots"))
         conn.execute(
             sa.text(
                 """
