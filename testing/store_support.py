@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from corequeue.core import lifecycle
+from corequeue.core import claims, lifecycle
 from corequeue.core.states import Outcome
 from corequeue.store.queries import Store
 from corequeue.store.records import AttemptEnd, ClaimedJob, NewJob
@@ -61,6 +61,7 @@ def claim(
     worker: str = "worker-1",
     lease: str | None = None,
     chain_depth: int = 0,
+    names: claims.Names | None = None,
 ) -> list[ClaimedJob]:
     return store.job_claim_many(
         queues=queues,
@@ -69,6 +70,7 @@ def claim(
         worker_id=worker,
         now=now,
         chain_depth=chain_depth,
+        names=names,
     )
 
 
@@ -99,9 +101,10 @@ def ending(
 
 
 def seed_jobs(store: Store, *, finished: int, waiting: int) -> None:
-    """Empty the jobs' tables (and the queues' limits and pauses), then add ``finished`` succeeded jobs and ``waiting`` ones (every
-    third in the queue "mail", the others in "default"; priority ``i % 5``; due ``i % 600``
-    seconds after T0, so half are ready at T0 + 5 min), and ANALYZE (PostgreSQL)."""
+    """Empty the jobs' tables (and the queues' limits and pauses), then add ``finished``
+    succeeded jobs and ``waiting`` ones (every third in the queue "mail", the others in
+    "default"; priority ``i % 5``; due ``i % 600`` seconds after T0, so half are ready at
+    T0 + 5 min), and ANALYZE (PostgreSQL)."""
     with store.engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
         # No limit or pause left by a test before (claims here are the plain claim).

@@ -6,9 +6,10 @@ id, kind)``): timeouts count from that message, not from the hand-off. A child r
 learns each job name's kind from the "started" messages and sizes the room it offers (and so
 the claims) by kind (:mod:`corequeue.executor.sizing`): sync slots of ``threads - 1 +
 max_pending``, async slots of ``concurrency`` once an async job was seen (nothing is imported
-for this in the parent). A
-child gets tasks only once it says it is ready (``("ready",)``, after its imports): jobs are
-not claimed for children still starting, while an idle worker elsewhere could run them.
+for this in the parent); the worker's claims are split by the same kinds
+(:meth:`ProcessPool.free_room`). A child gets tasks only once it says it is ready
+(``("ready",)``, after its imports): jobs are not claimed for children still starting, while
+an idle worker elsewhere could run them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from corequeue.config import Settings
-from corequeue.core import shares
+from corequeue.core import claims, shares
 from corequeue.core.states import Outcome
 from corequeue.executor import placement, server
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig, child_main
@@ -108,6 +109,7 @@ class ProcessPool:
         # What each job name turned out to be (the children say, as a task starts): async
         # slots are offered once an async job was seen, and async tasks go to them.
         self.kinds: dict[str, int] = {}
+        self.async_names: frozenset[str] = frozenset()  # the names kinds says are ASYNC
         self.caps = dict(caps or {})
         # One poll object for the pool's whole life (multiprocessing's wait() builds a selector
         # and registers every file descriptor on each call).
@@ -186,14 +188,21 @@ class ProcessPool:
         """Room for tasks in the ready children (none while :meth:`startup_wait` holds the
         first tasks back). While another child starts and no duration is known, a ready child
         takes one sync task at a time (slow jobs queued there would not move to the others)."""
-        return sum(free for _, free in self._free_rooms())
+        return sum(room for _, room, _, _ in self._free_rooms())
+
+    def free_room(self) -> claims.FreeRoom:
+        """The free slots of :meth:`free_slots` by kind, and the job names known to be async:
+        what a claim is split by (:func:`corequeue.core.claims.by_kind`)."""
+        rooms = self._free_rooms()
+        sync = sum(r[2] for r in rooms)
+        return claims.FreeRoom(sync, sum(r[3] for r in rooms), self.async_names)
 
     def share_rooms(self) -> list[shares.Room]:
         """Each child's free room (as :meth:`free_slots` counts it) and the capped queues it
         holds: what the claim of a worker with queue shares is sized by. A child that takes
         no more work but still holds a queue (recycled, stopping) counts with no room."""
         held = placement.holders(self.children, self.caps)
-        free = {id(child): room for child, room in self._free_rooms()}
+        free = {id(child): room for child, room, _, _ in self._free_rooms()}
         rooms = []
         for child in self.children:
             holds = frozenset(q for q, ids in held.items() if id(child) in ids)
@@ -201,7 +210,10 @@ class ProcessPool:
                 rooms.append(shares.Room(free.get(id(child), 0), holds))
         return rooms
 
-    def _free_rooms(self) -> list[tuple[_Child, int]]:
+    def _free_rooms(self) -> list[tuple[_Child, int, int, int]]:
+        """Each child that takes work, with its free room and its free sync and async slots,
+        each within what its ``max_jobs_per_process`` leaves (so the room may be less than the
+        two kinds' slots together: a claim asks for no more than the room)."""
         if self.startup_wait() is not None:
             return []
         starting = any(not c.ready and not c.stopping for c in self.children)
@@ -210,10 +222,12 @@ class ProcessPool:
         rooms = []
         for child in self.children:
             if self._accepting(child):
-                room = sum(sizing.rooms(len(child.pending), len(child.in_async), target))
+                sync, free_async = sizing.rooms(len(child.pending), len(child.in_async), target)
+                room = sync + free_async
                 if self.max_jobs_per_process:
-                    room = min(room, self.max_jobs_per_process - child.assigned)
-                rooms.append((child, max(room, 0)))
+                    most = max(self.max_jobs_per_process - child.assigned, 0)
+                    room, sync, free_async = min(room, most), min(sync, most), min(free_async, most)
+                rooms.append((child, room, sync, free_async))
         return rooms
 
     def has_idle_child(self) -> bool:
@@ -361,6 +375,7 @@ class ProcessPool:
             child.deadlines[job_id] = now + task.timeout + grace
         if self.kinds.get(task.name) != kind:
             self.kinds[task.name] = kind
+            self.async_names = frozenset(n for n, k in self.kinds.items() if k == ASYNC)
             if kind == ASYNC:
                 self.sizing.saw_async()
 

@@ -20,10 +20,11 @@ class StoreBase:
         self.engine = engine
         self.dialect: str = engine.dialect.name
         self.url: URL = engine.url
-        self._claim_statements: dict[tuple[str, ...], Any] = {}
-        self._driver_claims: dict[tuple[str, ...], driver.Compiled] = {}
+        # By queue list and name filter (store.claims.ClaimKey).
+        self._claim_statements: dict[tuple[tuple[str, ...], bool | None], Any] = {}
+        self._driver_claims: dict[tuple[tuple[str, ...], bool | None], driver.Compiled] = {}
         self._driver_inserts: dict[tuple[str, ...], driver.Compiled] = {}
-        self._driver_next_run: dict[tuple[str, ...], driver.Compiled] = {}
+        self._driver_next_run: dict[tuple[tuple[str, ...], Any], driver.Compiled] = {}
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Self:

@@ -20,7 +20,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from corequeue.core import claims, limits
 from corequeue.core.states import JobState
-from corequeue.store import driver, flow, schema
+from corequeue.store import driver, flow, flow_sql, schema
 from corequeue.store.driver import UTC_TYPE
 from corequeue.store.records import ClaimedJob
 from corequeue.store.rows import jobs
@@ -44,6 +44,8 @@ CLAIM_COLUMNS = [
     jobs.c.headers,
 ]
 CLAIMED_FIRST = 9
+#: A claim statement's cache key: its queues, and its name filter (``Names.among``; None: none).
+ClaimKey = tuple[tuple[str, ...], bool | None]
 
 
 class _ArrayOf(ColumnElement[Any]):
@@ -81,6 +83,7 @@ class ClaimQueries(flow.FlowQueries):
         worker_id: str,
         now: datetime,
         chain_depth: int = 0,
+        names: claims.Names | None = None,
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` ready jobs: highest priority, then earliest run_at, then oldest.
 
@@ -88,18 +91,27 @@ class ClaimQueries(flow.FlowQueries):
         concurrency limits, up to ``chain_depth`` jobs may share a slot as a chain (0: one job
         per slot): the caller runs each job after the ones claimed before it with a gate in
         common (``ClaimedJob.gates``), never beside them (:mod:`corequeue.core.limits`).
+        ``names``: only the jobs whose names it lets through (None: any job; the worker's
+        split by kind, :func:`corequeue.core.claims.by_kind`).
         """
         if limit <= 0:
             return []
-        key = tuple(queues)
+        key = (tuple(queues), None if names is None else names.among)
         stmt = self._claim_statement(key)
-        params = {"c_limit": limit, "c_lease": lease, "c_worker": worker_id, "c_now": now}
+        params: dict[str, Any] = {
+            "c_limit": limit,
+            "c_lease": lease,
+            "c_worker": worker_id,
+            "c_now": now,
+        }
+        if names is not None:
+            params["c_names"] = list(names.names)
         # The RETURNING columns are ClaimedJob's first fields, in order (positional: reading a
         # row's fields by name costs more than the rest of the claim's Python work).
         make: Any = ClaimedJob  # rows are typed Row[Any]: mypy cannot count their fields
         with self._errors():
             if self.flow_active():
-                ask = flow.Ask(key, limit, chain_depth, now, worker_id)
+                ask = flow.Ask(key[0], limit, chain_depth, now, worker_id, names)
                 claimed = self._claim_through_limits(ask, lease)
             elif self._driver is not None:
                 rows = self._driver_claim(key, params)
@@ -189,48 +201,60 @@ class ClaimQueries(flow.FlowQueries):
             .returning(*CLAIM_COLUMNS)
         )
 
-    def _claim_statement(self, queues: tuple[str, ...]) -> sa.Update:
-        stmt = self._claim_statements.get(queues)
+    def _claim_statement(self, key: ClaimKey) -> sa.Update:
+        stmt = self._claim_statements.get(key)
         if stmt is None:
-            # Built once per queue list with bound parameters: the worker's hot path neither
-            # rebuilds nor recompiles it. Their placeholder values (None) let the driver's copy
-            # render the queue list inline; each claim gives all four.
+            # Built once per queue list and name filter with bound parameters: the worker's
+            # hot path neither rebuilds nor recompiles it. Their placeholder values (None) let
+            # the driver's copy render the queue list inline; each claim gives them all.
+            queues, among = key
             stmt = self.claim_statement(
                 queues=queues,
                 limit=sa.bindparam("c_limit", None, type_=sa.Integer),
                 lease=sa.bindparam("c_lease", None, type_=sa.String),
                 worker_id=sa.bindparam("c_worker", None, type_=sa.String),
                 now=sa.bindparam("c_now", None, type_=schema.UTCDateTime),
+                names=None if among is None else claims.Names((), among),
             )
-            self._claim_statements[queues] = stmt
+            self._claim_statements[key] = stmt
         return stmt
 
-    def _driver_claim(
-        self, queues: tuple[str, ...], params: dict[str, Any]
-    ) -> list[tuple[Any, ...]]:
+    def _driver_claim(self, key: ClaimKey, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The claim's rows through the driver (:attr:`_driver`), on PostgreSQL: an idle
         worker's pick-up latency is mostly this statement's round trip."""
-        compiled = self._driver_claims.get(queues)
+        compiled = self._driver_claims.get(key)
         if compiled is None:
-            compiled = self._compiled(self._claim_statement(queues))
-            self._driver_claims[queues] = compiled
+            compiled = self._compiled(self._claim_statement(key))
+            self._driver_claims[key] = compiled
         return self._driver_run(compiled, params)
 
     def claim_statement(
-        self, *, queues: Sequence[str], limit: Any, lease: Any, worker_id: Any, now: Any
+        self,
+        *,
+        queues: Sequence[str],
+        limit: Any,
+        lease: Any,
+        worker_id: Any,
+        now: Any,
+        names: claims.Names | None = None,
     ) -> sa.Update:
         """The UPDATE that :meth:`job_claim_many` runs (tests EXPLAIN it).
 
-        It walks the partial index ``ix_corequeue_jobs_ready`` in claim order. On PostgreSQL
-        the ids are picked by ``id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))``, which keeps
-        that plan however many finished rows pile up (``IN (subquery)`` can turn into a hash
-        semi-join over the whole table).
+        It walks the partial index ``ix_corequeue_jobs_ready`` in claim order (with ``names``,
+        passing over the jobs whose names it does not let through: parameter ``c_names``). On
+        PostgreSQL the ids are picked by ``id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP
+        LOCKED))``, which keeps that plan however many finished rows pile up (``IN
+        (subquery)`` can turn into a hash semi-join over the whole table).
         """
         # claims.is_ready, then claims.CLAIM_ORDER.
         ready = sa.select(jobs.c.id).where(jobs.c.state == claims.CLAIMABLE_STATE.value)
         ready = ready.where(jobs.c.run_at <= now)
         if queues:
             ready = ready.where(jobs.c.queue.in_(list(queues)))
+        if names is not None:
+            pg, among = self.is_postgresql, names.among
+            named = flow_sql.name_clause("c_names", among=among, postgresql=pg, names=names.names)
+            ready = ready.where(named)
         # Not a paused queue's job, nor one under a limit (those go through the limits).
         ready = ready.where(flow.unlimited_clause())
         ready = ready.order_by(*_claim_order()).limit(limit)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from corequeue.core import limits
+from corequeue.core import claims, limits
 from corequeue.core.states import JobState
 from corequeue.store import driver, flow_sql, schema
 from corequeue.store.base import StoreBase
@@ -69,13 +69,20 @@ class QueueState:
 @dataclass(frozen=True, slots=True)
 class Ask:
     """A claim through the limits: its queues (none: every queue), how many jobs at most, how
-    many a chain may take (0: no chains), when, and by which worker."""
+    many a chain may take (0: no chains), when, by which worker, and of which job names
+    (None: any)."""
 
     queues: tuple[str, ...]
     limit: int
     depth: int
     now: datetime
     worker_id: str
+    names: claims.Names | None = None
+
+
+#: The ready jobs a limited claim reads: of queues (none: every queue), not of queues, and
+#: only the names given (True), all but them (False) or any (None).
+ReadyKey = tuple[tuple[str, ...], tuple[str, ...], bool | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +291,7 @@ class FlowQueries(StoreBase):
         return self._compiled(flow_sql.slot_view_statement(postgresql=True))
 
     @functools.cached_property
-    def _ready_compiled(self) -> dict[tuple[tuple[str, ...], tuple[str, ...]], driver.Compiled]:
+    def _ready_compiled(self) -> dict[ReadyKey, driver.Compiled]:
         return {}
 
     def _slot_view(self, conn: Connection, keys: set[tuple[str, str]], ask: Ask) -> SlotView:
@@ -375,29 +382,31 @@ class FlowQueries(StoreBase):
         }
         # Not locked: locking every candidate costs a row write each; the claim's UPDATE
         # takes only the granted ones still waiting, and only those write their slots.
-        ready = (ask.queues, tuple(sorted(set(paused) | full)))
+        among = None if ask.names is None else ask.names.among
+        ready = (ask.queues, tuple(sorted(set(paused) | full)), among)
         return self._scan(conn, ready, queue_limited, view, ask)
 
-    def _ready_page(
-        self, conn: Connection, ready: tuple[tuple[str, ...], tuple[str, ...]], params: Any
-    ) -> Sequence[Any]:
+    def _ready_page(self, conn: Connection, ready: ReadyKey, params: Any) -> Sequence[Any]:
         """A page of ready jobs (id, queue and limit keys) in claim order: of the queues
-        ``ready[0]`` (none: every queue) but not of ``ready[1]``, ``r_limit`` from ``r_offset``.
-        On PostgreSQL the statement is compiled once per pair of queue lists."""
-        if not self.is_postgresql:
+        ``ready[0]`` (none: every queue) but not of ``ready[1]``, ``r_limit`` from ``r_offset``
+        (with ``ready[2]`` not None, of the names ``r_names`` let through). On PostgreSQL the
+        statement is compiled once per key."""
+        postgresql = self.is_postgresql
+        if not postgresql:
             return conn.execute(flow_sql.ready_statement(*ready), params).all()
         cache = self._ready_compiled
         compiled = cache.get(ready)
         if compiled is None:
             if len(cache) >= 64:  # queue lists come and go (pauses, full queues): bounded
                 cache.clear()
-            compiled = cache[ready] = self._compiled(flow_sql.ready_statement(*ready))
+            stmt = flow_sql.ready_statement(*ready, postgresql=True)
+            compiled = cache[ready] = self._compiled(stmt)
         return driver.run_in(conn, compiled, params)
 
     def _scan(
         self,
         conn: Connection,
-        ready: tuple[tuple[str, ...], tuple[str, ...]],
+        ready: ReadyKey,
         queue_limited: Mapping[str, tuple[bool, bool]],
         view: SlotView,
         ask: Ask,
@@ -411,6 +420,8 @@ class FlowQueries(StoreBase):
         needs: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
         for number in range(SCAN_PAGES):
             params = {"r_now": ask.now, "r_limit": page, "r_offset": number * page}
+            if ask.names is not None:
+                params["r_names"] = list(ask.names.names)
             rows = self._ready_page(conn, ready, params)
             met_needs = set()  # the needs of this page's jobs
             for job_id, queue, concurrency_key, rate_key in rows:

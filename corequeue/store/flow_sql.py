@@ -76,9 +76,31 @@ def slot_view_statement(*, postgresql: bool) -> sa.Select[Any]:
     return stmt.with_for_update(skip_locked=True, of=slots) if postgresql else stmt
 
 
-def ready_statement(queues: Sequence[str], skipped: Sequence[str]) -> sa.Select[Any]:
+def name_clause(
+    param: str, *, among: bool, postgresql: bool, names: Sequence[str] = ()
+) -> sa.ColumnElement[bool]:
+    """A claim's filter on job names (:class:`corequeue.core.claims.Names`), the names given
+    as the parameter ``param`` (``names``: its value until a statement gives one): ``name =
+    ANY(:param)`` (``among``) or ``name <> ALL(:param)`` on PostgreSQL, one array parameter,
+    so that the statement compiles once; an expanding ``IN`` or ``NOT IN`` list on SQLite."""
+    if postgresql:
+        bound = sa.bindparam(param, list(names), type_=ARRAY(sa.String))
+        return jobs.c.name == sa.any_(bound) if among else jobs.c.name != sa.all_(bound)
+    listed: sa.BindParameter[Any] = sa.bindparam(param, list(names), expanding=True)
+    return jobs.c.name.in_(listed) if among else jobs.c.name.not_in(listed)
+
+
+def ready_statement(
+    queues: Sequence[str],
+    skipped: Sequence[str],
+    among: bool | None = None,
+    *,
+    postgresql: bool = False,
+) -> sa.Select[Any]:
     """The ready jobs (their ids, queues and limit keys) of ``queues`` (none: every queue) but
-    not of ``skipped``, in claim order: ``r_limit`` of them from ``r_offset``, at ``r_now``."""
+    not of ``skipped``, in claim order: ``r_limit`` of them from ``r_offset``, at ``r_now``;
+    with ``among`` (not None), only the jobs the names ``r_names`` let through
+    (:func:`name_clause`)."""
     ready = sa.select(jobs.c.id, jobs.c.queue, jobs.c.concurrency_key, jobs.c.rate_key).where(
         jobs.c.state == claims.CLAIMABLE_STATE.value,
         jobs.c.run_at <= sa.bindparam("r_now", None, type_=schema.UTCDateTime),
@@ -87,6 +109,8 @@ def ready_statement(queues: Sequence[str], skipped: Sequence[str]) -> sa.Select[
         ready = ready.where(jobs.c.queue.in_(list(queues)))
     if skipped:
         ready = ready.where(jobs.c.queue.not_in(list(skipped)))
+    if among is not None:
+        ready = ready.where(name_clause("r_names", among=among, postgresql=postgresql))
     return (
         ready.order_by(*claim_order())
         .limit(sa.bindparam("r_limit", None, type_=sa.Integer))

@@ -8,8 +8,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from corequeue.core import claims
 from corequeue.core.states import JobState
-from corequeue.store import schema
+from corequeue.store import flow_sql, schema
 from corequeue.store.base import StoreBase
 from corequeue.store.endings import ON_JOB_ROW, ON_JOB_ROW_STATE
 from corequeue.store.records import AttemptRecord, JobFilter, JobRecord
@@ -85,24 +86,29 @@ class ReadQueries(StoreBase):
             )
         return found
 
-    def job_next_run_at(self, queues: Sequence[str]) -> datetime | None:
-        """When the earliest waiting job becomes ready (None when nothing waits)."""
+    def job_next_run_at(
+        self, queues: Sequence[str], names: claims.Names | None = None
+    ) -> datetime | None:
+        """When the earliest waiting job (of the names ``names`` lets through, if given)
+        becomes ready (None when nothing waits)."""
         if self._driver is not None:
             # An idle worker asks after each claim that found too few jobs, while the child
-            # starts the ones it found: compiled once per queue list (and prepared by psycopg),
-            # it costs the worker and the server less CPU then than building, compiling and
-            # planning the statement each time.
-            key = tuple(queues)
+            # starts the ones it found: compiled once per queue list and name filter (and
+            # prepared by psycopg), it costs the worker and the server less CPU then than
+            # building, compiling and planning the statement each time.
+            key = (tuple(queues), names)
             compiled = self._driver_next_run.get(key)
             if compiled is None:
-                if len(self._driver_next_run) >= 64:  # queue lists from shares: bounded
+                if len(self._driver_next_run) >= 64:  # queue lists and names come and go
                     self._driver_next_run.clear()
-                compiled = self._driver_next_run[key] = self._compiled(_next_run_at(key))
+                query = _next_run_at(key[0], names, postgresql=True)
+                compiled = self._driver_next_run[key] = self._compiled(query)
             with self._errors():
                 value = self._driver_run(compiled, {})[0][0]
         else:
             with self._errors(), self.read() as conn:
-                value = conn.execute(_next_run_at(queues)).scalar()
+                pg = self.is_postgresql
+                value = conn.execute(_next_run_at(queues, names, postgresql=pg)).scalar()
         if value is None:
             return None
         return schema.UTCDateTime().process_result_value(value, self.engine.dialect)
@@ -118,9 +124,17 @@ class ReadQueries(StoreBase):
             return [(q, read_state(s), int(n)) for q, s, n in conn.execute(query)]
 
 
-def _next_run_at(queues: Sequence[str]) -> sa.Select[Any]:
-    """The earliest run_at of the waiting jobs of ``queues`` (none: every queue)."""
+def _next_run_at(
+    queues: Sequence[str], names: claims.Names | None, *, postgresql: bool
+) -> sa.Select[Any]:
+    """The earliest run_at of the waiting jobs of ``queues`` (none: every queue) that
+    ``names`` lets through (None: any)."""
     query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.state == JobState.REQUESTED.value)
     if queues:
         query = query.where(jobs.c.queue.in_(list(queues)))
+    if names is not None:
+        among = names.among
+        query = query.where(
+            flow_sql.name_clause("n_names", among=among, postgresql=postgresql, names=names.names)
+        )
     return query

@@ -365,7 +365,7 @@ class Worker:
                 self._releases.extend(claimed)  # claimed as the worker began to stop
             else:
                 self._submit(claimed)
-        if len(claimed) >= outcome.asked:
+        if outcome.more:
             self._look = True  # more may be ready
         else:
             self._drained = not claimed

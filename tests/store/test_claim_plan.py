@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from corequeue.core import claims
 from corequeue.store.endings import ENDING_COLUMNS, FINISH_POSTGRESQL
 from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
@@ -87,6 +88,50 @@ def test_the_claim_walks_the_ready_index_in_order(
     assert not any(n["Node Type"] == "Seq Scan" for n in on_jobs), text
     assert not any("Hash" in n["Node Type"] or n["Node Type"] == "Sort" for n in nodes), text
     assert any(n["Node Type"] == "LockRows" for n in nodes), text  # FOR UPDATE SKIP LOCKED
+
+
+@pytest.mark.parametrize("among", [True, False], ids=["only-async", "all-but-async"])
+@pytest.mark.parametrize("names", [("tests.Waiting",), ("app.Fetch", "app.Ping")], ids=repr)
+@pytest.mark.parametrize("limit", [1, 100])
+def test_a_claim_split_by_kind_still_walks_the_ready_index_in_order(
+    as_worker: Store, among: bool, names: tuple[str, ...], limit: int
+) -> None:
+    # The name filter (name = ANY / name <> ALL) filters the rows the ordered walk of the
+    # ready index meets. Only workers split claims, on their engine: with the application's
+    # planner settings, statistics that say few ready jobs match (the names' share of the
+    # whole table's history) would pick a bitmap scan of the ready index and a sort.
+    statement = as_worker.claim_statement(
+        queues=["mail", "default"],
+        limit=limit,
+        lease="L" * 32,
+        worker_id="w",
+        now=at(300),
+        names=claims.Names(names, among),
+    )
+    text, nodes = explain(as_worker, statement)
+    assert ("Index Scan", "ix_corequeue_jobs_ready") in scans_on_jobs(nodes), text
+    assert not any(n[0] in ("Seq Scan", "Bitmap Heap Scan") for n in scans_on_jobs(nodes)), text
+    assert not any("Hash" in n["Node Type"] or n["Node Type"] == "Sort" for n in nodes), text
+    assert any(n["Node Type"] == "LockRows" for n in nodes), text
+    assert ("ANY" if among else "ALL") in text, text
+
+
+@pytest.mark.parametrize("among", [True, False], ids=["only-async", "all-but-async"])
+def test_the_split_claim_compiles_once_with_one_array_of_names(
+    as_worker: Store, among: bool
+) -> None:
+    # As the worker runs it (the driver's copy): the names are one parameter, not a list
+    # rendered into the statement, so a new async name does not make a new statement.
+    compiled = as_worker._compiled(as_worker._claim_statement(((), among)))
+    assert compiled.sql.count("c_names") == 1, compiled.sql
+    params = {"c_limit": 10, "c_lease": "L" * 32, "c_worker": "w", "c_now": at(300)}
+    params["c_names"] = ["app.Fetch", "app.Ping"]
+    text, nodes = explain_sql(as_worker, compiled.sql, compiled.defaults | params)
+    assert scans_on_jobs(nodes) == {
+        ("Index Scan", "ix_corequeue_jobs_ready"),
+        ("Index Scan", "corequeue_jobs_pkey"),
+        ("ModifyTable", None),
+    }, text
 
 
 def test_the_claim_on_the_crowded_table_takes_the_right_jobs(crowded_store: Store) -> None:

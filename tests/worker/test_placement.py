@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corequeue.core import shares
+from corequeue.core import claims, shares
 from corequeue.executor.child import ASYNC, ChildConfig
 from corequeue.executor.placement import Placing, holders, place
 from corequeue.executor.pool import ProcessPool, _Child
@@ -180,3 +181,94 @@ def test_a_stopping_child_that_still_holds_a_capped_queue_leaves_it_no_room() ->
     # Claiming flood now would only hand its jobs back: the one child it may use is leaving.
     assert shares.room_for("flood", 1, rooms) == 0
     assert shares.room_for("other", 1, rooms) == 10
+
+
+class KindStore:
+    """The claim lane's two calls, with ready jobs by name (in claim order) per queue."""
+
+    is_postgresql = False
+
+    def __init__(self, ready: list[str]) -> None:
+        self.ready = ready
+        self.claims: list[tuple[int, claims.Names | None]] = []
+        self.looked_up: list[claims.Names | None] = []
+
+    def job_claim_many(self, *, limit: int, names: claims.Names | None = None, **_: Any) -> Any:
+        self.claims.append((limit, names))
+        fits = [
+            i
+            for i, name in enumerate(self.ready)
+            if names is None or (name in names.names) == names.among
+        ][:limit]
+        taken = [SimpleNamespace(name=self.ready[i]) for i in fits]
+        self.ready = [name for i, name in enumerate(self.ready) if i not in fits]
+        return taken
+
+    def job_next_run_at(self, queues: Any, names: claims.Names | None = None) -> None:
+        self.looked_up.append(names)
+
+
+def kinds_lane(store: Any, room: claims.FreeRoom) -> ClaimLane:
+    return ClaimLane(store, [], "w", kinds=lambda: room)
+
+
+def test_a_claim_with_async_names_known_takes_sync_jobs_only_for_the_sync_room() -> None:
+    store: Any = KindStore(["Slow"] * 200 + ["Fetch"] * 3)
+    rooms = [claims.FreeRoom(sync=20, async_=1000, async_names=frozenset({"Fetch"}))]
+    lane = ClaimLane(store, [], "w", kinds=lambda: rooms[-1])
+    assert lane.claim(255, datetime.now(UTC), inline=True)
+    outcome = lane.take()
+    assert isinstance(outcome, Claimed)
+    assert [j.name for j in outcome.jobs] == ["Slow"] * 20 + ["Fetch"] * 3  # not 200 Slow
+    only, others = claims.Names(("Fetch",), True), claims.Names(("Fetch",), False)
+    assert store.claims == [(20, others), (235, only)]
+    assert outcome.more  # the sync part filled up: more may be ready
+    # Nothing came of the async part: a look-up asks about async jobs only (slow sync jobs
+    # ready now would make the worker claim again and again for slots it has no room in).
+    rooms.append(claims.FreeRoom(0, 997, frozenset({"Fetch"})))  # the sync room is full
+    # The async part came back short while the sync part filled up: it is left out for a
+    # while (it would read through the sync backlog again to find nothing).
+    assert lane.claim(124, datetime.now(UTC), inline=True)
+    assert lane.take() == Claimed([], 0, False) and len(store.claims) == 2
+    # Nothing filled up this time: the next claim asks for async jobs again. Nothing of them
+    # came: a look-up asks about async jobs only (slow sync jobs ready now would make the
+    # worker claim again and again for slots it has no room in).
+    assert lane.claim(124, datetime.now(UTC), inline=True)
+    assert lane.take() == Claimed([], 124, False) and store.claims[2:] == [(124, only)]
+    assert lane.look_up(inline=True)
+    assert lane.take() == NextReady(None) and store.looked_up == [only]
+
+
+def test_a_pure_async_drain_claims_again_at_once_and_reads_no_backlog_for_sync_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    room = claims.FreeRoom(20, 1000, frozenset({"Fetch"}))
+    only, others = claims.Names(("Fetch",), True), claims.Names(("Fetch",), False)
+    store: Any = KindStore(["Fetch"] * 1000)
+    lane = kinds_lane(store, room)
+    for _ in range(3):
+        assert lane.claim(255, datetime.now(UTC), inline=True)
+        outcome = lane.take()
+        assert isinstance(outcome, Claimed) and len(outcome.jobs) == 255 and outcome.more
+    # No sync job was ready: the sync part is left out while the async part fills up.
+    assert store.claims == [(20, others)] + [(255, only)] * 3
+
+    # At most for claims.DRY_SECONDS: a sync job enqueued meanwhile is claimed after that.
+    monkeypatch.setattr(claims, "DRY_SECONDS", -1.0)
+    store = KindStore(["Fetch"] * 1000)
+    lane = kinds_lane(store, room)
+    for _ in range(2):
+        assert lane.claim(255, datetime.now(UTC), inline=True)
+        lane.take()
+    assert store.claims == [(20, others), (255, only)] * 2
+
+
+def test_a_lane_told_nothing_of_kinds_claims_as_before() -> None:
+    store: Any = KindStore(["Slow"] * 5 + ["Fetch"])
+    lane = ClaimLane(store, [], "w")
+    assert lane.claim(10, datetime.now(UTC), inline=True)
+    outcome = lane.take()
+    assert isinstance(outcome, Claimed) and len(outcome.jobs) == 6 and not outcome.more
+    assert store.claims == [(10, None)]
+    assert lane.look_up(inline=True)
+    assert lane.take() == NextReady(None) and store.looked_up == [None]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from corequeue.core import claims
 from corequeue.executor.child import ASYNC, SYNC, ChildConfig
 from corequeue.executor.pool import ProcessPool, _Child
 from corequeue.executor.sizing import INITIAL_PENDING, Sizing
@@ -59,6 +60,39 @@ def test_the_first_async_job_started_asks_for_a_claim_once() -> None:
     assert pool.free_slots() == (INITIAL_PENDING - 2) + (50 - 1)
     pool._receive(child, ("started_many", [(3, ASYNC)]), [])
     assert not pool.sizing.grew()  # once
+
+
+def test_the_pool_tells_the_claim_its_free_room_by_kind_and_the_async_names() -> None:
+    pool = ProcessPool(ChildConfig((), (), "", concurrency=50), max_processes=1)
+    none: Any = None
+    process: Any = _NoProcess()
+    child = _Child(process=process, conn=none, sock=none, ready=True)
+    pool.children = [child]
+    child.pending[1] = Task(1, "lease", "app.Slow", "[]", 1, None)
+    child.pending[2] = Task(2, "lease", "app.Fetch", "[]", 1, None)
+    assert pool.free_room() == claims.FreeRoom(INITIAL_PENDING - 2, 0)
+    pool._receive(child, ("started_many", [(1, SYNC), (2, ASYNC)]), [])
+    room = pool.free_room()
+    assert room == claims.FreeRoom(INITIAL_PENDING - 1, 49, frozenset({"app.Fetch"}))
+    assert pool.free_slots() == room.sync + room.async_
+
+
+def test_a_child_near_its_max_jobs_may_take_its_last_jobs_of_either_kind() -> None:
+    pool = ProcessPool(
+        ChildConfig((), (), "", concurrency=50), max_processes=1, max_jobs_per_process=7
+    )
+    none: Any = None
+    process: Any = _NoProcess()
+    pool.children = [_Child(process=process, conn=none, sock=none, ready=True)]
+    pool.sizing.saw_async()
+    pool.kinds["app.Fetch"], pool.async_names = ASYNC, frozenset({"app.Fetch"})
+    # Each kind up to the 7 jobs it has left (async jobs only, say: all 7 of them), and a
+    # claim of no more than 7 in all.
+    assert pool.free_room() == claims.FreeRoom(7, 7, frozenset({"app.Fetch"}))
+    assert pool.free_slots() == 7
+    pool.children[0].assigned = 2
+    assert pool.free_room() == claims.FreeRoom(5, 5, frozenset({"app.Fetch"}))
+    assert pool.free_slots() == 5
 
 
 class _NoProcess:
