@@ -158,11 +158,12 @@ def test_migrate_creates_the_schema_then_does_nothing(empty_url: str) -> None:
         store.dispose()
 
 
-def test_two_migrations_at_once_both_succeed(empty_url: str) -> None:
+def migrate_twice_at_once(url: str) -> set[Any]:
+    """What two migrations of ``url`` started at once returned (or raised)."""
     results: list[Any] = []
 
     def migrate() -> None:
-        store = Store.from_url(empty_url)
+        store = Store.from_url(url)
         try:
             results.append(store.migrate())
         except Exception as exc:
@@ -175,11 +176,15 @@ def test_two_migrations_at_once_both_succeed(empty_url: str) -> None:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    # One creates the tables, the other waits for it and finds them.
-    assert set(results) == {
-        (None, schema.SCHEMA_VERSION),
-        (schema.SCHEMA_VERSION, schema.SCHEMA_VERSION),
-    }
+    return set(results)
+
+
+#: One migration creates the tables, the other waits for it and finds them.
+BOTH_MIGRATED = {(None, schema.SCHEMA_VERSION), (schema.SCHEMA_VERSION, schema.SCHEMA_VERSION)}
+
+
+def test_two_migrations_at_once_both_succeed(empty_url: str) -> None:
+    assert migrate_twice_at_once(empty_url) == BOTH_MIGRATED
 
 
 def test_two_processes_starting_on_a_new_sqlite_file_both_migrate(tmp_path: Path) -> None:
@@ -187,27 +192,8 @@ def test_two_processes_starting_on_a_new_sqlite_file_both_migrate(tmp_path: Path
     # SQLite answered the other "database is locked" at once (about one race in four) until
     # the switch was tried again within the busy timeout.
     for round_ in range(50):
-        url = f"sqlite:///{tmp_path / f'new-{round_}.sqlite3'}"
-        results: list[Any] = []
-
-        def migrate(url: str = url, results: list[Any] = results) -> None:
-            store = Store.from_url(url)
-            try:
-                results.append(store.migrate())
-            except Exception as exc:
-                results.append(exc)
-            finally:
-                store.dispose()
-
-        threads = [threading.Thread(target=migrate) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert set(results) == {
-            (None, schema.SCHEMA_VERSION),
-            (schema.SCHEMA_VERSION, schema.SCHEMA_VERSION),
-        }, (round_, results)
+        results = migrate_twice_at_once(f"sqlite:///{tmp_path / f'new-{round_}.sqlite3'}")
+        assert results == BOTH_MIGRATED, (round_, results)
 
 
 def test_migrate_runs_each_upgrade_step_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
