@@ -131,3 +131,10 @@ def dry_parts(
         return dry if results and all(full for _, full in results) else frozenset()
     filled = {part.names.among: full for part, full in results if part.names is not None}
     return frozenset(among for among, full in filled.items() if not full and filled.get(not among))
+
+
+def more_ready(filled: Sequence[bool], *, split: bool) -> bool:
+    """Whether more jobs may be ready now, from whether each claim a worker made got all it
+    asked for: all of them did; split by kind, any did (the other kind may simply have
+    nothing ready, and that kind's part is looked for again when a job ends or is enqueued)."""
+    return any(filled) if split else all(filled)

@@ -24,7 +24,7 @@ class StoreBase:
         self._claim_statements: dict[tuple[tuple[str, ...], bool | None], Any] = {}
         self._driver_claims: dict[tuple[tuple[str, ...], bool | None], driver.Compiled] = {}
         self._driver_inserts: dict[tuple[str, ...], driver.Compiled] = {}
-        self._driver_next_run: dict[tuple[tuple[str, ...], Any], driver.Compiled] = {}
+        self._driver_next_run: dict[tuple[tuple[str, ...], bool | None], driver.Compiled] = {}
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Self:

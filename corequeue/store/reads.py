@@ -91,24 +91,26 @@ class ReadQueries(StoreBase):
     ) -> datetime | None:
         """When the earliest waiting job (of the names ``names`` lets through, if given)
         becomes ready (None when nothing waits)."""
+        params = {} if names is None else {"n_names": list(names.names)}
         if self._driver is not None:
             # An idle worker asks after each claim that found too few jobs, while the child
             # starts the ones it found: compiled once per queue list and name filter (and
             # prepared by psycopg), it costs the worker and the server less CPU then than
             # building, compiling and planning the statement each time.
-            key = (tuple(queues), names)
+            key = (tuple(queues), None if names is None else names.among)
             compiled = self._driver_next_run.get(key)
             if compiled is None:
-                if len(self._driver_next_run) >= 64:  # queue lists and names come and go
+                if len(self._driver_next_run) >= 64:  # queue lists from shares: bounded
                     self._driver_next_run.clear()
-                query = _next_run_at(key[0], names, postgresql=True)
+                query = _next_run_at(key[0], key[1], postgresql=True)
                 compiled = self._driver_next_run[key] = self._compiled(query)
             with self._errors():
-                value = self._driver_run(compiled, {})[0][0]
+                value = self._driver_run(compiled, params)[0][0]
         else:
+            among = None if names is None else names.among
             with self._errors(), self.read() as conn:
-                pg = self.is_postgresql
-                value = conn.execute(_next_run_at(queues, names, postgresql=pg)).scalar()
+                query = _next_run_at(queues, among, postgresql=self.is_postgresql)
+                value = conn.execute(query, params).scalar()
         if value is None:
             return None
         return schema.UTCDateTime().process_result_value(value, self.engine.dialect)
@@ -124,17 +126,13 @@ class ReadQueries(StoreBase):
             return [(q, read_state(s), int(n)) for q, s, n in conn.execute(query)]
 
 
-def _next_run_at(
-    queues: Sequence[str], names: claims.Names | None, *, postgresql: bool
-) -> sa.Select[Any]:
-    """The earliest run_at of the waiting jobs of ``queues`` (none: every queue) that
-    ``names`` lets through (None: any)."""
+def _next_run_at(queues: Sequence[str], among: bool | None, *, postgresql: bool) -> sa.Select[Any]:
+    """The earliest run_at of the waiting jobs of ``queues`` (none: every queue) whose names
+    the parameter ``n_names`` lets through (``among``: only those, else all but those; None:
+    any name)."""
     query = sa.select(sa.func.min(jobs.c.run_at)).where(jobs.c.state == JobState.REQUESTED.value)
     if queues:
         query = query.where(jobs.c.queue.in_(list(queues)))
-    if names is not None:
-        among = names.among
-        query = query.where(
-            flow_sql.name_clause("n_names", among=among, postgresql=postgresql, names=names.names)
-        )
+    if among is not None:
+        query = query.where(flow_sql.name_clause("n_names", among=among, postgresql=postgresql))
     return query

@@ -167,9 +167,8 @@ class ClaimLane(_Lane):
                     calls.append((group.queues, part.names, len(got) >= part_ask))
                 self._note_dry(group.queues, claims.dry_parts(results, left_out), left_out, clock)
             self._short = [(q, n) for q, n, filled in calls if not filled]
-            filled = [call[2] for call in calls]
-            split = bool(room.async_names)
-            return Claimed(jobs, asked, any(filled) if split else all(filled))
+            more = claims.more_ready([call[2] for call in calls], split=bool(room.async_names))
+            return Claimed(jobs, asked, more)
 
         return self._offload.start(claim, inline=inline)
 
@@ -194,12 +193,7 @@ class ClaimLane(_Lane):
             listed += [q for q in (queues if self.caps else self.queues) if q not in listed]
 
         def look() -> NextReady:
-            found = [
-                store.job_next_run_at(queues)
-                if names is None
-                else store.job_next_run_at(queues, names)
-                for names, queues in asks.items()
-            ]
+            found = [store.job_next_run_at(queues, names) for names, queues in asks.items()]
             return NextReady(min((when for when in found if when is not None), default=None))
 
         return self._offload.start(look, inline=inline)

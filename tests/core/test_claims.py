@@ -151,3 +151,11 @@ def test_a_kind_left_out_stays_out_only_while_the_parts_made_fill_up() -> None:
     assert claims.dry_parts([(async_, True)], frozenset({False})) == {False}
     assert claims.dry_parts([(async_, False)], frozenset({False})) == frozenset()
     assert claims.dry_parts([], frozenset({False})) == frozenset()  # nothing was asked
+
+
+def test_more_may_be_ready_when_every_claim_filled_or_split_by_kind_when_one_did() -> None:
+    assert claims.more_ready([True, True], split=False)
+    assert not claims.more_ready([True, False], split=False)  # a queue group came back short
+    assert claims.more_ready([True, False], split=True)  # one kind still fills its room
+    assert not claims.more_ready([False, False], split=True)
+    assert claims.more_ready([], split=False)  # nothing asked: as before, look again

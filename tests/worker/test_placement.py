@@ -143,7 +143,8 @@ class FakeStore:
             jobs += [SimpleNamespace(queue=queue)] * take
         return jobs
 
-    def job_next_run_at(self, queues: Any) -> datetime | None:
+    def job_next_run_at(self, queues: Any, names: claims.Names | None = None) -> datetime | None:
+        assert names is None  # no async job here: a claim is never split by kind
         self.looked_up.append(list(queues))
         return None
 
