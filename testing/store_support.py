@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,6 +99,21 @@ def ending(
         finished_at=now,
         **fields,
     )
+
+
+@contextlib.contextmanager
+def seeded_store(url: str, *, finished: int, waiting: int) -> Iterator[Store]:
+    """A migrated store of ``url`` holding the jobs of :func:`seed_jobs`, emptied and
+    disposed of afterwards."""
+    store = Store.from_url(url)
+    store.migrate()
+    seed_jobs(store, finished=finished, waiting=waiting)
+    try:
+        yield store
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
+        store.dispose()
 
 
 def seed_jobs(store: Store, *, finished: int, waiting: int) -> None:

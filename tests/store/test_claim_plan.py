@@ -15,7 +15,7 @@ from corequeue.core import claims
 from corequeue.store.endings import ENDING_COLUMNS, FINISH_POSTGRESQL
 from corequeue.store.engine import create_engine
 from corequeue.store.queries import Store
-from testing.store_support import T0, at, claim, insert, new_job, seed_jobs
+from testing.store_support import T0, at, claim, insert, new_job, seeded_store
 
 FINISHED_ROWS = 200_000
 #: A backlog, due over ten minutes: the claims below run at T0 + 5 min, half of it ready.
@@ -28,15 +28,8 @@ def crowded_store(postgres_url: str) -> Iterator[Store]:
 
     (Plans are PostgreSQL's; on SQLite claims are serialized by its write lock.)
     """
-    store = Store.from_url(postgres_url)
-    store.migrate()
-    seed_jobs(store, finished=FINISHED_ROWS, waiting=WAITING_ROWS)
-    try:
+    with seeded_store(postgres_url, finished=FINISHED_ROWS, waiting=WAITING_ROWS) as store:
         yield store
-    finally:
-        with store.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
-        store.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from corequeue.store.endings import FINISH_POSTGRESQL, _ending_params
 from corequeue.store.engine import create_engine
 from corequeue.store.flow_sql import slot_view_statement
 from corequeue.store.queries import Store
-from testing.store_support import at, claim, ending, seed_jobs
+from testing.store_support import at, claim, ending, seeded_store
 
 HISTORY_ROWS = 50_000
 WAITING_ROWS = 4_000
@@ -40,15 +40,8 @@ ROWS_PER_ENDING = 20
 def busy_store(postgres_url: str) -> Iterator[Store]:
     """50k finished jobs and 4,000 waiting ones (half of them ready at T0 + 5 min), analyzed
     while none ran."""
-    store = Store.from_url(postgres_url)
-    store.migrate()
-    seed_jobs(store, finished=HISTORY_ROWS, waiting=WAITING_ROWS)  # none running
-    try:
+    with seeded_store(postgres_url, finished=HISTORY_ROWS, waiting=WAITING_ROWS) as store:
         yield store
-    finally:
-        with store.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE corequeue_jobs, corequeue_attempts RESTART IDENTITY"))
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
