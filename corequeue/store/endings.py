@@ -166,10 +166,10 @@ def _ending_params(ends: Sequence[AttemptEnd]) -> dict[str, str]:
 #: The job rows are found by primary key alone (``j.id = ANY(:id)``), as in
 #: ``leases_statement``: a matching lease is the state check (ck_corequeue_jobs_lease_iff_running).
 #: "j.state = 'running'" here let the planner, once ANALYZE had seen few running jobs (as
-#: autovacuum's does), drive the join from the running jobs' partial index, dead entries and
-#: all, and compare every running row with every ending: a 1,500-ending batch took 6.5 s and a
-#: no-op drain fell from ~24,000 to ~2,000 jobs/s. ``j.id = ANY(:id)`` gives the planner the
-#: batch's ids to look up whatever its statistics say (tests/store EXPLAINs it analyzed).
+#: autovacuum's ANALYZE may), drive the join from the running jobs' partial index, dead entries
+#: and all, and compare every running row with every ending: work growing as the square of the
+#: batch (figures in benchmarks/README.md). ``j.id = ANY(:id)`` gives the planner the batch's
+#: ids to look up whatever its statistics say (tests/store/test_stale_statistics.py).
 FINISH_POSTGRESQL = sa.text(
     f"""
 WITH v AS (

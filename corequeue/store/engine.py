@@ -164,8 +164,8 @@ SQLITE_BUSY_MS = 30_000
 def _wal(cursor: Any) -> None:
     """Put the database in WAL mode. Switching a new file needs it to itself, and when another
     connection holds a lock SQLite may answer "database is locked" at once rather than wait
-    (waiting could deadlock): two processes starting on a new file at once (a worker and
-    ``corequeue migrate``) failed one in four times. So try again, within the busy timeout."""
+    (waiting could deadlock), so two processes starting on a new file at once (a worker and
+    ``corequeue migrate``) could fail. So try again, within the busy timeout."""
     deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
     while True:
         try:
