@@ -78,14 +78,20 @@ def run(
     return driver(compiled.sql, values)
 
 
-def run_in(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> Sequence[Any]:
-    """Run a statement compiled by :func:`compile_statement` on ``conn``, in its transaction
-    (SQLAlchemy's plain-SQL path: no statement compiling, rows as the driver gives them)."""
+def run_in(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run a statement compiled by :func:`compile_statement` on ``conn``, in its transaction,
+    on its driver connection: rows are the driver's tuples (SQLAlchemy's result rows cost
+    about as much again per row). Errors are wrapped as SQLAlchemy would wrap them; a lost
+    connection is invalidated when the transaction rolls back."""
     values = compiled.defaults | params
     utc, dialect = UTC_TYPE, conn.dialect
     for name in compiled.times:
         values[name] = utc.process_bind_param(values[name], dialect)
-    return conn.exec_driver_sql(compiled.sql, values).all()
+    raw: Any = conn.connection.driver_connection
+    try:
+        return _rows_of(raw, compiled.sql, values)
+    except dialect.loaded_dbapi.Error as e:
+        raise _wrapped(dialect, e, compiled.sql, values, _lost(dialect, e, raw)) from e
 
 
 def _wrapped(dialect: Dialect, e: Exception, sql: str | None, params: Any, lost: bool) -> Exception:
@@ -107,7 +113,7 @@ def _lost(dialect: Dialect, e: Any, conn: Any) -> bool:
 def _rows_of(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     cursor = conn.cursor()
     cursor.execute(sql, params)
-    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description is not None else []
     cursor.close()
     return rows
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -92,6 +92,19 @@ class SlotView:
 
     free: dict[tuple[str, str], list[int]]
     held: dict[int, list[limits.Slot]]
+
+
+class SlotRow(NamedTuple):
+    """A slot as the slot view (:func:`corequeue.store.flow_sql.slot_view_statement`) reads it."""
+
+    kind: str
+    key: str
+    slot: int
+    job_id: int | None
+    attempt: int | None
+    period: float | None
+    started_at: datetime | None
+    mine: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +304,14 @@ class FlowQueries(StoreBase):
         return self._compiled(flow_sql.slot_view_statement(postgresql=True))
 
     @functools.cached_property
+    def _busy_compiled(self) -> driver.Compiled:
+        return self._compiled(flow_sql.BUSY_POSTGRESQL)
+
+    @functools.cached_property
+    def _slot_writes_compiled(self) -> driver.Compiled:
+        return self._compiled(flow_sql.SLOT_WRITES_POSTGRESQL)
+
+    @functools.cached_property
     def _ready_compiled(self) -> dict[ReadyKey, driver.Compiled]:
         return {}
 
@@ -309,10 +330,14 @@ class FlowQueries(StoreBase):
             found: Any = driver.run_in(conn, self._slot_view_compiled, params)
         else:
             found = conn.execute(flow_sql.slot_view_statement(postgresql=False), params)
-        rows = [r for r in found if (r.kind, r.key) in keys]
+        rows = [SlotRow(*r) for r in found if (r[0], r[1]) in keys]
         look = [r.job_id for r in rows if r.kind == limits.CONCURRENCY and r.job_id and not r.mine]
         busy: set[tuple[int, int]] = set()  # (job id, attempt) running: taken meanwhile
-        if look:
+        if look and self.is_postgresql:
+            ids = "{" + ",".join([str(job_id) for job_id in sorted(set(look))]) + "}"
+            found = driver.run_in(conn, self._busy_compiled, {"b_ids": ids})
+            busy = {(job_id, attempt) for job_id, attempt in found}
+        elif look:
             read = sa.select(jobs.c.id, jobs.c.attempts).where(  # running: holds a lease
                 jobs.c.id.in_(sorted(set(look))), jobs.c.lease.is_not(None)
             )
@@ -325,7 +350,7 @@ class FlowQueries(StoreBase):
             if r.kind == limits.RATE:
                 if (r.key, r.slot) in rated:
                     view.free[key].append(r.slot)
-            elif r.mine:
+            elif r.mine and r.job_id is not None:
                 view.held.setdefault(r.job_id, []).append((r.kind, r.key, r.slot))
             elif (r.job_id, r.attempt) not in busy:
                 view.free[key].append(r.slot)
@@ -477,7 +502,7 @@ class FlowQueries(StoreBase):
                     flow_sql.SLOT_WRITE_COLUMNS, zip(*writes, strict=True), strict=True
                 )
             }
-            conn.execute(flow_sql.SLOT_WRITES_POSTGRESQL, {"b_started": now} | columns)
+            driver.run_in(conn, self._slot_writes_compiled, {"b_started": now} | columns)
             return
         stmt = (
             sa.update(slots)

@@ -30,6 +30,13 @@ WHERE s.kind = w.kind AND s.key = w.key AND s.slot = w.slot
 """
 ).bindparams(sa.bindparam("b_started", type_=schema.UTCDateTime))
 
+#: The running jobs (id, attempt) among ``:b_ids`` (one text parameter, ``{1,2}``: binding a
+#: list costs per item), each found by primary key; running: it holds a lease.
+BUSY_POSTGRESQL = sa.text(
+    "SELECT j.id, j.attempts FROM corequeue_jobs AS j "
+    "WHERE j.id = ANY(CAST(:b_ids AS bigint[])) AND j.lease IS NOT NULL"
+)
+
 
 def slot_view_statement(*, postgresql: bool) -> sa.Select[Any]:
     """The slots of the keys ``v_keys`` a claim by worker ``v_worker`` at ``v_now`` may use
