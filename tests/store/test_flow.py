@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+import corequeue
+from corequeue import runtime
 from corequeue.core import claims, limits
 from corequeue.core.states import JobState, Outcome
-from corequeue.store import flow
+from corequeue.store import driver, flow
 from corequeue.store.queries import Store
 from corequeue.store.records import ClaimedJob, NewJob
 from testing.store_support import T0, at, claim, ending, insert, new_job
+from tests.conftest import empty_postgres
 
 
 def limited(
@@ -238,3 +243,48 @@ def test_the_limited_claim_takes_what_the_core_rule_grants(store: Store, seed: i
                     rate_starts.setdefault(key.split(":")[-1], []).append((step * 2, got.id))
         done = rng.sample(sorted(running), k=len(running) // 2)
         finish(store, [running.pop(i) for i in done], now=now + timedelta(seconds=1))
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[Store]:
+    """The migrated, empty PostgreSQL store (the race below needs its statement snapshots)."""
+    configured = corequeue.configure(empty_postgres(postgres_url), middleware=[])
+    try:
+        yield configured
+    finally:
+        runtime.reset()
+
+
+def test_a_slot_taken_after_the_slot_view_s_snapshot_is_not_granted_again(
+    postgres_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot view reads each slot's holder through its statement's snapshot, taken before
+    it locks the slot: another worker's claim that commits in between shows its job as still
+    waiting, so the slot looks free. The holders of free-looking slots are read again after
+    the locks; a running one keeps its slot. The race is set up by giving the limited claim
+    the row such a stale slot view returns (the other worker's job, its attempt, not mine)."""
+    store = postgres_store
+    first, second = insert(store, *[limited("tenant:1", concurrency=1) for _ in range(2)])
+    (taken,) = claim(store, worker="worker-2")  # the other worker's claim, committed
+    assert taken.id == first
+    with store.engine.connect() as conn:
+        (stale,) = conn.execute(
+            sa.text(
+                "SELECT kind, key, slot, job_id, attempt, period, started_at, false "
+                "FROM corequeue_limit_slots"
+            )
+        ).all()
+    assert stale.job_id == first and stale.attempt == 1
+    view_sql = store._slot_view_compiled.sql
+    real_run_in = driver.run_in
+
+    def stale_slot_view(conn: Any, compiled: driver.Compiled, params: Any) -> Any:
+        if compiled.sql == view_sql:
+            return [tuple(stale)]
+        return real_run_in(conn, compiled, params)
+
+    monkeypatch.setattr(driver, "run_in", stale_slot_view)
+    assert claim(store, worker="worker-1") == []  # its holder runs: not free
+    monkeypatch.undo()
+    finish(store, [taken], now=at(1))
+    assert [j.id for j in claim(store, worker="worker-1", now=at(1))] == [second]
