@@ -84,50 +84,64 @@ def dashboard_url(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 def serve_dashboard(database_url: str, tmp_path: Path, *more: str) -> Iterator[str]:
-    """The dashboard_url fixture's work, with ``more`` arguments for the command."""
-    port = free_port()
+    """The dashboard_url fixture's work, with ``more`` arguments for the command. The port is
+    a free one picked here; another process may take it before the dashboard binds it (its
+    bind then fails and it exits), so that case starts it again on another port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COREQUEUE_")}
     env["COREQUEUE_DASHBOARD_TOKEN"] = TOKEN
     log = tmp_path / "dashboard.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corequeue",
-                "dashboard",
-                "--port",
-                str(port),
-                "--database-url",
-                database_url,
-                *more,
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"corequeue dashboard exited: {log.read_text()}")
-            try:
-                if httpx.get(url + "/login", timeout=2).status_code in (200, 401):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("corequeue dashboard did not answer within the deadline")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
+    for _ in range(3):
+        port = free_port()
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "corequeue",
+                    "dashboard",
+                    "--port",
+                    str(port),
+                    "--database-url",
+                    database_url,
+                    *more,
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if _answers(process, url, log):
+                yield url
+                return
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    pytest.fail(f"corequeue dashboard found no free port in 3 tries: {log.read_text()}")
+
+
+def _answers(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
+    """Wait for the dashboard at ``url`` to answer (True), or to exit because its port was
+    taken meanwhile (False); any other exit, or no answer by the deadline, fails the test."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        if process.poll() is not None:
+            text = log.read_text()
+            if "address already in use" in text.lower():
+                return False
+            pytest.fail(f"corequeue dashboard exited: {text}")
+        try:
+            if httpx.get(url + "/login", timeout=2).status_code in (200, 401):
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("corequeue dashboard did not answer within the deadline")
+        time.sleep(0.1)
 
 
 def add_schedule(store: Store, seeded: Seeded) -> None:
