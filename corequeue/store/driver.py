@@ -6,7 +6,8 @@ and its batches of endings). SQLAlchemy's execution path costs about as much as 
 connection is the process's kept one (:class:`~corequeue.store.engine.KeptConnection`), or a
 pooled one while another thread has that. Errors are wrapped as SQLAlchemy would wrap them, and
 a dead connection is dropped. Statement events (``before_cursor_execute``) do not fire for
-these statements.
+these statements. :func:`run_in` runs such a statement inside a transaction of the caller's
+(the limited claim's several statements), on that transaction's driver connection.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def run(
 def run_in(conn: Connection, compiled: Compiled, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Run a statement compiled by :func:`compile_statement` on ``conn``, in its transaction,
     on its driver connection: rows are the driver's tuples (SQLAlchemy's result rows cost
-    about as much again per row). Errors are wrapped as SQLAlchemy would wrap them; a lost
-    connection is invalidated when the transaction rolls back."""
+    about as much again per row), and no statement event fires, as with :func:`run`. Errors
+    are wrapped as SQLAlchemy would wrap them; a lost connection is invalidated when the
+    transaction rolls back."""
     values = compiled.defaults | params
     utc, dialect = UTC_TYPE, conn.dialect
     for name in compiled.times:
