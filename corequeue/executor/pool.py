@@ -194,8 +194,7 @@ class ProcessPool:
         """The free slots of :meth:`free_slots` by kind, and the job names known to be async:
         what a claim is split by (:func:`corequeue.core.claims.by_kind`)."""
         rooms = self._free_rooms()
-        sync = sum(r[2] for r in rooms)
-        return claims.FreeRoom(sync, sum(r[3] for r in rooms), self.async_names)
+        return claims.FreeRoom(sum(r[2] for r in rooms), sum(r[3] for r in rooms), self.async_names)
 
     def share_rooms(self) -> list[shares.Room]:
         """Each child's free room (as :meth:`free_slots` counts it) and the capped queues it

@@ -4,6 +4,7 @@ the engine, its kinds of connection, the error translation, and the driver fast 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Self
 
@@ -11,6 +12,10 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from corequeue.store import driver
 from corequeue.store.engine import READ_ONLY, create_engine, translate_errors
+
+#: Statements compiled per key (queue lists, name filters) a cache keeps before it starts over:
+#: the lists come and go (pauses, full queues, shares), so a cache is bounded.
+COMPILED_PER_CACHE = 64
 
 
 class StoreBase:
@@ -66,6 +71,18 @@ class StoreBase:
 
     def _compiled(self, stmt: Any, keys: Any = None) -> driver.Compiled:
         return driver.compile_statement(self.engine.dialect, stmt, keys)
+
+    def _compiled_in(
+        self, cache: dict[Any, driver.Compiled], key: Any, build: Callable[[], Any]
+    ) -> driver.Compiled:
+        """The statement ``build()`` makes for ``key``, compiled once and kept in ``cache``
+        (emptied when it holds :data:`COMPILED_PER_CACHE` keys)."""
+        compiled = cache.get(key)
+        if compiled is None:
+            if len(cache) >= COMPILED_PER_CACHE:
+                cache.clear()
+            compiled = cache[key] = self._compiled(build())
+        return compiled
 
     def _driver_run(
         self, compiled: driver.Compiled, params: dict[str, Any]

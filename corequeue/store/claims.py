@@ -222,10 +222,7 @@ class ClaimQueries(flow.FlowQueries):
     def _driver_claim(self, key: ClaimKey, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The claim's rows through the driver (:attr:`_driver`), on PostgreSQL: an idle
         worker's pick-up latency is mostly this statement's round trip."""
-        compiled = self._driver_claims.get(key)
-        if compiled is None:
-            compiled = self._compiled(self._claim_statement(key))
-            self._driver_claims[key] = compiled
+        compiled = self._compiled_in(self._driver_claims, key, lambda: self._claim_statement(key))
         return self._driver_run(compiled, params)
 
     def claim_statement(

@@ -416,16 +416,11 @@ class FlowQueries(StoreBase):
         ``ready[0]`` (none: every queue) but not of ``ready[1]``, ``r_limit`` from ``r_offset``
         (with ``ready[2]`` not None, of the names ``r_names`` let through). On PostgreSQL the
         statement is compiled once per key."""
-        postgresql = self.is_postgresql
-        if not postgresql:
+        if not self.is_postgresql:
             return conn.execute(flow_sql.ready_statement(*ready), params).all()
-        cache = self._ready_compiled
-        compiled = cache.get(ready)
-        if compiled is None:
-            if len(cache) >= 64:  # queue lists come and go (pauses, full queues): bounded
-                cache.clear()
-            stmt = flow_sql.ready_statement(*ready, postgresql=True)
-            compiled = cache[ready] = self._compiled(stmt)
+        compiled = self._compiled_in(
+            self._ready_compiled, ready, lambda: flow_sql.ready_statement(*ready, postgresql=True)
+        )
         return driver.run_in(conn, compiled, params)
 
     def _scan(

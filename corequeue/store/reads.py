@@ -98,12 +98,9 @@ class ReadQueries(StoreBase):
             # prepared by psycopg), it costs the worker and the server less CPU then than
             # building, compiling and planning the statement each time.
             key = (tuple(queues), None if names is None else names.among)
-            compiled = self._driver_next_run.get(key)
-            if compiled is None:
-                if len(self._driver_next_run) >= 64:  # queue lists from shares: bounded
-                    self._driver_next_run.clear()
-                query = _next_run_at(key[0], key[1], postgresql=True)
-                compiled = self._driver_next_run[key] = self._compiled(query)
+            compiled = self._compiled_in(
+                self._driver_next_run, key, lambda: _next_run_at(*key, postgresql=True)
+            )
             with self._errors():
                 value = self._driver_run(compiled, params)[0][0]
         else:

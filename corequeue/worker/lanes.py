@@ -163,8 +163,9 @@ class ClaimLane(_Lane):
                     asked += part_ask
                     took += len(got)
                     room = room.took(part, len(got))
-                    results.append((part, len(got) >= part_ask))
-                    calls.append((group.queues, part.names, len(got) >= part_ask))
+                    filled = len(got) >= part_ask
+                    results.append((part, filled))
+                    calls.append((group.queues, part.names, filled))
                 self._note_dry(group.queues, claims.dry_parts(results, left_out), left_out, clock)
             self._short = [(q, n) for q, n, filled in calls if not filled]
             more = claims.more_ready([call[2] for call in calls], split=bool(room.async_names))
