@@ -347,11 +347,17 @@ def check_concurrent(store: Store, results: Sequence[list[list[tuple[str, Any, A
         on_conflict = POLICY[row.key][1]
         if on_conflict is not OnConflict.REPLACE:
             assert arg == inserted[job_id]  # never changed
-        elif row.state is JobState.REQUESTED:
-            # Debounce: a job still waiting has the arguments of the last enqueue, by one of the
-            # enqueuers, that returned it.
+        elif row.state is JobState.REQUESTED and row.started_at is None:
+            # Debounce: a job that has waited all along has the arguments of the last enqueue,
+            # by one of the enqueuers, that returned it.
             lasts = {args[-1] for args in returned[job_id] if args}
             assert arg in lasts, f"job {job_id} has {arg}, the last enqueues gave {lasts}"
+        elif row.state is JobState.REQUESTED:
+            # Waiting again after an attempt (the worker's errored outcomes are retried): an
+            # enqueue while it ran kept it as it was ("replace" changes a waiting job only), so
+            # a later one need not be the one whose arguments it has; one of them is.
+            given = {a for args in returned[job_id] for a in args}
+            assert arg in given, f"job {job_id} has {arg}, its enqueues gave {given}"
 
 
 def concurrent_plans(enqueuers: int) -> st.SearchStrategy[list[Plan]]:
